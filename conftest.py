@@ -1,0 +1,117 @@
+"""Fixtures shared by every app's tests: the real testbed, users, API clients, and DockMon's own
+processes (monitor, daphne) running against the test database."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from dockmon_site import testing
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    from dockmon_site.testbed import require_testbed
+
+    return require_testbed()
+
+
+@pytest.fixture
+def alpha(testbed):
+    return testbed.engines["alpha"]
+
+
+@pytest.fixture
+def beta(testbed):
+    return testbed.engines["beta"]
+
+
+@pytest.fixture
+def unique():
+    """A short unique suffix for container and host names."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def containers_to_remove():
+    """Collects (engine, name) pairs; each is force-removed after the test."""
+    items: list = []
+    yield items
+    for engine, name in items:
+        engine.docker("rm", "-f", name, check=False)
+
+
+@pytest.fixture
+def run_container(containers_to_remove, testbed):
+    """Start a busybox container on an engine; removed after the test."""
+
+    def run(engine, name: str, *cmd: str, image: str = "dockmon/busybox:latest", detach: bool = True, extra: tuple = ()):
+        args = ["run", "--network", "none", "--name", name, *extra]
+        if detach:
+            args.insert(1, "-d")
+        containers_to_remove.append((engine, name))
+        result = engine.docker(*args, image, *(cmd or ("sleep", "3600")))
+        return result.stdout.strip()
+
+    return run
+
+
+@pytest.fixture
+def admin(django_user_model):
+    return django_user_model.objects.create_superuser("boss", password="pw-boss-12345")
+
+
+@pytest.fixture
+def admin_client(admin):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(admin)
+    return client
+
+
+@pytest.fixture
+def make_host(testbed):
+    """Create a DockerHost for a testbed engine: via="unix" | "tcp" | "tls"."""
+    from containers.models import DockerHost
+
+    def make(engine, name: str | None = None, via: str = "unix", **extra):
+        fields = {"name": name or f"{engine.name}-{uuid.uuid4().hex[:6]}"}
+        if via == "unix":
+            fields["url"] = engine.unix_url
+        elif via == "tcp":
+            fields["url"] = engine.tcp_url
+        else:
+            fields["url"] = engine.tcp_url
+            fields["tls_ca"] = open(engine.tls["ca"]).read()
+            fields["tls_cert"] = open(engine.tls["cert"]).read()
+            fields["tls_key"] = open(engine.tls["key"]).read()
+        fields.update(extra)
+        return DockerHost.objects.create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def monitor(transactional_db):
+    """Start `manage.py monitor` on the test database; call it to start (again), stopped after the test."""
+    processes: list[testing.ManagedProcess] = []
+
+    def start(**env):
+        process = testing.start_monitor(**env)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.stop()
+
+
+@pytest.fixture
+def daphne(transactional_db):
+    port = testing.free_port()
+    process = testing.start_daphne(port)
+    process.port = port
+    yield process
+    process.stop()

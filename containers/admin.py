@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from guardian.admin import GuardedModelAdmin
+
+from containers import services
+from containers.api.serializers import HostSerializer
+from containers.models import Container, ContainerTag, DockerHost, Event, Tag
+from dockmon_site.permissions import visible_containers, visible_hosts
+
+
+class HostAdminForm(forms.ModelForm):
+    # Secrets are write-only: an empty field keeps what is stored.
+    tls_ca = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="PEM; leave empty to keep the stored value")
+    tls_cert = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="PEM; leave empty to keep the stored value")
+    tls_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="PEM; never shown; leave empty to keep")
+    clear_tls = forms.BooleanField(required=False, help_text="Remove the stored TLS material")
+
+    class Meta:
+        model = DockerHost
+        fields = ["name", "url", "enabled", "tls_ca", "tls_cert", "tls_key"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            self.initial[name] = ""
+
+    def clean(self):
+        cleaned = super().clean()
+        data = {"name": cleaned.get("name", ""), "url": cleaned.get("url", "")}
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            if cleaned.get(name):
+                data[name] = cleaned[name]
+            elif cleaned.get("clear_tls"):
+                data[name] = ""
+        # The same validation as the API, so both surfaces accept exactly the same input.
+        serializer = HostSerializer(instance=self.instance if self.instance.pk else None, data=data, partial=bool(self.instance.pk))
+        if not serializer.is_valid():
+            for field, errors in serializer.errors.items():
+                target = field if field in self.fields else None
+                for error in errors:
+                    self.add_error(target, error)
+            return cleaned
+        cleaned["url"] = serializer.validated_data["url"]
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            if name in serializer.validated_data:
+                cleaned[name] = serializer.validated_data[name]
+        return cleaned
+
+    def save(self, commit=True):
+        host = super().save(commit=False)
+        stored = DockerHost.objects.filter(pk=host.pk).first() if host.pk else None
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            if not self.cleaned_data.get(name) and not self.cleaned_data.get("clear_tls") and stored is not None:
+                setattr(host, name, getattr(stored, name))
+        if commit:
+            host.save()
+        return host
+
+
+@admin.register(DockerHost)
+class DockerHostAdmin(GuardedModelAdmin):
+    form = HostAdminForm
+    list_display = ["name", "url", "status", "enabled", "engine_version", "container_count", "last_seen_at"]
+    list_filter = ["status", "enabled"]
+    search_fields = ["name", "url", "engine_name"]
+    readonly_fields = ["id", "status", "last_error", "engine_version", "api_version", "engine_id", "engine_name", "os", "last_seen_at", "status_changed_at", "created_at"]
+    actions = ["test_connection"]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).annotate(
+            n_containers=Count("containers", filter=Q(containers__removed_at__isnull=True))
+        )
+        return qs.filter(pk__in=visible_hosts(request.user).values("pk"))
+
+    @admin.display(description="Containers", ordering="n_containers")
+    def container_count(self, obj):
+        return obj.n_containers
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        if not change or set(form.changed_data) & {"url", "tls_ca", "tls_cert", "tls_key", "clear_tls"}:
+            services.test_host(obj)
+
+    @admin.action(description="Test connection")
+    def test_connection(self, request, queryset):
+        for host in queryset:
+            result = services.test_host(host)
+            if result["ok"]:
+                self.message_user(request, f"{host.name}: online, Docker {result['engine_version']} ({result['elapsed_ms']} ms)", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{host.name}: {result['status']}: {result['error']}", messages.ERROR)
+
+
+class ContainerTagInline(admin.TabularInline):
+    model = ContainerTag
+    extra = 0
+    autocomplete_fields = ["tag"]
+
+
+class RemovedFilter(admin.SimpleListFilter):
+    title = "presence"
+    parameter_name = "present"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "On the engine"), ("no", "Removed")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(removed_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(removed_at__isnull=False)
+        return queryset
+
+
+@admin.register(Container)
+class ContainerAdmin(GuardedModelAdmin):
+    list_display = ["name", "host", "state", "health", "image", "short_id", "started_at", "removed_at"]
+    list_filter = [RemovedFilter, "state", "health", "host", "tags"]
+    search_fields = ["name", "image", "key", "compose_project"]
+    list_select_related = ["host"]
+    inlines = [ContainerTagInline]
+    # Engine facts are read-only: the engine is the source of truth.
+    readonly_fields = [
+        "key", "host", "short_id", "container_id", "name", "image", "image_id", "command", "state", "status", "health",
+        "exit_code", "restart_count", "labels", "ports", "compose_project", "compose_service", "created_at",
+        "started_at", "finished_at", "removed_at", "replaced_by", "first_seen_at", "updated_at",
+    ]
+    exclude = ["tags"]
+
+    def get_queryset(self, request):
+        return visible_containers(request.user, queryset=super().get_queryset(request))
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ["name", "color", "n_containers"]
+    search_fields = ["name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n=Count("container_links"))
+
+    @admin.display(description="Containers", ordering="n")
+    def n_containers(self, obj):
+        return obj.n
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["ts", "category", "type", "severity", "host", "container_name", "message", "actor"]
+    list_filter = ["category", "severity", "type", "host"]
+    search_fields = ["message", "container_name", "container_key", "type"]
+    date_hierarchy = "ts"
+    list_select_related = ["host", "actor"]
+    readonly_fields = ["ts", "category", "type", "severity", "host", "container_key", "container_name", "message", "data", "actor"]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        keys = visible_containers(request.user).values("key")
+        return qs.filter(Q(host__in=visible_hosts(request.user)) | Q(container_key__in=keys))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,49 @@
+from django.db import models
+
+
+class HostStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+    ERROR = "error", "Error"
+
+
+class ContainerState(models.TextChoices):
+    CREATED = "created", "Created"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    RESTARTING = "restarting", "Restarting"
+    REMOVING = "removing", "Removing"
+    EXITED = "exited", "Exited"
+    DEAD = "dead", "Dead"
+    REMOVED = "removed", "Removed"
+
+
+class Health(models.TextChoices):
+    NONE = "none", "No healthcheck"
+    STARTING = "starting", "Starting"
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class TagSource(models.TextChoices):
+    USER = "user", "Set by a user"
+    COMPOSE = "compose", "From compose labels"
+
+
+class EventCategory(models.TextChoices):
+    CONTAINER = "container", "Container"
+    HOST = "host", "Host"
+    UPDATE = "update", "Update"
+    HEALTH = "health", "Health check"
+    ALERT = "alert", "Alert"
+    USER = "user", "User action"
+    SYSTEM = "system", "System"
+
+
+class Severity(models.TextChoices):
+    DEBUG = "debug", "Debug"
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+    CRITICAL = "critical", "Critical"

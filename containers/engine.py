@@ -1,0 +1,447 @@
+"""The only module that talks to Docker engines (it alone imports the docker SDK).
+
+Everything it returns is plain data (dataclasses, dicts, strings); callers never see SDK
+objects other than the client handle and the event stream. Every call carries a timeout, and
+every failure becomes an EngineError with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+import docker
+import docker.errors
+import docker.tls
+import requests.exceptions
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SCHEMES = ("unix", "tcp", "ssh")
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT_IN_STATUS = re.compile(r"Exited \((-?\d+)\)")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class EngineError(Exception):
+    """A Docker engine could not do what was asked; the message is meant for people."""
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+class ContainerGone(EngineError):
+    """The container no longer exists on the engine."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    version: str
+    api_version: str
+    engine_id: str
+    name: str
+    os: str
+    containers: int
+
+
+@dataclass
+class ContainerFacts:
+    container_id: str
+    name: str
+    image: str = ""
+    image_id: str = ""
+    command: str = ""
+    state: str = "created"
+    status: str = ""
+    health: str = "none"
+    exit_code: int | None = None
+    restart_count: int = 0
+    labels: dict = field(default_factory=dict)
+    ports: list = field(default_factory=list)
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # True when the facts come from a full inspect (started_at etc. are then meaningful).
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    container_id: str
+    action: str
+    name: str
+    time_nano: int
+    attributes: dict
+
+
+# ---------------------------------------------------------------------------
+# URLs and clients
+# ---------------------------------------------------------------------------
+def normalize_url(url: str, *, tls: bool = False) -> str:
+    """Check a host URL and return it in canonical form; ValueError says what is wrong."""
+    url = (url or "").strip()
+    if not url:
+        raise ValueError("Enter the engine URL, e.g. unix:///var/run/docker.sock or tcp://127.0.0.1:2376.")
+    parsed = urlparse(url)
+    if parsed.scheme not in SUPPORTED_SCHEMES:
+        raise ValueError(f"Unsupported scheme {parsed.scheme or '(none)'!r}: use unix://, tcp:// or ssh://.")
+    if parsed.scheme == "unix":
+        path = parsed.path or ""
+        if parsed.netloc or not path.startswith("/"):
+            raise ValueError("A unix URL needs an absolute socket path: unix:///var/run/docker.sock.")
+        return f"unix://{path}"
+    if parsed.query or parsed.fragment or parsed.path not in ("", "/"):
+        raise ValueError("The URL must not have a path, query or fragment.")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError("The port is not a number between 1 and 65535.") from None
+    if not parsed.hostname:
+        raise ValueError("The URL has no host name.")
+    if parsed.scheme == "ssh":
+        user = f"{parsed.username}@" if parsed.username else ""
+        return f"ssh://{user}{parsed.hostname}" + (f":{port}" if port else "")
+    if port is None:
+        port = 2376 if tls else 2375
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"tcp://{host}:{port}"
+
+
+def _tls_dir(ca: str, cert: str, key: str) -> Path:
+    digest = hashlib.sha256("\0".join((ca, cert, key)).encode()).hexdigest()[:24]
+    path = Path(settings.DATA_DIR) / "tls" / digest
+    if not (path / "key.pem").exists():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, content in (("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)):
+            target = path / name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(content)
+    return path
+
+
+def _tls_config(ca: str, cert: str, key: str) -> docker.tls.TLSConfig:
+    if bool(cert) != bool(key):
+        raise EngineError("TLS needs both the client certificate and its key.")
+    folder = _tls_dir(ca, cert, key)
+    return docker.tls.TLSConfig(
+        client_cert=(str(folder / "cert.pem"), str(folder / "key.pem")) if cert else None,
+        ca_cert=str(folder / "ca.pem") if ca else None,
+        verify=bool(ca),
+    )
+
+
+def connect(url: str, *, tls_ca: str = "", tls_cert: str = "", tls_key: str = "", timeout: float | None = None):
+    """A docker client for one engine, without any network call yet."""
+    timeout = settings.DOCKMON_ENGINE_TIMEOUT if timeout is None else timeout
+    url = normalize_url(url, tls=bool(tls_cert or tls_ca))
+    tls = None
+    base_url = url
+    use_ssh_client = False
+    if url.startswith("tcp://") and (tls_ca or tls_cert):
+        tls = _tls_config(tls_ca, tls_cert, tls_key)
+        base_url = "https://" + url[len("tcp://"):]
+    elif url.startswith("ssh://"):
+        use_ssh_client = True
+    try:
+        # A fixed API version avoids a network call (and its TLS check) during construction;
+        # the real version is negotiated in engine_info().
+        client = docker.DockerClient(
+            base_url=base_url, version="1.41", timeout=timeout, tls=tls, use_ssh_client=use_ssh_client
+        )
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"Cannot set up a client for {url}: {exc}") from exc
+    # requests lets REQUESTS_CA_BUNDLE / proxy variables override the session's own `verify`
+    # and proxies; an engine's private CA must win, and engines are never reached via a proxy.
+    client.api.trust_env = False
+    return client
+
+
+def client_for_host(host, timeout: float | None = None):
+    return connect(host.url, tls_ca=host.tls_ca, tls_cert=host.tls_cert, tls_key=host.tls_key, timeout=timeout)
+
+
+def describe_error(exc: BaseException) -> str:
+    """Turn an SDK/requests error into one short sentence."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"TLS handshake failed (check the CA, client certificate and key): {_short(text)}"
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout | socket.timeout):
+        return "The engine did not answer in time."
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if "Connection refused" in text:
+            return "Connection refused: nothing listens at that address."
+        if "No such file or directory" in text or "FileNotFoundError" in text:
+            return "The socket does not exist."
+        if "Permission denied" in text:
+            return "Permission denied on the socket."
+        if "Name or service not known" in text or "nodename nor servname" in text:
+            return "The host name cannot be resolved."
+        if "timed out" in text.lower():
+            return "The engine did not answer in time."
+        return f"Cannot connect: {_short(text)}"
+    if isinstance(exc, docker.errors.APIError):
+        return f"The engine refused: {exc.explanation or exc}"
+    return _short(text) or exc.__class__.__name__
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _wrap(exc: BaseException) -> EngineError:
+    if isinstance(exc, docker.errors.NotFound):
+        return ContainerGone(describe_error(exc))
+    unreachable = isinstance(
+        exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | socket.timeout | OSError
+    ) and not isinstance(exc, requests.exceptions.SSLError)
+    return EngineError(describe_error(exc), unreachable=unreachable)
+
+
+_ENGINE_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+
+
+def engine_info(client) -> EngineInfo:
+    try:
+        version = client.api.version(api_version=False)
+        # Speak the engine's own API version (newer engines drop old ones).
+        client.api._version = version.get("ApiVersion") or client.api._version
+        info = client.api.info()
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    return EngineInfo(
+        version=version.get("Version", ""),
+        api_version=version.get("ApiVersion", ""),
+        engine_id=info.get("ID", "") or "",
+        name=info.get("Name", "") or "",
+        os=info.get("OperatingSystem", "") or "",
+        containers=int(info.get("Containers") or 0),
+    )
+
+
+def probe(url: str, *, tls_ca: str = "", tls_cert: str = "", tls_key: str = "", timeout: float | None = None) -> EngineInfo:
+    """Connect, ask the engine who it is, and close. Raises EngineError."""
+    client = connect(url, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, timeout=timeout)
+    try:
+        return engine_info(client)
+    finally:
+        client.close()
+
+
+def ping(client) -> None:
+    try:
+        client.api.ping()
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+# ---------------------------------------------------------------------------
+# Containers
+# ---------------------------------------------------------------------------
+def parse_time(value) -> datetime | None:
+    """Engine timestamps (RFC 3339 with nanoseconds and any offset, or epoch seconds) → aware UTC."""
+    if value in (None, "", _ZERO_TIME, 0):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    text = str(value).strip()
+    if text.startswith("0001-01-01"):
+        return None
+    match = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$", text)
+    if not match:
+        return None
+    base, fraction, offset = match.groups()
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    offset = offset or "Z"
+    if offset == "Z":
+        offset = "+00:00"
+    elif ":" not in offset:
+        offset = offset[:3] + ":" + offset[3:]
+    return datetime.fromisoformat(f"{base}.{micro}{offset}").astimezone(UTC)
+
+
+def _humanize(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = seconds // 60
+    if minutes < 60:
+        return "About a minute" if minutes == 1 else f"{minutes} minutes"
+    hours = minutes // 60
+    if hours < 48:
+        return "About an hour" if hours == 1 else f"{hours} hours"
+    days = hours // 24
+    if days < 14:
+        return f"{days} days"
+    if days < 60:
+        return f"{days // 7} weeks"
+    if days < 730:
+        return f"{days // 30} months"
+    return f"{days // 365} years"
+
+
+def _status_text(state: str, health: str, exit_code, started_at, finished_at) -> str:
+    now = datetime.now(UTC)
+    if state == "running" or state == "paused":
+        text = "Up " + _humanize((now - started_at).total_seconds()) if started_at else "Up"
+        if health in ("healthy", "unhealthy"):
+            text += f" ({health})"
+        elif health == "starting":
+            text += " (health: starting)"
+        if state == "paused":
+            text += " (Paused)"
+        return text
+    if state == "exited":
+        ago = f" {_humanize((now - finished_at).total_seconds())} ago" if finished_at else ""
+        return f"Exited ({exit_code if exit_code is not None else 0}){ago}"
+    return state.capitalize()
+
+
+def _ports_from_inspect(port_map: dict | None) -> list[dict]:
+    ports = []
+    for spec, bindings in sorted((port_map or {}).items()):
+        private, _, proto = spec.partition("/")
+        if not bindings:
+            ports.append({"private_port": int(private), "type": proto or "tcp", "public_port": None, "ip": ""})
+            continue
+        for binding in bindings:
+            public = binding.get("HostPort")
+            ports.append(
+                {
+                    "private_port": int(private),
+                    "type": proto or "tcp",
+                    "public_port": int(public) if public else None,
+                    "ip": binding.get("HostIp", ""),
+                }
+            )
+    return ports
+
+
+def _ports_from_summary(port_list: list | None) -> list[dict]:
+    ports = [
+        {
+            "private_port": p.get("PrivatePort"),
+            "type": p.get("Type", "tcp"),
+            "public_port": p.get("PublicPort"),
+            "ip": p.get("IP", ""),
+        }
+        for p in port_list or []
+    ]
+    return sorted(ports, key=lambda p: (p["private_port"] or 0, p["type"], p["ip"] or ""))
+
+
+def facts_from_inspect(data: dict) -> ContainerFacts:
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    status = state.get("Status") or "created"
+    health = ((state.get("Health") or {}).get("Status") or "none").lower()
+    started_at = parse_time(state.get("StartedAt"))
+    finished_at = parse_time(state.get("FinishedAt"))
+    exit_code = state.get("ExitCode")
+    cmd = config.get("Cmd") or []
+    entrypoint = config.get("Entrypoint") or []
+    return ContainerFacts(
+        container_id=data["Id"],
+        name=(data.get("Name") or "").lstrip("/"),
+        image=config.get("Image") or "",
+        image_id=data.get("Image") or "",
+        command=" ".join([*entrypoint, *cmd]) if isinstance(cmd, list) else str(cmd),
+        state=status,
+        status=_status_text(status, health, exit_code, started_at, finished_at),
+        health=health if health in ("starting", "healthy", "unhealthy") else "none",
+        exit_code=exit_code if status in ("exited", "dead") else None,
+        restart_count=int(data.get("RestartCount") or 0),
+        labels=config.get("Labels") or {},
+        ports=_ports_from_inspect((data.get("NetworkSettings") or {}).get("Ports")),
+        created_at=parse_time(data.get("Created")),
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+
+
+def facts_from_summary(item: dict) -> ContainerFacts:
+    status = item.get("Status") or ""
+    health_match = _HEALTH_IN_STATUS.search(status)
+    health = "none"
+    if health_match:
+        health = "starting" if health_match.group(1) == "health: starting" else health_match.group(1)
+    exit_match = _EXIT_IN_STATUS.search(status)
+    names = item.get("Names") or []
+    return ContainerFacts(
+        container_id=item["Id"],
+        name=(names[0] if names else "").lstrip("/"),
+        image=item.get("Image") or "",
+        image_id=item.get("ImageID") or "",
+        command=item.get("Command") or "",
+        state=item.get("State") or "created",
+        status=status,
+        health=health,
+        exit_code=int(exit_match.group(1)) if exit_match else None,
+        labels=item.get("Labels") or {},
+        ports=_ports_from_summary(item.get("Ports")),
+        created_at=parse_time(item.get("Created")),
+        complete=False,
+    )
+
+
+def list_containers(client) -> list[ContainerFacts]:
+    """Every container on the engine (running or not), from one list call."""
+    try:
+        items = client.api.containers(all=True)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    return [facts_from_summary(item) for item in items]
+
+
+def inspect_container(client, container_id: str) -> ContainerFacts:
+    try:
+        data = client.api.inspect_container(container_id)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    return facts_from_inspect(data)
+
+
+def open_event_stream(client, since: int | None = None):
+    """A blocking iterator of container EngineEvents; close() on the returned stream ends it."""
+    try:
+        stream = client.api.events(decode=True, since=since, filters={"type": ["container"]})
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    return stream
+
+
+def to_engine_event(raw: dict) -> EngineEvent | None:
+    if raw.get("Type") != "container":
+        return None
+    actor = raw.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    action = (raw.get("Action") or raw.get("status") or "").split(":", 1)[0].strip()
+    container_id = actor.get("ID") or raw.get("id") or ""
+    if not container_id:
+        return None
+    return EngineEvent(
+        container_id=container_id,
+        action=action,
+        name=attributes.get("name", ""),
+        time_nano=int(raw.get("timeNano") or int(raw.get("time") or 0) * 1_000_000_000),
+        attributes=attributes,
+    )
+
+
+EVENT_STREAM_ERRORS = _ENGINE_FAILURES
+
+
+def wrap_error(exc: BaseException) -> EngineError:
+    return _wrap(exc)

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from containers.choices import ContainerState, EventCategory, Health, HostStatus, Severity, TagSource
+from dockmon_site.crypto import EncryptedTextField
+
+SHORT_ID_LENGTH = 12
+
+
+def container_key(host_id, container_id: str) -> str:
+    """The one identity of a container everywhere: "{host uuid}:{first 12 hex chars}"."""
+    return f"{host_id}:{container_id[:SHORT_ID_LENGTH]}"
+
+
+class DockerHost(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    url = models.CharField(max_length=500, help_text="unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host")
+    tls_ca = EncryptedTextField(blank=True, default="", help_text="PEM CA certificate that signed the engine's certificate")
+    tls_cert = EncryptedTextField(blank=True, default="", help_text="PEM client certificate")
+    tls_key = EncryptedTextField(blank=True, default="", help_text="PEM client key (stored encrypted, never shown)")
+    enabled = models.BooleanField(default=True, help_text="Disabled hosts are not watched")
+    status = models.CharField(max_length=16, choices=HostStatus.choices, default=HostStatus.UNKNOWN)
+    last_error = models.TextField(blank=True, default="")
+    engine_version = models.CharField(max_length=64, blank=True, default="")
+    api_version = models.CharField(max_length=16, blank=True, default="")
+    engine_id = models.CharField(max_length=128, blank=True, default="", help_text="Reported by the engine; not an identity")
+    engine_name = models.CharField(max_length=255, blank=True, default="")
+    os = models.CharField(max_length=255, blank=True, default="")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("operate_dockerhost", "Can operate the containers of this host"),
+            ("update_dockerhost", "Can update the containers of this host"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls_cert or self.tls_ca)
+
+    @property
+    def group_name(self) -> str:
+        return f"host.{self.id}"
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    color = models.CharField(max_length=16, blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ContainerQuerySet(models.QuerySet):
+    def present(self):
+        return self.filter(removed_at__isnull=True)
+
+
+class Container(models.Model):
+    key = models.CharField(max_length=64, primary_key=True, editable=False)
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="containers")
+    short_id = models.CharField(max_length=SHORT_ID_LENGTH)
+    container_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    image = models.CharField(max_length=500, blank=True, default="")
+    image_id = models.CharField(max_length=100, blank=True, default="")
+    command = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=16, choices=ContainerState.choices, default=ContainerState.CREATED)
+    status = models.CharField(max_length=255, blank=True, default="")
+    health = models.CharField(max_length=16, choices=Health.choices, default=Health.NONE)
+    exit_code = models.IntegerField(null=True, blank=True)
+    restart_count = models.IntegerField(default=0)
+    labels = models.JSONField(default=dict, blank=True)
+    ports = models.JSONField(default=list, blank=True)
+    compose_project = models.CharField(max_length=255, blank=True, default="")
+    compose_service = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(null=True, blank=True, help_text="When the engine created it")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True, help_text="Gone from the engine; kept for history")
+    replaced_by = models.CharField(max_length=64, blank=True, default="", help_text="Key of the container that replaced it")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    tags = models.ManyToManyField(Tag, through="ContainerTag", related_name="containers", blank=True)
+
+    objects = ContainerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["host", "short_id"], name="container_unique_short_id_per_host")]
+        indexes = [
+            models.Index(fields=["host", "name"]),
+            models.Index(fields=["state"]),
+            models.Index(fields=["name"]),
+            models.Index(fields=["removed_at"]),
+        ]
+        permissions = [
+            ("operate_container", "Can operate the container (start, stop, logs...)"),
+            ("update_container", "Can update the container's image"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+    def save(self, *args, **kwargs):
+        if not self.key:
+            self.key = container_key(self.host_id, self.container_id or self.short_id)
+        if not self.short_id:
+            self.short_id = self.key.split(":", 1)[1]
+        super().save(*args, **kwargs)
+
+    @property
+    def is_removed(self) -> bool:
+        return self.removed_at is not None
+
+    @property
+    def group_name(self) -> str:
+        return f"container.{self.host_id}.{self.short_id}"
+
+
+class ContainerTag(models.Model):
+    container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="tag_links")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="container_links")
+    source = models.CharField(max_length=16, choices=TagSource.choices, default=TagSource.USER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["container", "tag"], name="container_tag_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.container_id} #{self.tag.name}"
+
+
+class Event(models.Model):
+    ts = models.DateTimeField(default=timezone.now, db_index=True)
+    category = models.CharField(max_length=16, choices=EventCategory.choices)
+    type = models.CharField(max_length=64)
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.INFO)
+    host = models.ForeignKey(DockerHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # A plain key, not a foreign key: history keeps the key the container had at the time.
+    container_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    container_name = models.CharField(max_length=255, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-ts", "-id"]
+        indexes = [
+            models.Index(fields=["category", "ts"]),
+            models.Index(fields=["host", "ts"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.type}"

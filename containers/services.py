@@ -1,0 +1,312 @@
+"""Container inventory: applying what engines report to the database, and announcing it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.utils import timezone
+from guardian.models import GroupObjectPermission, UserObjectPermission
+
+from containers.choices import ContainerState, EventCategory, HostStatus, Severity, TagSource
+from containers.engine import ContainerFacts, EngineInfo
+from containers.models import Container, ContainerTag, DockerHost, Tag, container_key
+from containers.signals import container_rekeyed
+from dockmon_site import bus
+
+logger = logging.getLogger(__name__)
+
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_NUMBER = "com.docker.compose.container-number"
+
+# Fields copied from engine facts onto the row. Facts from a container list (not an inspect)
+# lack the timing fields, which are then left as they are.
+_ALWAYS = ("name", "image", "image_id", "command", "state", "status", "health", "exit_code", "labels", "ports")
+_INSPECT_ONLY = ("restart_count", "started_at", "finished_at")
+
+
+def container_payload(container: Container) -> dict:
+    """What WebSocket clients get about a container (the API's list fields, minus heavy ones)."""
+    return {
+        "key": container.key,
+        "host": str(container.host_id),
+        "short_id": container.short_id,
+        "name": container.name,
+        "image": container.image,
+        "state": container.state,
+        "status": container.status,
+        "health": container.health,
+        "exit_code": container.exit_code,
+        "compose_project": container.compose_project,
+        "started_at": container.started_at,
+    }
+
+
+def _state_payload(container: Container) -> dict:
+    return {
+        "key": container.key,
+        "host": str(container.host_id),
+        "name": container.name,
+        "state": container.state,
+        "status": container.status,
+        "health": container.health,
+        "exit_code": container.exit_code,
+    }
+
+
+def _state_message(container: Container, previous_state: str, previous_health: str) -> tuple[str, str, str]:
+    """(type, severity, text) for a state or health change."""
+    if container.health != previous_health and container.state == previous_state:
+        severity = Severity.WARNING if container.health == "unhealthy" else Severity.INFO
+        return "container.state", severity, f"{container.name} is {container.health}"
+    if container.state == ContainerState.EXITED:
+        severity = Severity.INFO if container.exit_code in (0, None) else Severity.WARNING
+        return "container.state", severity, f"{container.name} exited with code {container.exit_code}"
+    if container.state == ContainerState.DEAD:
+        return "container.state", Severity.ERROR, f"{container.name} is dead"
+    return "container.state", Severity.INFO, f"{container.name} is {container.state}"
+
+
+def _compose_tag_name(project: str) -> str:
+    return f"compose:{project}"
+
+
+def _sync_compose_tag(container: Container) -> None:
+    wanted = _compose_tag_name(container.compose_project) if container.compose_project else None
+    links = ContainerTag.objects.filter(container=container, source=TagSource.COMPOSE).select_related("tag")
+    for link in links:
+        if link.tag.name != wanted:
+            link.delete()
+    if wanted and not any(link.tag.name == wanted for link in links):
+        tag, _ = Tag.objects.get_or_create(name=wanted)
+        ContainerTag.objects.get_or_create(container=container, tag=tag, defaults={"source": TagSource.COMPOSE})
+
+
+def _find_predecessor(container: Container) -> Container | None:
+    """The container this one replaces: same host and name (gone), or the same compose slot."""
+    candidates = Container.objects.filter(host_id=container.host_id, replaced_by="").exclude(key=container.key)
+    previous = candidates.filter(name=container.name, removed_at__isnull=False).order_by("-removed_at").first()
+    if previous is not None:
+        return previous
+    number = container.labels.get(COMPOSE_NUMBER)
+    if container.compose_project and container.compose_service and number:
+        for other in candidates.filter(
+            compose_project=container.compose_project, compose_service=container.compose_service
+        ).order_by("-updated_at")[:20]:
+            if other.labels.get(COMPOSE_NUMBER) == number and other.first_seen_at <= container.first_seen_at:
+                return other
+    return None
+
+
+def rekey(old: Container, new: Container, *, actor=None, reason: str = "recreated") -> None:
+    """Move everything that refers to `old` to `new`, in one transaction, and announce it."""
+    with transaction.atomic():
+        for link in ContainerTag.objects.filter(container=old, source=TagSource.USER):
+            ContainerTag.objects.get_or_create(container=new, tag_id=link.tag_id, defaults={"source": TagSource.USER})
+            link.delete()
+        content_type = ContentType.objects.get_for_model(Container)
+        for model in (UserObjectPermission, GroupObjectPermission):
+            model.objects.filter(content_type=content_type, object_pk=old.key).update(object_pk=new.key)
+        container_rekeyed.send(sender=Container, old_key=old.key, new_key=new.key, old=old, new=new)
+        Container.objects.filter(pk=old.pk).update(replaced_by=new.key)
+        old.replaced_by = new.key
+        bus.emit(
+            "container.recreated",
+            category=EventCategory.CONTAINER,
+            host=new.host_id,
+            container=new,
+            actor=actor,
+            message=f"{new.name} was {reason}: {old.short_id} → {new.short_id}",
+            data={"old_key": old.key, "new_key": new.key, "name": new.name, "reason": reason},
+        )
+
+
+def apply_facts(host: DockerHost | str, facts: ContainerFacts, *, existing: Container | None = None, log: bool = True) -> Container:
+    """Make the database say what the engine said about one container; announce changes."""
+    host_id = getattr(host, "pk", host)
+    key = container_key(host_id, facts.container_id)
+    if existing is None:
+        existing = Container.objects.filter(pk=key).first()
+    values = {name: getattr(facts, name) for name in _ALWAYS}
+    if facts.complete:
+        values.update({name: getattr(facts, name) for name in _INSPECT_ONLY})
+    values["compose_project"] = facts.labels.get(COMPOSE_PROJECT, "")
+    values["compose_service"] = facts.labels.get(COMPOSE_SERVICE, "")
+    if facts.created_at:
+        values["created_at"] = facts.created_at
+
+    with transaction.atomic():
+        if existing is None:
+            container = Container(key=key, host_id=host_id, short_id=key.split(":", 1)[1], container_id=facts.container_id, **values)
+            container.save(force_insert=True)
+            _sync_compose_tag(container)
+            bus.emit(
+                "container.created",
+                category=EventCategory.CONTAINER,
+                host=host_id,
+                container=container,
+                message=f"{container.name} was created ({container.image})",
+                data=container_payload(container),
+                persist=log,
+            )
+            predecessor = _find_predecessor(container)
+            if predecessor is not None:
+                rekey(predecessor, container)
+            return container
+
+        container = existing
+        previous_state, previous_health, previous_name = container.state, container.health, container.name
+        changed = [name for name, value in values.items() if getattr(container, name) != value]
+        came_back = container.removed_at is not None
+        if came_back:
+            container.removed_at = None
+            changed.append("removed_at")
+        if not changed:
+            return container
+        for name in changed:
+            if name != "removed_at":
+                setattr(container, name, values[name])
+        container.save(update_fields=[*changed, "updated_at"])
+        if "compose_project" in changed:
+            _sync_compose_tag(container)
+        if container.name != previous_name:
+            bus.emit(
+                "container.renamed",
+                category=EventCategory.CONTAINER,
+                host=host_id,
+                container=container,
+                message=f"{previous_name} was renamed to {container.name}",
+                data={"key": container.key, "old_name": previous_name, "name": container.name},
+            )
+        if container.state != previous_state or container.health != previous_health or came_back:
+            type_, severity, text = _state_message(container, previous_state, previous_health)
+            data = _state_payload(container)
+            data["previous_state"] = previous_state
+            bus.emit(type_, category=EventCategory.CONTAINER, severity=severity, host=host_id, container=container, message=text, data=data)
+        return container
+
+
+def mark_removed(container: Container, *, log: bool = True) -> Container:
+    if container.removed_at is not None:
+        return container
+    container.removed_at = timezone.now()
+    container.state = ContainerState.REMOVED
+    container.status = "Removed"
+    container.save(update_fields=["removed_at", "state", "status", "updated_at"])
+    bus.emit(
+        "container.removed",
+        category=EventCategory.CONTAINER,
+        host=container.host_id,
+        container=container,
+        message=f"{container.name} was removed",
+        data={"key": container.key, "name": container.name, "host": str(container.host_id)},
+        persist=log,
+    )
+    return container
+
+
+def remove_by_id(host_id, container_id: str) -> Container | None:
+    container = Container.objects.filter(pk=container_key(host_id, container_id)).first()
+    if container is not None:
+        mark_removed(container)
+    return container
+
+
+def reconcile(host: DockerHost | str, facts_list: list[ContainerFacts], *, initial: bool = False) -> dict:
+    """Make the host's containers in the database match the engine's full list exactly."""
+    host_id = getattr(host, "pk", host)
+    seen = {container_key(host_id, f.container_id): f for f in facts_list}
+    existing = {c.key: c for c in Container.objects.filter(host_id=host_id)}
+    created = updated = removed = 0
+    with transaction.atomic():
+        # Removals first, so a container re-created under the same name finds its predecessor.
+        for key, container in existing.items():
+            if key not in seen and container.removed_at is None:
+                mark_removed(container)
+                removed += 1
+        for key, facts in seen.items():
+            row = existing.get(key)
+            if row is None:
+                created += 1
+            before = None if row is None else (row.updated_at)
+            result = apply_facts(host_id, facts, existing=row, log=not initial)
+            if row is not None and result.updated_at != before:
+                updated += 1
+    return {"created": created, "updated": updated, "removed": removed, "total": len(seen)}
+
+
+def set_host_status(host_id, status: str, *, error: str = "", info: EngineInfo | None = None) -> DockerHost | None:
+    """Record a host's reachability; announce it when it changes."""
+    with transaction.atomic():
+        host = DockerHost.objects.select_for_update().filter(pk=host_id).first()
+        if host is None:
+            return None
+        now = timezone.now()
+        previous = host.status
+        fields = ["status", "last_error", "updated_at"]
+        host.status = status
+        host.last_error = error
+        if status == HostStatus.ONLINE:
+            host.last_seen_at = now
+            fields.append("last_seen_at")
+        if info is not None:
+            host.engine_version = info.version
+            host.api_version = info.api_version
+            host.engine_id = info.engine_id
+            host.engine_name = info.name
+            host.os = info.os
+            fields += ["engine_version", "api_version", "engine_id", "engine_name", "os"]
+        if previous != status:
+            host.status_changed_at = now
+            fields.append("status_changed_at")
+        host.save(update_fields=fields)
+        if previous != status:
+            severity = Severity.INFO if status == HostStatus.ONLINE else Severity.ERROR
+            text = f"{host.name} is {status}" + (f": {error}" if error else "")
+            bus.emit(
+                "host.status",
+                category=EventCategory.HOST,
+                severity=severity,
+                host=host,
+                message=text,
+                data={"host": str(host.pk), "name": host.name, "status": status, "previous": previous, "error": error},
+            )
+    return host
+
+
+def touch_host(host_id) -> None:
+    DockerHost.objects.filter(pk=host_id).update(last_seen_at=timezone.now())
+
+
+def facts_as_dict(facts: ContainerFacts) -> dict:
+    return asdict(facts)
+
+
+def test_host(host: DockerHost, *, timeout: float | None = None) -> dict:
+    """Connect to a host's engine once; record and return the outcome (never raises EngineError)."""
+    from time import monotonic
+
+    from django.conf import settings
+
+    from containers import engine
+
+    timeout = settings.DOCKMON_PROBE_TIMEOUT if timeout is None else timeout
+    started = monotonic()
+    result = {"ok": False, "status": HostStatus.OFFLINE, "error": "", "engine_version": "", "api_version": "",
+              "engine_name": "", "os": "", "containers": None}
+    try:
+        info = engine.probe(host.url, tls_ca=host.tls_ca, tls_cert=host.tls_cert, tls_key=host.tls_key, timeout=timeout)
+    except engine.EngineError as exc:
+        result["status"] = HostStatus.OFFLINE if exc.unreachable else HostStatus.ERROR
+        result["error"] = str(exc)
+        set_host_status(host.pk, result["status"], error=result["error"])
+    else:
+        result.update(ok=True, status=HostStatus.ONLINE, engine_version=info.version, api_version=info.api_version,
+                      engine_name=info.name, os=info.os, containers=info.containers)
+        set_host_status(host.pk, HostStatus.ONLINE, info=info)
+    result["elapsed_ms"] = int((monotonic() - started) * 1000)
+    host.refresh_from_db()
+    return result

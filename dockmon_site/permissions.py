@@ -1,0 +1,174 @@
+"""One enforcement path for object permissions, used by the API, the admin, the UI and the
+WebSocket stream.
+
+Actions on hosts and containers: view, operate, update, change (and delete for hosts). A right
+comes from, in order: being a superuser; a global (model) permission, e.g. through a role group;
+an object permission on the host (which covers all its containers, present and future); an
+object permission on the container itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Q, QuerySet
+from guardian.shortcuts import get_objects_for_user
+from rest_framework import permissions as drf_permissions
+from rest_framework.filters import BaseFilterBackend
+
+ACTIONS = ("view", "operate", "update", "change")
+HOST_ACTIONS = (*ACTIONS, "delete")
+
+
+def host_perm(action: str) -> str:
+    return f"containers.{action}_dockerhost"
+
+
+def container_perm(action: str) -> str:
+    return f"containers.{action}_container"
+
+
+def _active(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active)
+
+
+def visible_hosts(user, action: str = "view") -> QuerySet:
+    from containers.models import DockerHost
+
+    if not _active(user):
+        return DockerHost.objects.none()
+    if user.is_superuser or user.has_perm(host_perm(action)):
+        return DockerHost.objects.all()
+    return get_objects_for_user(user, host_perm(action), klass=DockerHost, accept_global_perms=False)
+
+
+def _granted_container_keys(user, action: str) -> QuerySet:
+    from containers.models import Container
+
+    return get_objects_for_user(
+        user, container_perm(action), klass=Container, accept_global_perms=False
+    ).values("key")
+
+
+def visible_containers(user, action: str = "view", queryset: QuerySet | None = None) -> QuerySet:
+    from containers.models import Container
+
+    queryset = Container.objects.all() if queryset is None else queryset
+    if not _active(user):
+        return queryset.none()
+    if user.is_superuser or user.has_perm(container_perm(action)) or user.has_perm(host_perm(action)):
+        return queryset
+    host_ids = visible_hosts(user, action).values("id")
+    return queryset.filter(Q(host_id__in=host_ids) | Q(key__in=_granted_container_keys(user, action)))
+
+
+def has_host_perm(user, action: str, host) -> bool:
+    if not _active(user):
+        return False
+    perm = host_perm(action)
+    return user.is_superuser or user.has_perm(perm) or user.has_perm(perm, host)
+
+
+def has_container_perm(user, action: str, container) -> bool:
+    if not _active(user):
+        return False
+    perm = container_perm(action)
+    if user.is_superuser or user.has_perm(perm) or user.has_perm(perm, container):
+        return True
+    return has_host_perm(user, action, container.host)
+
+
+@dataclass
+class Visibility:
+    """What one user may see, in a form cheap to test per WebSocket message."""
+
+    everything: bool = False
+    host_ids: set[str] = field(default_factory=set)
+    container_keys: set[str] = field(default_factory=set)
+    staff: bool = False
+
+    @classmethod
+    def for_user(cls, user) -> Visibility:
+        if not _active(user):
+            return cls()
+        if user.is_superuser or user.has_perm(container_perm("view")) or user.has_perm(host_perm("view")):
+            return cls(everything=True, staff=user.is_staff)
+        hosts = {str(pk) for pk in visible_hosts(user).values_list("id", flat=True)}
+        keys = set(_granted_container_keys(user, "view").values_list("key", flat=True))
+        return cls(host_ids=hosts, container_keys=keys, staff=user.is_staff)
+
+    def allows(self, host_id: str, key: str) -> bool:
+        if self.everything:
+            return True
+        if not host_id and not key:
+            # Messages about no host or container (system events) are for administrators.
+            return self.staff
+        return (host_id in self.host_ids) or (bool(key) and key in self.container_keys)
+
+
+# ---------------------------------------------------------------------------
+# DRF
+# ---------------------------------------------------------------------------
+_METHOD_ACTION = {
+    "GET": "view",
+    "HEAD": "view",
+    "OPTIONS": "view",
+    "PUT": "change",
+    "PATCH": "change",
+    "DELETE": "delete",
+}
+
+
+class ObjectPermissions(drf_permissions.BasePermission):
+    """Model-level check for creation, object-level for everything else.
+
+    Objects a user cannot view never reach has_object_permission: the queryset filter hides
+    them, so they are 404. A viewable object without the needed right is 403. Views may set
+    `required_action` on an @action (e.g. "operate").
+    """
+
+    def has_permission(self, request, view):
+        if not _active(request.user):
+            return False
+        if request.method == "POST" and getattr(view, "action", None) == "create":
+            model = view.get_queryset().model
+            return request.user.has_perm(f"{model._meta.app_label}.add_{model._meta.model_name}")
+        return True
+
+    def has_object_permission(self, request, view, obj):
+        action = getattr(view, "required_action", None) or _METHOD_ACTION.get(request.method, "change")
+        if request.method in drf_permissions.SAFE_METHODS and not getattr(view, "required_action", None):
+            action = "view"
+        return object_allowed(request.user, action, obj)
+
+
+def object_allowed(user, action: str, obj) -> bool:
+    from containers.models import Container, DockerHost
+
+    if isinstance(obj, DockerHost):
+        return has_host_perm(user, action, obj)
+    if isinstance(obj, Container):
+        if action == "delete":
+            action = "operate"
+        return has_container_perm(user, action, obj)
+    model = obj._meta
+    return user.is_superuser or user.has_perm(f"{model.app_label}.{action}_{model.model_name}") or user.has_perm(
+        f"{model.app_label}.{action}_{model.model_name}", obj
+    )
+
+
+class PermittedObjectsFilter(BaseFilterBackend):
+    """Narrows every list and detail queryset to what the user may view."""
+
+    def filter_queryset(self, request, queryset, view):
+        from containers.models import Container, DockerHost
+
+        model = queryset.model
+        if model is DockerHost:
+            return queryset.filter(pk__in=visible_hosts(request.user).values("pk"))
+        if model is Container:
+            return visible_containers(request.user, queryset=queryset)
+        filter_func = getattr(view, "filter_permitted", None)
+        if filter_func is not None:
+            return filter_func(queryset)
+        return queryset

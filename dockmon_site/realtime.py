@@ -1,0 +1,131 @@
+"""The realtime publisher: the only code that sends to the channel layer.
+
+Messages go to one broadcast group; every WebSocket consumer filters each message against its
+user's permissions (see containers/consumers.py). A message is serialised to JSON once here, so
+fan-out to many clients costs no re-encoding.
+
+Publishing is fire-and-forget from any thread: messages are queued to one background thread per
+process that owns an event loop (and so keeps its Redis connections) and sends them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
+
+logger = logging.getLogger(__name__)
+
+BROADCAST_GROUP = "dockmon.events"
+CONSUMER_HANDLER = "dockmon.event"
+
+
+def utc_iso(value: datetime | None = None) -> str:
+    value = value or datetime.now(UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def host_group(host_id) -> str:
+    return f"host.{host_id}"
+
+
+def container_group(host_id, short_id: str) -> str:
+    return f"container.{host_id}.{short_id}"
+
+
+class _Encoder(DjangoJSONEncoder):
+    def default(self, o):
+        if isinstance(o, datetime):
+            return utc_iso(o)
+        return super().default(o)
+
+
+def build_message(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "") -> dict:
+    """The channel-layer envelope: the client text plus what consumers need to authorise it."""
+    text = json.dumps({"type": type_, "data": data, "ts": utc_iso(ts)}, cls=_Encoder, separators=(",", ":"))
+    return {
+        "type": CONSUMER_HANDLER,
+        "text": text,
+        "event_type": type_,
+        "host": str(host_id) if host_id else "",
+        "key": key or "",
+        # Some messages (permission changes) are for every consumer of one user only.
+        "user": data.get("_user") if isinstance(data, dict) else None,
+    }
+
+
+class _Publisher:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
+        self._pending = 0
+        self._idle = threading.Condition()
+
+    def _ensure(self) -> None:
+        if self._pid == os.getpid() and self._loop is not None:
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._loop is not None:
+                return
+            ready = threading.Event()
+
+            def run() -> None:
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+                self._loop = loop
+                self._queue = asyncio.Queue()
+                ready.set()
+                loop.run_until_complete(self._drain())
+
+            self._pending = 0
+            thread = threading.Thread(target=run, name="dockmon-publisher", daemon=True)
+            thread.start()
+            ready.wait(5)
+            self._pid = os.getpid()
+
+    async def _drain(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            message = await self._queue.get()
+            try:
+                await asyncio.wait_for(layer.group_send(BROADCAST_GROUP, message), timeout=10)
+            except Exception:  # a lost message must not stop the ones behind it
+                logger.warning("could not publish %s", message.get("event_type"), exc_info=True)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def publish(self, message: dict) -> None:
+        self._ensure()
+        with self._idle:
+            self._pending += 1
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far has been handed to the channel layer."""
+        if self._loop is None or self._pid != os.getpid():
+            return True
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending <= 0, timeout)
+
+
+_publisher = _Publisher()
+
+
+def publish(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "") -> None:
+    """Send one message to every permitted WebSocket client."""
+    _publisher.publish(build_message(type_, data, ts=ts, host_id=host_id, key=key))
+
+
+def flush(timeout: float = 5.0) -> bool:
+    return _publisher.flush(timeout)
