@@ -124,6 +124,8 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            # A file, not memory, so that processes started by tests (monitor, daphne) share it.
+            "TEST": {"NAME": str(DATA_DIR / "test_dockmon.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -137,7 +137,8 @@ class WSClient:
     def __init__(self, url: str, headers: dict | None = None):
         from websockets.sync.client import connect
 
-        self.ws = connect(url, additional_headers=headers or {}, open_timeout=10, max_size=None)
+        self._context = connect(url, additional_headers=headers or {}, open_timeout=10, max_size=None)
+        self.ws = self._context.__enter__()
         self.messages: list[dict] = []
 
     def recv(self, timeout: float) -> dict | None:
@@ -170,4 +171,4 @@ class WSClient:
         self.ws.send(json.dumps(data))
 
     def close(self) -> None:
-        self.ws.close()
+        self._context.__exit__(None, None, None)
