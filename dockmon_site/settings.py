@@ -166,7 +166,9 @@ if _channel_layer == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, the same as the layer's
+                # blocking pop: give reads more room, but never wait forever on a dead server.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": REDIS_TIMEOUT}],
                 "prefix": envstr("DOCKMON_CHANNEL_PREFIX", "dockmon"),
                 "capacity": 1000,
                 "expiry": 30,
