@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -153,6 +154,9 @@ USE_TZ = True
 STATIC_URL = envstr("STATIC_URL", "/static/")
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "static_collected")))
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+# daphne serves no static files itself: WhiteNoise does, from STATIC_ROOT after collectstatic
+# (or straight from the apps' folders when that has not run yet).
+WHITENOISE_USE_FINDERS = True
 
 # ---------------------------------------------------------------------------
 # Redis: one URL for the Celery broker, the channel layer and the cache

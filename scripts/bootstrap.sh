@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create .venv and install the pinned requirements. Works on a bare Debian 12 as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+    echo "DockMon needs Python 3.11 or newer as '$PYTHON' (Debian 12: apt-get install python3)." >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            rm -rf .venv && "$PYTHON" -m venv .venv
+        else
+            echo "Cannot create a virtualenv: install python3-venv (apt-get install python3-venv)." >&2
+            exit 1
+        fi
+    fi
+fi
+stamp=.venv/.requirements.sha
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    if [ -d wheels ]; then
+        .venv/bin/python -m pip install -q --no-index --find-links wheels -r requirements.txt
+    else
+        .venv/bin/python -m pip install -q -r requirements.txt
+    fi
+    echo "$want" > "$stamp"
+fi
