@@ -3,11 +3,11 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from guardian.admin import GuardedModelAdmin
 
 from containers import services
 from containers.api.serializers import HostSerializer
 from containers.models import Container, ContainerTag, DockerHost, Event, Tag
+from dockmon_site.admin_mixins import ObjectPermissionAdmin
 from dockmon_site.permissions import visible_containers, visible_hosts
 
 
@@ -61,7 +61,7 @@ class HostAdminForm(forms.ModelForm):
 
 
 @admin.register(DockerHost)
-class DockerHostAdmin(GuardedModelAdmin):
+class DockerHostAdmin(ObjectPermissionAdmin):
     form = HostAdminForm
     list_display = ["name", "url", "status", "enabled", "engine_version", "container_count", "last_seen_at"]
     list_filter = ["status", "enabled"]
@@ -74,6 +74,9 @@ class DockerHostAdmin(GuardedModelAdmin):
             n_containers=Count("containers", filter=Q(containers__removed_at__isnull=True))
         )
         return qs.filter(pk__in=visible_hosts(request.user).values("pk"))
+
+    def visible_queryset(self, request):
+        return visible_hosts(request.user)
 
     @admin.display(description="Containers", ordering="n_containers")
     def container_count(self, obj):
@@ -118,7 +121,7 @@ class RemovedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Container)
-class ContainerAdmin(GuardedModelAdmin):
+class ContainerAdmin(ObjectPermissionAdmin):
     list_display = ["name", "host", "state", "health", "image", "short_id", "started_at", "removed_at"]
     list_filter = [RemovedFilter, "state", "health", "host", "tags"]
     search_fields = ["name", "image", "key", "compose_project"]
@@ -134,6 +137,9 @@ class ContainerAdmin(GuardedModelAdmin):
 
     def get_queryset(self, request):
         return visible_containers(request.user, queryset=super().get_queryset(request))
+
+    def visible_queryset(self, request):
+        return visible_containers(request.user)
 
     def has_add_permission(self, request):
         return False

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -157,7 +158,7 @@ class Event(models.Model):
     container_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
     container_name = models.CharField(max_length=255, blank=True, default="")
     message = models.TextField(blank=True, default="")
-    data = models.JSONField(default=dict, blank=True)
+    data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:

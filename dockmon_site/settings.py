@@ -153,6 +153,7 @@ USE_TZ = True
 
 STATIC_URL = envstr("STATIC_URL", "/static/")
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "static_collected")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
 # daphne serves no static files itself: WhiteNoise does, from STATIC_ROOT after collectstatic
 # (or straight from the apps' folders when that has not run yet).
