@@ -253,7 +253,8 @@ def machine() -> dict:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "mem": mem, "python": platform.python_version(), "kernel": platform.release()}
+    load = ",".join(f"{x:.2f}" for x in os.getloadavg())
+    return {"cpus": os.cpu_count(), "mem": mem, "python": platform.python_version(), "kernel": platform.release(), "loadavg": load}
 
 
 def db_label(bench: Bench) -> str:

@@ -43,7 +43,8 @@ class Listener:
     def __init__(self, url: str):
         from websockets.sync.client import connect
 
-        self.ws = connect(url, open_timeout=10, max_size=None)
+        self._context = connect(url, open_timeout=10, max_size=None)
+        self.ws = self._context.__enter__()
         self.cond = threading.Condition()
         self.running: set[str] = set()
         self.exited: dict[str, tuple[int, int]] = {}  # key -> (receipt ns, message ts ns)
@@ -64,11 +65,13 @@ class Listener:
                     self.count += 1
                     if msg["type"] == "hello":
                         self.hello = True
-                    elif msg["type"] == "container.state":
+                    elif msg["type"] in ("container.state", "container.created"):
+                        # A container seen first after it started arrives as `created` with
+                        # state running (no separate container.state running).
                         key, state = msg["data"].get("key"), msg["data"].get("state")
                         if state == "running":
                             self.running.add(key)
-                        elif state == "exited" and key not in self.exited:
+                        elif state == "exited" and msg["type"] == "container.state" and key not in self.exited:
                             self.exited[key] = (now, iso_to_ns(msg["ts"]))
                     self.cond.notify_all()
         except (ConnectionClosed, OSError):
@@ -80,7 +83,7 @@ class Listener:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._context.__exit__(None, None, None)
         except Exception:
             pass
         self.thread.join(5)
@@ -141,6 +144,8 @@ def main() -> int:
     p.add_argument("--engine", default="alpha", help="testbed engine (default alpha)")
     p.add_argument("--parallel", type=int, default=6, help="parallel `docker run`s while setting up (default 6)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one event (default 10)")
+    p.add_argument("--stop-via", choices=("cli", "api"), default="cli",
+                   help="stop with the docker CLI (default) or with one Engine API call (POST /containers/{id}/stop?t=0)")
     args = p.parse_args()
 
     bench = _common.setup("event_latency", args)
@@ -196,9 +201,20 @@ def main() -> int:
         setup_s = time.monotonic() - t0
         time.sleep(1.0)  # let the monitor's queue settle
 
+        api = None
+        if args.stop_via == "api":
+            import docker
+
+            api = docker.APIClient(base_url=engine.unix_url, version="1.41", timeout=30)
+            api.trust_env = False
+            api.ping()  # open the connection before timing
         for name, cid, key in zip(names, ids, keys, strict=True):
             t_cli = time.time_ns()
-            subprocess_ok = engine.docker("stop", "-t", "0", name, check=False, timeout=30).returncode == 0
+            if api is not None:
+                api.stop(cid, timeout=0)
+                subprocess_ok = True
+            else:
+                subprocess_ok = engine.docker("stop", "-t", "0", name, check=False, timeout=30).returncode == 0
             t_cli_done = time.time_ns()
             if not subprocess_ok or not listener.wait(lambda key=key: key in listener.exited, args.timeout):
                 missed.append(key)
@@ -222,11 +238,12 @@ def main() -> int:
             name: _common.summarize([r[name] for r in results if r[name] is not None])
             for name in ("cli_to_receipt", "die_to_receipt", "cli_duration", "cli_to_die", "die_to_emit", "emit_to_receipt")
         }
+        via = "docker CLI" if args.stop_via == "cli" else "API call"
         labels = {
-            "cli_to_receipt": "(a) docker CLI start -> WS receipt",
+            "cli_to_receipt": f"(a) {via} start -> WS receipt",
             "die_to_receipt": "(b) engine die timeNano -> WS receipt",
-            "cli_duration": "    docker stop CLI run time",
-            "cli_to_die": "    CLI start -> engine die",
+            "cli_duration": f"    docker stop {via} run time",
+            "cli_to_die": f"    {via} start -> engine die",
             "die_to_emit": "    die -> emit (monitor: read, inspect, DB)",
             "emit_to_receipt": "    emit -> receipt (Redis, daphne, WS)",
         }
@@ -247,6 +264,7 @@ def main() -> int:
                 "bench": "event_latency",
                 "db": bench.vendor,
                 "count": args.count,
+                "stop_via": args.stop_via,
                 "received": len(results),
                 "missed": len(missed),
                 "cli_to_receipt_ms": series["cli_to_receipt"],

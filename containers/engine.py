@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-import docker
 import docker.errors
 import docker.tls
 import requests.exceptions
 from django.conf import settings
+
+import docker
 
 logger = logging.getLogger(__name__)
 
@@ -427,17 +428,31 @@ def to_engine_event(raw: dict) -> EngineEvent | None:
         return None
     actor = raw.get("Actor") or {}
     attributes = actor.get("Attributes") or {}
-    action = (raw.get("Action") or raw.get("status") or "").split(":", 1)[0].strip()
+    action, _, detail = (raw.get("Action") or raw.get("status") or "").partition(":")
     container_id = actor.get("ID") or raw.get("id") or ""
     if not container_id:
         return None
+    if detail.strip():
+        # "health_status: healthy", "exec_start: sh -c ..." carry their value after the colon.
+        attributes = {**attributes, "detail": detail.strip()}
     return EngineEvent(
         container_id=container_id,
-        action=action,
+        action=action.strip(),
         name=attributes.get("name", ""),
         time_nano=int(raw.get("timeNano") or int(raw.get("time") or 0) * 1_000_000_000),
         attributes=attributes,
     )
+
+
+def event_time(event: EngineEvent) -> datetime | None:
+    if not event.time_nano:
+        return None
+    return datetime.fromtimestamp(event.time_nano / 1_000_000_000, tz=UTC)
+
+
+def status_text(state: str, health: str, exit_code, started_at, finished_at) -> str:
+    """Docker's human status line ("Up 5 minutes (healthy)", "Exited (0) 2 hours ago")."""
+    return _status_text(state, health, exit_code, started_at, finished_at)
 
 
 EVENT_STREAM_ERRORS = _ENGINE_FAILURES

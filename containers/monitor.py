@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 # Engine actions that can change what we store about a container. Others (exec_*, attach,
 # resize, top, copy...) are ignored.
 WATCHED_ACTIONS = frozenset(
-    {"create", "start", "restart", "die", "stop", "pause", "unpause", "rename", "health_status", "oom", "update", "destroy"}
+    {"create", "start", "restart", "die", "pause", "unpause", "rename", "health_status", "oom", "update", "destroy"}
 )
+# Actions whose event carries all we need; the others ("create", "update") need an inspect.
+EVENT_ONLY_ACTIONS = frozenset({"start", "restart", "die", "pause", "unpause", "rename", "health_status", "oom"})
 _END = object()
 
 
@@ -181,6 +183,10 @@ class HostWatcher:
                 logger.warning("host %s: %s", self.spec.name, exc)
                 await self._set_status(status, str(exc))
             except Exception as exc:  # keep watching whatever went wrong
+                if not await self._host_exists():
+                    # Deleted while we were busy with it; the refresh loop drops this watcher.
+                    logger.info("host %s was removed; stopping its watcher", self.spec.name)
+                    break
                 logger.exception("host %s: watcher failed", self.spec.name)
                 await self._set_status(HostStatus.ERROR, f"Monitor error: {exc}")
             finally:
@@ -189,6 +195,12 @@ class HostWatcher:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.monitor.backoff_max)
+
+    async def _host_exists(self) -> bool:
+        try:
+            return await self.monitor.db(lambda: DockerHost.objects.filter(pk=self.spec.id).exists())
+        except Exception:
+            return True  # the database itself is in trouble: keep trying
 
     async def _set_status(self, status: str, error: str = "", info=None) -> None:
         try:
@@ -262,6 +274,12 @@ class HostWatcher:
         if event.action == "destroy":
             await self.monitor.db(services.remove_by_id, host_id, event.container_id)
             return
+        if event.action in EVENT_ONLY_ACTIONS:
+            if await self.monitor.db(services.apply_event, host_id, event) is not None:
+                if event.action != "start":
+                    return
+                # Announced already; now read what only an inspect tells (restart count, ports).
+            # Not known yet (created while we were reconnecting): fall through to a full inspect.
         try:
             facts = await self.monitor.engine_call(engine.inspect_container, client, event.container_id)
         except engine.ContainerGone:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from containers.choices import ContainerState, EventCategory, HostStatus, Severity, TagSource
-from containers.engine import ContainerFacts, EngineInfo
+from containers.engine import ContainerFacts, EngineEvent, EngineInfo, event_time, status_text
 from containers.models import Container, ContainerTag, DockerHost, Tag, container_key
 from containers.signals import container_rekeyed
 from dockmon_site import bus
@@ -157,8 +157,14 @@ def apply_facts(host: DockerHost | str, facts: ContainerFacts, *, existing: Cont
                 rekey(predecessor, container)
             return container
 
-        container = existing
-        previous_state, previous_health, previous_name = container.state, container.health, container.name
+        return _update_container(existing, values)
+
+
+def _update_container(container: Container, values: dict) -> Container:
+    """Save the fields in `values` that differ, and announce renames and state/health changes."""
+    host_id = container.host_id
+    previous_state, previous_health, previous_name = container.state, container.health, container.name
+    with transaction.atomic():
         changed = [name for name, value in values.items() if getattr(container, name) != value]
         came_back = container.removed_at is not None
         if came_back:
@@ -186,7 +192,55 @@ def apply_facts(host: DockerHost | str, facts: ContainerFacts, *, existing: Cont
             data = _state_payload(container)
             data["previous_state"] = previous_state
             bus.emit(type_, category=EventCategory.CONTAINER, severity=severity, host=host_id, container=container, message=text, data=data)
+    return container
+
+
+# What an engine event says about a container's state, without asking the engine again.
+_EVENT_STATES = {"start": "running", "restart": "running", "unpause": "running", "pause": "paused", "die": "exited"}
+
+
+def apply_event(host_id, event: EngineEvent) -> Container | None:
+    """Apply a state-changing engine event straight from its attributes.
+
+    Returns None when the container is not known yet (the caller then inspects it). Working from
+    the event itself keeps every transition (a die followed at once by a restart is two changes,
+    not one) and costs no engine round trip.
+    """
+    container = Container.objects.filter(pk=container_key(host_id, event.container_id), removed_at__isnull=True).first()
+    if container is None:
+        return None
+    ts = event_time(event) or timezone.now()
+    values: dict = {}
+    if event.action == "rename" and event.name:
+        values["name"] = event.name
+    elif event.action == "health_status":
+        health = event.attributes.get("detail", "")
+        health = "starting" if health.startswith("health: starting") else health
+        if health in ("starting", "healthy", "unhealthy"):
+            values["health"] = health
+    elif event.action == "oom":
+        bus.emit("container.oom", category=EventCategory.CONTAINER, severity=Severity.WARNING, host=host_id, container=container,
+                 message=f"{container.name} ran out of memory", data={"key": container.key, "name": container.name})
         return container
+    elif event.action in _EVENT_STATES:
+        state = _EVENT_STATES[event.action]
+        values["state"] = state
+        if event.action == "start":
+            values["started_at"] = ts
+            values["exit_code"] = None
+            if container.health != "none":
+                values["health"] = "starting"
+        elif event.action == "die":
+            values["finished_at"] = ts
+            try:
+                values["exit_code"] = int(event.attributes.get("exitCode", ""))
+            except ValueError:
+                values["exit_code"] = None
+    if not values:
+        return container
+    merged = {name: values.get(name, getattr(container, name)) for name in ("state", "health", "exit_code", "started_at", "finished_at")}
+    values["status"] = status_text(merged["state"], merged["health"], merged["exit_code"], merged["started_at"], merged["finished_at"])
+    return _update_container(container, values)
 
 
 def mark_removed(container: Container, *, log: bool = True) -> Container:

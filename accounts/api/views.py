@@ -45,6 +45,8 @@ class APITokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Ret
     permission_classes = [IsAuthenticated, TokenWritePermission]
     filter_backends = []
 
+    queryset = APIToken.objects.none()  # for the schema; get_queryset narrows to the caller's tokens
+
     def get_queryset(self):
         return APIToken.objects.filter(user=self.request.user)
 

@@ -100,3 +100,15 @@ def test_health_endpoints():
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_openapi_schema_and_docs_are_served_without_a_cdn(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    schema = client.get("/api/v1/schema/?format=json")
+    assert schema.status_code == 200
+    body = schema.json()
+    assert "/api/v1/hosts/" in body["paths"] and "/api/v1/auth/token/" in body["paths"]
+    assert "tokenAuth" in body["components"]["securitySchemes"]
+    docs = client.get("/api/v1/docs/").content.decode()
+    assert "drf_spectacular_sidecar" in docs and "cdn.jsdelivr" not in docs

@@ -43,7 +43,8 @@ def test_cli_changes_reach_the_database_and_websocket_without_polling(admin, mak
     key = f"{host.pk}:{cid[:12]}"
     created = ws.wait_for(lambda m: m["type"] == "container.created" and m["data"]["key"] == key)
     assert created["data"]["name"] == name and created["ts"].endswith("Z")
-    running = ws.wait_for(lambda m: m["type"] == "container.state" and m["data"]["key"] == key and m["data"]["state"] == "running")
+    # `docker run` creates and starts at once: the created message may already say running.
+    running = ws.wait_for(lambda m: m["type"] in ("container.created", "container.state") and m["data"]["key"] == key and m["data"]["state"] == "running")
     assert {"key", "state", "status", "health"} <= set(running["data"])
     assert Container.objects.get(pk=key).state == "running"
 
@@ -178,3 +179,21 @@ def test_a_websocket_from_a_foreign_origin_is_refused(daphne, admin):
     _, raw = APIToken.issue(admin)
     with pytest.raises(InvalidStatus):
         WSClient(f"ws://127.0.0.1:{daphne.port}/ws/events/?token={raw}", headers={"Origin": "http://evil.example"})
+
+
+def test_hosts_added_and_removed_while_the_monitor_runs_are_picked_up(admin_client, alpha, monitor, run_container, unique):
+    name = f"late-{unique}"
+    run_container(alpha, name)
+    process = monitor()
+    wait_for(lambda: "monitor started" in process.log(), message="monitor up")
+    created = admin_client.post("/api/v1/hosts/", {"name": f"late-{unique}", "url": alpha.unix_url}, format="json").data
+    host = DockerHost.objects.get(pk=created["id"])
+    wait_for(lambda: _row(host, name), message="containers of a host added at run time")
+    assert admin_client.delete(f"/api/v1/hosts/{host.pk}/").status_code == 204
+    # The watcher for a deleted host stops; the monitor keeps running without errors.
+    wait_for(lambda: "Traceback" not in process.log() and process.alive(), timeout=2)
+    second = f"after-{unique}"
+    run_container(alpha, second)
+    host_b = DockerHost.objects.create(name=f"again-{unique}", url=alpha.unix_url)
+    wait_for(lambda: _row(host_b, second), message="a second host added later")
+    assert process.alive() and "Traceback" not in process.log()

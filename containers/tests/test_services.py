@@ -143,3 +143,38 @@ def test_add_local_host_uses_an_existing_socket(alpha, capsys):
     assert host.url == alpha.unix_url and host.status == "online"
     call_command("add_local_host", socket="/nonexistent/docker.sock")
     assert "No Docker socket" in capsys.readouterr().out
+
+
+def _event(cid, action, **attributes):
+    from containers.engine import EngineEvent
+
+    return EngineEvent(container_id=cid.ljust(64, "0"), action=action, name=attributes.get("name", ""),
+                       time_nano=1_800_000_000_123_456_789, attributes=attributes)
+
+
+def test_engine_events_apply_every_transition_without_an_inspect(host):
+    services.apply_facts(host, _facts("abab", "svc", health="healthy"))
+    seen = []
+    listener = bus.subscribe(lambda event: seen.append((event.type, event.data.get("state"), event.data.get("health"))))
+    try:
+        row = services.apply_event(host.pk, _event("abab", "die", exitCode="3"))
+        assert (row.state, row.exit_code) == ("exited", 3)
+        assert row.finished_at == datetime.fromtimestamp(1_800_000_000.123457, tz=UTC)
+        row = services.apply_event(host.pk, _event("abab", "start"))
+        assert (row.state, row.exit_code, row.health) == ("running", None, "starting")
+        row = services.apply_event(host.pk, _event("abab", "health_status", detail="unhealthy"))
+        assert row.health == "unhealthy" and "(unhealthy)" in row.status
+        row = services.apply_event(host.pk, _event("abab", "rename", name="svc2"))
+        assert row.name == "svc2"
+    finally:
+        bus.unsubscribe(listener)
+    # A die immediately followed by a start is two announced changes, not zero.
+    assert [s for s in seen if s[0] == "container.state"][:2] == [("container.state", "exited", "healthy"), ("container.state", "running", "starting")]
+    assert services.apply_event(host.pk, _event("ffff", "start")) is None  # unknown: the caller inspects
+
+
+def test_engine_event_names_keep_their_detail():
+    from containers.engine import to_engine_event
+
+    event = to_engine_event({"Type": "container", "Action": "health_status: healthy", "Actor": {"ID": "a" * 64, "Attributes": {"name": "x"}}, "timeNano": 5})
+    assert (event.action, event.attributes["detail"], event.name) == ("health_status", "healthy", "x")

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Role chosen by the first argument: web (migrates first), worker, beat, monitor, or any command.
+set -e
+role="${1:-web}"
+case "$role" in
+    web)
+        python3 manage.py migrate --noinput
+        python3 manage.py ensure_admin
+        exec daphne -b "${BIND:-0.0.0.0}" -p "${PORT:-8000}" --proxy-headers dockmon_site.asgi:application
+        ;;
+    worker)
+        exec celery -A dockmon_site worker -l "${LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}"
+        ;;
+    beat)
+        exec celery -A dockmon_site beat -l "${LOG_LEVEL:-info}" --scheduler django_celery_beat.schedulers:DatabaseScheduler --pidfile=
+        ;;
+    monitor)
+        shift
+        exec python3 manage.py monitor "$@"
+        ;;
+    *)
+        exec "$@"
+        ;;
+esac
