@@ -8,6 +8,9 @@ from dockmon_site import views
 api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("containers.api.urls")),
+    path("", include("updates.api.urls")),
+    path("", include("healthchecks.api.urls")),
+    path("", include("alerts.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
