@@ -47,3 +47,25 @@ class Severity(models.TextChoices):
     WARNING = "warning", "Warning"
     ERROR = "error", "Error"
     CRITICAL = "critical", "Critical"
+
+
+class DesiredState(models.TextChoices):
+    UNSET = "", "Not set"
+    RUNNING = "running", "Should run"
+    STOPPED = "stopped", "Stopped on purpose"
+
+
+class StatsTier(models.TextChoices):
+    RAW = "raw", "Raw samples"
+    FIVE_MINUTES = "5m", "5-minute rollup"
+    HOUR = "1h", "1-hour rollup"
+
+
+class ContainerAction(models.TextChoices):
+    START = "start", "Start"
+    STOP = "stop", "Stop"
+    RESTART = "restart", "Restart"
+    KILL = "kill", "Kill"
+    PAUSE = "pause", "Pause"
+    UNPAUSE = "unpause", "Unpause"
+    REMOVE = "remove", "Remove"

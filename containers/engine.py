@@ -141,9 +141,18 @@ def _tls_config(ca: str, cert: str, key: str) -> docker.tls.TLSConfig:
     )
 
 
+NO_TIMEOUT = -1.0
+
+
 def connect(url: str, *, tls_ca: str = "", tls_cert: str = "", tls_key: str = "", timeout: float | None = None):
-    """A docker client for one engine, without any network call yet."""
+    """A docker client for one engine, without any network call yet.
+
+    timeout=NO_TIMEOUT is for long-lived streams (log follow, stats stream) that may be idle;
+    their owners close them explicitly.
+    """
     timeout = settings.DOCKMON_ENGINE_TIMEOUT if timeout is None else timeout
+    if timeout == NO_TIMEOUT:
+        timeout = None
     url = normalize_url(url, tls=bool(tls_cert or tls_ca))
     tls = None
     base_url = url
@@ -460,3 +469,247 @@ EVENT_STREAM_ERRORS = _ENGINE_FAILURES
 
 def wrap_error(exc: BaseException) -> EngineError:
     return _wrap(exc)
+
+
+# ---------------------------------------------------------------------------
+# Container operations
+# ---------------------------------------------------------------------------
+OPERATIONS = ("start", "stop", "restart", "kill", "pause", "unpause")
+
+
+def operate(client, container_id: str, action: str, *, timeout: int | None = None, signal: str | None = None) -> None:
+    """Run one lifecycle operation. `timeout` is the stop grace period in seconds."""
+    if action not in OPERATIONS:
+        raise ValueError(f"unknown operation {action!r}")
+    api = client.api
+    try:
+        if action == "start":
+            api.start(container_id)
+        elif action == "stop":
+            # The HTTP call lasts as long as the grace period: give the socket that long too.
+            api.stop(container_id, timeout=timeout if timeout is not None else 10)
+        elif action == "restart":
+            api.restart(container_id, timeout=timeout if timeout is not None else 10)
+        elif action == "kill":
+            api.kill(container_id, signal=signal or "SIGKILL")
+        elif action == "pause":
+            api.pause(container_id)
+        else:
+            api.unpause(container_id)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+def rename(client, container_id: str, name: str) -> None:
+    try:
+        client.api.rename(container_id, name)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+def remove(client, container_id: str, *, force: bool = False, volumes: bool = False) -> None:
+    try:
+        client.api.remove_container(container_id, force=force, v=volumes)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+def engine_status_code(exc: BaseException) -> int | None:
+    cause = exc.__cause__
+    if isinstance(cause, docker.errors.APIError) and cause.response is not None:
+        return cause.response.status_code
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Logs
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogLine:
+    ts: datetime | None
+    stream: str
+    text: str
+
+
+MAX_LINE_BYTES = 16 * 1024
+
+
+def _split_timestamp(raw: bytes) -> tuple[datetime | None, bytes]:
+    head, sep, rest = raw.partition(b" ")
+    if sep and head[:2].isdigit():
+        ts = parse_time(head.decode("ascii", "replace"))
+        if ts is not None:
+            return ts, rest
+    return None, raw
+
+
+def decode_line(raw: bytes, stream: str, *, limit: int = MAX_LINE_BYTES) -> LogLine:
+    """One raw log line (with the engine's timestamp prefix) → LogLine; never raises on bad bytes."""
+    ts, body = _split_timestamp(raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw)
+    if len(body) > limit:
+        dropped = len(body) - limit
+        body = body[:limit]
+        text = body.decode("utf-8", "replace") + f" …[{dropped} more bytes]"
+    else:
+        text = body.decode("utf-8", "replace")
+    return LogLine(ts=ts, stream=stream, text=text)
+
+
+def _is_tty(client, container_id: str) -> bool:
+    data = client.api.inspect_container(container_id)
+    return bool((data.get("Config") or {}).get("Tty"))
+
+
+def read_logs(client, container_id: str, *, tail: int | None = 100, since: datetime | None = None, limit: int = MAX_LINE_BYTES) -> list[LogLine]:
+    """The last `tail` lines (or all since `since`) of stdout and stderr, in time order."""
+    lines: list[LogLine] = []
+    try:
+        tty = _is_tty(client, container_id)
+        streams = (("stdout", True, False),) if tty else (("stdout", True, False), ("stderr", False, True))
+        for name, out, err in streams:
+            raw = client.api.logs(
+                container_id, stdout=out, stderr=err, timestamps=True, stream=False,
+                tail=tail if tail is not None else "all", since=since,
+            )
+            for chunk in raw.split(b"\n"):
+                if chunk:
+                    lines.append(decode_line(chunk, name, limit=limit))
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    lines.sort(key=lambda line: line.ts or datetime.min.replace(tzinfo=UTC))
+    if tail is not None and len(lines) > tail:
+        lines = lines[-tail:]
+    return lines
+
+
+def follow_logs(client, container_id: str, stream_name: str, *, tail: int = 0):
+    """A blocking stream of raw log chunks for one of stdout/stderr; close() it to stop."""
+    try:
+        return client.api.logs(
+            container_id, stdout=stream_name == "stdout", stderr=stream_name == "stderr",
+            timestamps=True, stream=True, follow=True, tail=tail,
+        )
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+def container_is_tty(client, container_id: str) -> bool:
+    try:
+        return _is_tty(client, container_id)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+# ---------------------------------------------------------------------------
+# Stats
+# ---------------------------------------------------------------------------
+@dataclass
+class StatsSample:
+    container_id: str
+    ts: datetime
+    cpu_percent: float
+    mem_bytes: int
+    mem_limit: int
+    net_rx: int
+    net_tx: int
+    blk_read: int
+    blk_write: int
+    pids: int
+
+
+def compute_stats(container_id: str, data: dict) -> StatsSample:
+    """The numbers `docker stats` shows, from one stats document (with precpu_stats)."""
+    cpu = data.get("cpu_stats") or {}
+    pre = data.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
+    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    cpu_percent = (cpu_delta / system_delta) * online * 100.0 if cpu_delta > 0 and system_delta > 0 else 0.0
+
+    memory = data.get("memory_stats") or {}
+    usage = memory.get("usage") or 0
+    mstats = memory.get("stats") or {}
+    # Like the docker CLI: page cache that can be dropped is not "used" memory.
+    if "total_inactive_file" in mstats and mstats["total_inactive_file"] < usage:  # cgroup v1
+        usage -= mstats["total_inactive_file"]
+    elif "inactive_file" in mstats and mstats["inactive_file"] < usage:  # cgroup v2
+        usage -= mstats["inactive_file"]
+
+    rx = tx = 0
+    for net in (data.get("networks") or {}).values():
+        rx += net.get("rx_bytes", 0)
+        tx += net.get("tx_bytes", 0)
+    read = write = 0
+    for entry in ((data.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []):
+        op = (entry.get("op") or "").lower()
+        if op == "read":
+            read += entry.get("value", 0)
+        elif op == "write":
+            write += entry.get("value", 0)
+    return StatsSample(
+        container_id=container_id,
+        ts=parse_time(data.get("read")) or datetime.now(UTC),
+        cpu_percent=round(cpu_percent, 3),
+        mem_bytes=int(usage),
+        mem_limit=int(memory.get("limit") or 0),
+        net_rx=rx,
+        net_tx=tx,
+        blk_read=read,
+        blk_write=write,
+        pids=int((data.get("pids_stats") or {}).get("current") or 0),
+    )
+
+
+def container_stats(client, container_id: str) -> StatsSample:
+    """One sample. The engine waits ~1 s to measure CPU over an interval, so call these concurrently."""
+    try:
+        data = client.api.stats(container_id, stream=False)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    return compute_stats(container_id, data)
+
+
+def stats_stream(client, container_id: str):
+    """A blocking stream of decoded stats documents, about one a second; close() it to stop."""
+    try:
+        return client.api.stats(container_id, stream=True, decode=True)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+def running_container_ids(client) -> list[str]:
+    try:
+        return [item["Id"] for item in client.api.containers(filters={"status": "running"})]
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
+# ---------------------------------------------------------------------------
+# Disk usage
+# ---------------------------------------------------------------------------
+def disk_usage(client) -> dict:
+    """`docker system df` in numbers: sizes in bytes and counts, with what is reclaimable."""
+    try:
+        data = client.api.df()
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    images = data.get("Images") or []
+    containers = data.get("Containers") or []
+    volumes = data.get("Volumes") or []
+    cache = data.get("BuildCache") or []
+    return {
+        "images_count": len(images),
+        "images_size": int(data.get("LayersSize") or 0),
+        "images_reclaimable": sum(int(i.get("Size") or 0) for i in images if not i.get("Containers")),
+        "containers_count": len(containers),
+        "containers_size": sum(int(c.get("SizeRw") or 0) for c in containers),
+        "containers_reclaimable": sum(int(c.get("SizeRw") or 0) for c in containers if c.get("State") != "running"),
+        "volumes_count": len(volumes),
+        "volumes_size": sum(max(0, int((v.get("UsageData") or {}).get("Size") or 0)) for v in volumes),
+        "volumes_reclaimable": sum(
+            max(0, int((v.get("UsageData") or {}).get("Size") or 0)) for v in volumes if not (v.get("UsageData") or {}).get("RefCount")
+        ),
+        "build_cache_count": len(cache),
+        "build_cache_size": sum(int(c.get("Size") or 0) for c in cache),
+        "build_cache_reclaimable": sum(int(c.get("Size") or 0) for c in cache if not c.get("InUse")),
+    }

@@ -7,7 +7,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
-from containers.choices import ContainerState, EventCategory, Health, HostStatus, Severity, TagSource
+from containers.choices import ContainerState, DesiredState, EventCategory, Health, HostStatus, Severity, StatsTier, TagSource
 from dockmon_site.crypto import EncryptedTextField
 
 SHORT_ID_LENGTH = 12
@@ -97,6 +97,10 @@ class Container(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True, help_text="Gone from the engine; kept for history")
     replaced_by = models.CharField(max_length=64, blank=True, default="", help_text="Key of the container that replaced it")
+    desired_state = models.CharField(
+        max_length=16, choices=DesiredState.choices, blank=True, default=DesiredState.UNSET,
+        help_text="What a person last asked for through DockMon (a stop on purpose is not a crash)",
+    )
     first_seen_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     tags = models.ManyToManyField(Tag, through="ContainerTag", related_name="containers", blank=True)
@@ -170,3 +174,84 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.type}"
+
+
+class StatsBatch(models.Model):
+    """One collection cycle (raw) or rollup window (5m, 1h) of one host's container stats.
+
+    Rows hold every container of the host at once (keyed by short id in `data`), so a host with
+    hundreds of containers writes one row per cycle instead of hundreds; a range query pulls one
+    container's points out with a JSON key lookup in the database.
+
+    data[short_id] = [cpu_avg, cpu_min, cpu_max, mem_avg, mem_min, mem_max, mem_limit,
+                      net_rx, net_tx, blk_read, blk_write, pids, samples]
+    data["_host"]  = the same shape, summed over the host's containers.
+    """
+
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="stats_batches")
+    tier = models.CharField(max_length=4, choices=StatsTier.choices, default=StatsTier.RAW)
+    ts = models.DateTimeField()
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "tier", "ts"], name="stats_batch_unique_window")]
+        indexes = [models.Index(fields=["tier", "ts"])]
+        ordering = ["host", "tier", "ts"]
+
+    def __str__(self) -> str:
+        return f"{self.host_id} {self.tier} {self.ts:%Y-%m-%d %H:%M:%S}"
+
+
+class DiskUsage(models.Model):
+    """`docker system df` of one host at one time."""
+
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="disk_usage")
+    ts = models.DateTimeField(default=timezone.now)
+    images_count = models.IntegerField(default=0)
+    images_size = models.BigIntegerField(default=0)
+    images_reclaimable = models.BigIntegerField(default=0)
+    containers_count = models.IntegerField(default=0)
+    containers_size = models.BigIntegerField(default=0)
+    containers_reclaimable = models.BigIntegerField(default=0)
+    volumes_count = models.IntegerField(default=0)
+    volumes_size = models.BigIntegerField(default=0)
+    volumes_reclaimable = models.BigIntegerField(default=0)
+    build_cache_count = models.IntegerField(default=0)
+    build_cache_size = models.BigIntegerField(default=0)
+    build_cache_reclaimable = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-ts"]
+        indexes = [models.Index(fields=["host", "ts"])]
+
+    def __str__(self) -> str:
+        return f"{self.host_id} {self.ts:%Y-%m-%d %H:%M}"
+
+    @property
+    def total_size(self) -> int:
+        return self.images_size + self.containers_size + self.volumes_size + self.build_cache_size
+
+
+class ProfileSession(models.Model):
+    """A live profiling session: 1-second samples of one container, saved as it goes."""
+
+    container_key = models.CharField(max_length=64, db_index=True)
+    container_name = models.CharField(max_length=255, blank=True, default="")
+    host = models.ForeignKey(DockerHost, null=True, on_delete=models.SET_NULL, related_name="profiles")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, blank=True, default="")
+    # [[t_iso, cpu_percent, mem_bytes, mem_limit, net_rx, net_tx, blk_read, blk_write, pids], ...]
+    samples = models.JSONField(default=list, blank=True)
+    sample_count = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.container_name or self.container_key} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None

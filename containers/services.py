@@ -110,6 +110,9 @@ def rekey(old: Container, new: Container, *, actor=None, reason: str = "recreate
         content_type = ContentType.objects.get_for_model(Container)
         for model in (UserObjectPermission, GroupObjectPermission):
             model.objects.filter(content_type=content_type, object_pk=old.key).update(object_pk=new.key)
+        if old.desired_state and not new.desired_state:
+            new.desired_state = old.desired_state
+            Container.objects.filter(pk=new.pk).update(desired_state=old.desired_state)
         container_rekeyed.send(sender=Container, old_key=old.key, new_key=new.key, old=old, new=new)
         Container.objects.filter(pk=old.pk).update(replaced_by=new.key)
         old.replaced_by = new.key
@@ -364,3 +367,17 @@ def test_host(host: DockerHost, *, timeout: float | None = None) -> dict:
     result["elapsed_ms"] = int((monotonic() - started) * 1000)
     host.refresh_from_db()
     return result
+
+
+def record_disk_usage(host: DockerHost):
+    """Ask the engine for `docker system df` and store it."""
+    from containers import engine
+    from containers.models import DiskUsage
+
+    # The engine walks every layer and volume to answer: allow it far longer than a normal call.
+    client = engine.client_for_host(host, timeout=120)
+    try:
+        numbers = engine.disk_usage(client)
+    finally:
+        client.close()
+    return DiskUsage.objects.create(host=host, **numbers)

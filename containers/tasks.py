@@ -1,3 +1,5 @@
+"""Thin Celery tasks: they take ids, re-fetch, and hand the work to the services."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -6,7 +8,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from containers.models import Container, Event
+from containers import engine, stats
+from containers.choices import HostStatus
+from containers.models import Container, DiskUsage, DockerHost, Event
 
 
 @shared_task(ignore_result=True)
@@ -16,4 +20,58 @@ def prune_events() -> dict:
     events, _ = Event.objects.filter(ts__lt=now - timedelta(days=settings.DOCKMON_EVENT_RETENTION_DAYS)).delete()
     cutoff = now - timedelta(days=settings.DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS)
     containers, _ = Container.objects.filter(removed_at__lt=cutoff).delete()
-    return {"events": events, "containers": containers}
+    disk, _ = DiskUsage.objects.filter(ts__lt=now - timedelta(days=settings.DOCKMON_DISK_USAGE_RETENTION_DAYS)).delete()
+    return {"events": events, "containers": containers, "disk_usage": disk}
+
+
+def _online_host_ids() -> list[str]:
+    return [str(pk) for pk in DockerHost.objects.filter(enabled=True, status=HostStatus.ONLINE).values_list("pk", flat=True)]
+
+
+@shared_task(ignore_result=True)
+def collect_stats() -> int:
+    """Fan out one stats task per online host, so several workers share the hosts."""
+    expires = settings.DOCKMON_STATS_INTERVAL_SECONDS * 0.9
+    host_ids = _online_host_ids()
+    for host_id in host_ids:
+        collect_host_stats.apply_async((host_id,), expires=expires)
+    return len(host_ids)
+
+
+@shared_task(ignore_result=True)
+def collect_host_stats(host_id: str) -> dict:
+    try:
+        return stats.collect_host(host_id)
+    except engine.EngineError as exc:
+        return {"error": str(exc)}
+
+
+@shared_task(ignore_result=True)
+def rollup_stats() -> dict:
+    return {str(k): v for k, v in stats.rollup_all().items()}
+
+
+@shared_task(ignore_result=True)
+def prune_stats() -> int:
+    return stats.prune()
+
+
+@shared_task(ignore_result=True)
+def collect_disk_usage() -> int:
+    host_ids = _online_host_ids()
+    for host_id in host_ids:
+        collect_host_disk_usage.apply_async((host_id,), expires=settings.DOCKMON_DISK_USAGE_SECONDS * 0.9)
+    return len(host_ids)
+
+
+@shared_task(ignore_result=True)
+def collect_host_disk_usage(host_id: str) -> dict:
+    from containers.services import record_disk_usage
+
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        return {}
+    try:
+        return {"id": record_disk_usage(host).pk}
+    except engine.EngineError as exc:
+        return {"error": str(exc)}

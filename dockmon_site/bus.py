@@ -47,6 +47,7 @@ def emit(
     actor=None,
     persist: bool = True,
     ts: datetime | None = None,
+    group: str = "",
 ):
     """Record and announce one event. Returns the Event (saved when persist=True)."""
     from containers.models import Container, Event
@@ -88,6 +89,6 @@ def emit(
         payload.setdefault("message", message)
     payload.setdefault("severity", severity)
     transaction.on_commit(
-        lambda: realtime.publish(type_, payload, ts=event.ts, host_id=host_id, key=key)
+        lambda: realtime.publish(type_, payload, ts=event.ts, host_id=host_id, key=key, group=group)
     )
     return event

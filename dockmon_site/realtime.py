@@ -47,10 +47,19 @@ class _Encoder(DjangoJSONEncoder):
         return super().default(o)
 
 
-def build_message(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "") -> dict:
+def stats_group(host_id) -> str:
+    """Stats samples go only to clients that asked for them, per host."""
+    return f"stats.{host_id}"
+
+
+def encode(type_: str, data: dict[str, Any], ts: datetime | None = None) -> str:
+    return json.dumps({"type": type_, "data": data, "ts": utc_iso(ts)}, cls=_Encoder, separators=(",", ":"))
+
+
+def build_message(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "", group: str = "") -> dict:
     """The channel-layer envelope: the client text plus what consumers need to authorise it."""
-    text = json.dumps({"type": type_, "data": data, "ts": utc_iso(ts)}, cls=_Encoder, separators=(",", ":"))
-    return {
+    text = encode(type_, data, ts)
+    message = {
         "type": CONSUMER_HANDLER,
         "text": text,
         "event_type": type_,
@@ -58,7 +67,12 @@ def build_message(type_: str, data: dict[str, Any], *, ts: datetime | None = Non
         "key": key or "",
         # Some messages (permission changes) are for every consumer of one user only.
         "user": data.get("_user") if isinstance(data, dict) else None,
+        "group": group or BROADCAST_GROUP,
     }
+    if group:
+        # Group messages (stats) are filtered per sample by consumers, so they carry the data too.
+        message["payload"] = json.loads(text)
+    return message
 
 
 class _Publisher:
@@ -97,7 +111,7 @@ class _Publisher:
         while True:
             message = await self._queue.get()
             try:
-                await asyncio.wait_for(layer.group_send(BROADCAST_GROUP, message), timeout=10)
+                await asyncio.wait_for(layer.group_send(message.get("group") or BROADCAST_GROUP, message), timeout=10)
             except Exception:  # a lost message must not stop the ones behind it
                 logger.warning("could not publish %s", message.get("event_type"), exc_info=True)
             finally:
@@ -122,9 +136,9 @@ class _Publisher:
 _publisher = _Publisher()
 
 
-def publish(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "") -> None:
-    """Send one message to every permitted WebSocket client."""
-    _publisher.publish(build_message(type_, data, ts=ts, host_id=host_id, key=key))
+def publish(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "", group: str = "") -> None:
+    """Send one message to every permitted WebSocket client (of `group`, default: everyone)."""
+    _publisher.publish(build_message(type_, data, ts=ts, host_id=host_id, key=key, group=group))
 
 
 def flush(timeout: float = 5.0) -> bool:

@@ -1,0 +1,251 @@
+"""Container stats: concurrent collection, tiered storage with rollups, range queries.
+
+Collection asks the engine for every running container at once (each stats call takes about a
+second because the engine measures CPU over an interval), writes one StatsBatch row per host
+per cycle and publishes the samples to clients that subscribed to that host's stats.
+Rollups turn raw rows into 5-minute rows and those into 1-hour rows, keeping min/avg/max.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db.models.fields.json import KeyTransform
+from django.utils import timezone
+
+from containers import engine
+from containers.choices import EventCategory, HostStatus, StatsTier
+from containers.models import Container, DockerHost, StatsBatch
+from dockmon_site import bus, realtime
+
+logger = logging.getLogger(__name__)
+
+# Positions in a stored point (see StatsBatch).
+CPU, CPU_MIN, CPU_MAX, MEM, MEM_MIN, MEM_MAX, MEM_LIMIT, NET_RX, NET_TX, BLK_READ, BLK_WRITE, PIDS, COUNT = range(13)
+HOST_KEY = "_host"
+TIER_SECONDS = {StatsTier.FIVE_MINUTES: 300, StatsTier.HOUR: 3600}
+# range → (tier for the bulk of it, span)
+RANGES = {
+    "1h": (StatsTier.RAW, timedelta(hours=1)),
+    "24h": (StatsTier.FIVE_MINUTES, timedelta(hours=24)),
+    "7d": (StatsTier.FIVE_MINUTES, timedelta(days=7)),
+    "30d": (StatsTier.HOUR, timedelta(days=30)),
+}
+_FINER = {StatsTier.HOUR: StatsTier.FIVE_MINUTES, StatsTier.FIVE_MINUTES: StatsTier.RAW}
+
+
+def _point(sample: engine.StatsSample) -> list:
+    return [sample.cpu_percent, sample.cpu_percent, sample.cpu_percent, sample.mem_bytes, sample.mem_bytes, sample.mem_bytes,
+            sample.mem_limit, sample.net_rx, sample.net_tx, sample.blk_read, sample.blk_write, sample.pids, 1]
+
+
+def _host_total(points: list[list]) -> list:
+    total = [0.0] * 13
+    for p in points:
+        for i in (CPU, MEM, MEM_LIMIT, NET_RX, NET_TX, BLK_READ, BLK_WRITE, PIDS):
+            total[i] += p[i]
+    total[CPU] = round(total[CPU], 3)
+    total[CPU_MIN] = total[CPU_MAX] = total[CPU]
+    total[MEM_MIN] = total[MEM_MAX] = total[MEM]
+    total[COUNT] = len(points)
+    return total
+
+
+def sample_payload(key: str, point: list) -> dict:
+    return {
+        "key": key,
+        "cpu_percent": point[CPU],
+        "mem_bytes": point[MEM],
+        "mem_limit": point[MEM_LIMIT],
+        "net_rx": point[NET_RX],
+        "net_tx": point[NET_TX],
+        "blk_read": point[BLK_READ],
+        "blk_write": point[BLK_WRITE],
+        "pids": point[PIDS],
+    }
+
+
+def collect_host(host_id, *, concurrency: int | None = None) -> dict:
+    """One stats cycle for one host. Returns {"containers": n, "errors": n}."""
+    host = DockerHost.objects.filter(pk=host_id, enabled=True).first()
+    if host is None or host.status != HostStatus.ONLINE:
+        return {"containers": 0, "errors": 0, "skipped": True}
+    concurrency = concurrency or settings.DOCKMON_STATS_CONCURRENCY
+    started = timezone.now().replace(microsecond=0)
+    client = engine.client_for_host(host)
+    errors = 0
+    try:
+        ids = engine.running_container_ids(client)
+        samples: list[engine.StatsSample] = []
+        if ids:
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(ids)), thread_name_prefix="stats") as pool:
+                for result in pool.map(lambda cid: _safe_stats(client, cid), ids):
+                    if result is None:
+                        errors += 1
+                    else:
+                        samples.append(result)
+    finally:
+        client.close()
+    data = {s.container_id[:12]: _point(s) for s in samples}
+    data[HOST_KEY] = _host_total(list(data.values()))
+    StatsBatch.objects.bulk_create([StatsBatch(host=host, tier=StatsTier.RAW, ts=started, data=data)], ignore_conflicts=True)
+    prefix = f"{host.pk}:"
+    bus.emit(
+        "stats.sample",
+        category=EventCategory.CONTAINER,
+        host=host.pk,
+        persist=False,
+        ts=started,
+        group=realtime.stats_group(host.pk),
+        data={
+            "host": str(host.pk),
+            "t": started,
+            "samples": [sample_payload(prefix + short, point) for short, point in data.items() if short != HOST_KEY],
+            "host_totals": sample_payload("", data[HOST_KEY]) | {"containers": len(samples)},
+        },
+    )
+    return {"containers": len(samples), "errors": errors}
+
+
+def _safe_stats(client, container_id):
+    try:
+        return engine.container_stats(client, container_id)
+    except engine.EngineError as exc:
+        # A container that stopped between the list and its stats call is normal.
+        logger.debug("stats for %s failed: %s", container_id[:12], exc)
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Rollups
+# ---------------------------------------------------------------------------
+def merge(points: list[list]) -> list:
+    """Combine points (raw or rolled up) into one: sample-weighted average, min of mins,
+    max of maxes, and the last value of counters and limits."""
+    weights = [p[COUNT] or 1 for p in points]
+    total = sum(weights)
+    last = points[-1]
+    return [
+        round(sum(p[CPU] * w for p, w in zip(points, weights, strict=True)) / total, 3),
+        min(p[CPU_MIN] for p in points),
+        max(p[CPU_MAX] for p in points),
+        int(sum(p[MEM] * w for p, w in zip(points, weights, strict=True)) / total),
+        min(p[MEM_MIN] for p in points),
+        max(p[MEM_MAX] for p in points),
+        last[MEM_LIMIT], last[NET_RX], last[NET_TX], last[BLK_READ], last[BLK_WRITE], last[PIDS],
+        total,
+    ]
+
+
+def _window_start(ts: datetime, seconds: int) -> datetime:
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
+
+
+def rollup_host(host_id, tier: str, *, now: datetime | None = None) -> int:
+    """Write every missing, complete `tier` window of one host from the next finer tier."""
+    now = now or timezone.now()
+    seconds = TIER_SECONDS[tier]
+    source = _FINER[tier]
+    last = StatsBatch.objects.filter(host_id=host_id, tier=tier).order_by("-ts").values_list("ts", flat=True).first()
+    first_source = StatsBatch.objects.filter(host_id=host_id, tier=source)
+    if last is not None:
+        first_source = first_source.filter(ts__gte=last + timedelta(seconds=seconds))
+    first = first_source.order_by("ts").values_list("ts", flat=True).first()
+    if first is None:
+        return 0
+    window = _window_start(first, seconds)
+    end_of_complete = _window_start(now, seconds)
+    written = 0
+    while window < end_of_complete:
+        upper = window + timedelta(seconds=seconds)
+        rows = list(StatsBatch.objects.filter(host_id=host_id, tier=source, ts__gte=window, ts__lt=upper).order_by("ts").values_list("data", flat=True))
+        if rows:
+            per_key: dict[str, list] = {}
+            for data in rows:
+                for key, point in data.items():
+                    per_key.setdefault(key, []).append(point)
+            merged = {key: merge(points) for key, points in per_key.items()}
+            StatsBatch.objects.bulk_create([StatsBatch(host_id=host_id, tier=tier, ts=window, data=merged)], ignore_conflicts=True)
+            written += 1
+        window = upper
+    return written
+
+
+def rollup_all(now: datetime | None = None) -> dict:
+    written = {StatsTier.FIVE_MINUTES: 0, StatsTier.HOUR: 0}
+    for host_id in DockerHost.objects.values_list("pk", flat=True):
+        for tier in (StatsTier.FIVE_MINUTES, StatsTier.HOUR):
+            written[tier] += rollup_host(host_id, tier, now=now)
+    return written
+
+
+def prune(now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    keep = {
+        StatsTier.RAW: timedelta(hours=settings.DOCKMON_STATS_RAW_HOURS),
+        StatsTier.FIVE_MINUTES: timedelta(days=settings.DOCKMON_STATS_5M_DAYS),
+        StatsTier.HOUR: timedelta(days=settings.DOCKMON_STATS_1H_DAYS),
+    }
+    deleted = 0
+    for tier, age in keep.items():
+        count, _ = StatsBatch.objects.filter(tier=tier, ts__lt=now - age).delete()
+        deleted += count
+    return deleted
+
+
+# ---------------------------------------------------------------------------
+# Queries
+# ---------------------------------------------------------------------------
+def _as_point(ts: datetime, p: list) -> dict:
+    return {
+        "t": ts, "cpu_percent": p[CPU], "cpu_min": p[CPU_MIN], "cpu_max": p[CPU_MAX], "mem_bytes": p[MEM],
+        "mem_min": p[MEM_MIN], "mem_max": p[MEM_MAX], "mem_limit": p[MEM_LIMIT], "net_rx": p[NET_RX],
+        "net_tx": p[NET_TX], "blk_read": p[BLK_READ], "blk_write": p[BLK_WRITE], "pids": p[PIDS], "samples": p[COUNT],
+    }
+
+
+def _series(host_id, key: str, tier: str, since: datetime) -> list[tuple[datetime, list]]:
+    rows = (
+        StatsBatch.objects.filter(host_id=host_id, tier=tier, ts__gte=since)
+        .annotate(point=KeyTransform(key, "data"))
+        .order_by("ts")
+        .values_list("ts", "point")
+    )
+    return [(ts, point) for ts, point in rows if point]
+
+
+def series(host_id, key: str, range_name: str, *, now: datetime | None = None) -> list[dict]:
+    """Points for one container (key = short id) or a host (key = "_host") over a range.
+
+    The bulk comes from the range's tier; the part after its newest point comes from finer
+    tiers, so the most recent minutes show up before a rollup has run.
+    """
+    tier, span = RANGES[range_name]
+    since = (now or timezone.now()) - span
+    points: list[tuple[datetime, list]] = []
+    while True:
+        found = _series(host_id, key, tier, since)
+        points.extend(found)
+        if tier not in _FINER:
+            break
+        if found:
+            since = found[-1][0] + timedelta(seconds=TIER_SECONDS[tier])
+        tier = _FINER[tier]
+    return [_as_point(ts, p) for ts, p in points]
+
+
+def container_series(container: Container, range_name: str) -> list[dict]:
+    return series(container.host_id, container.short_id, range_name)
+
+
+def host_series(host: DockerHost, range_name: str) -> list[dict]:
+    return series(host.pk, HOST_KEY, range_name)
+
+
+def latest(host_id) -> tuple[datetime | None, dict]:
+    row = StatsBatch.objects.filter(host_id=host_id, tier=StatsTier.RAW).order_by("-ts").values_list("ts", "data").first()
+    return row if row else (None, {})
