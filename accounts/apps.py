@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -6,4 +7,8 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from accounts import lockout, roles, schema, signals  # noqa: F401  (OpenAPI auth extension, audit and lockout hooks)
+
+        # After every migrate (and every test-database flush), attach the permissions of apps
+        # migrated since to the role groups; see accounts/roles.py.
+        post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="accounts.sync_roles")

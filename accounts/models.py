@@ -5,8 +5,11 @@ import hmac
 import secrets
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
+
+from accounts.choices import AuditSource
 
 TOKEN_PREFIX = "dm"
 LOOKUP_LENGTH = 10
@@ -88,3 +91,36 @@ class APIToken(models.Model):
         if self.last_used_at is None or (now - self.last_used_at).total_seconds() > 60:
             APIToken.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+
+
+class AuditEntry(models.Model):
+    """Who did what to which object, when and from where. Rows are never edited."""
+
+    ts = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")
+    # Kept apart from `user` so the record still names the person after the account is deleted.
+    username = models.CharField(max_length=150, blank=True, default="")
+    token_id = models.BigIntegerField(null=True, blank=True, help_text="The API token used, if any")
+    ip = models.GenericIPAddressField(null=True, blank=True, unpack_ipv4=True)
+    source = models.CharField(max_length=16, choices=AuditSource.choices, default=AuditSource.SYSTEM)
+    method = models.CharField(max_length=10, blank=True, default="")
+    path = models.CharField(max_length=500, blank=True, default="")
+    action = models.CharField(max_length=100, db_index=True)
+    object_type = models.CharField(max_length=100, blank=True, default="", help_text="app_label.model")
+    object_id = models.CharField(max_length=255, blank=True, default="")
+    object_repr = models.CharField(max_length=255, blank=True, default="")
+    changes = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-ts", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["object_type", "object_id"]),
+            models.Index(fields=["user", "ts"]),
+        ]
+
+    def __str__(self) -> str:
+        who = self.username or "system"
+        target = f" {self.object_type}:{self.object_id}" if self.object_id else ""
+        return f"{self.ts:%Y-%m-%d %H:%M:%S} {who} {self.action}{target}"

@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Records every unsafe API call and admin change (accounts/audit.py).
+    "accounts.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -135,12 +137,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Auth
 # ---------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend that refuses a username or client address locked out by failed logins.
+    "accounts.backends.ThrottledModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
 GUARDIAN_RAISE_403 = False
 LOGIN_URL = "/admin/login/"
+# Failed logins (admin, session and API token) per username and per client address: after
+# this many failures within the window, further attempts are refused until it ends.
+DOCKMON_LOGIN_MAX_FAILURES = envint("DOCKMON_LOGIN_MAX_FAILURES", 5, minimum=1)
+DOCKMON_LOGIN_MAX_FAILURES_PER_ADDRESS = envint("DOCKMON_LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1)
+DOCKMON_LOGIN_LOCKOUT_SECONDS = envint("DOCKMON_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Behind a reverse proxy that sets X-Forwarded-For, the client address comes from it.
+DOCKMON_TRUST_X_FORWARDED_FOR = envbool("DOCKMON_TRUST_X_FORWARDED_FOR", False)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -255,7 +265,32 @@ DOCKMON_HOST_REFRESH_SECONDS = envfloat("DOCKMON_HOST_REFRESH_SECONDS", 5.0, min
 DOCKMON_BACKOFF_MAX_SECONDS = envfloat("DOCKMON_BACKOFF_MAX_SECONDS", 60.0, minimum=0.1)
 DOCKMON_BACKOFF_INITIAL_SECONDS = envfloat("DOCKMON_BACKOFF_INITIAL_SECONDS", 1.0, minimum=0.01)
 DOCKMON_EVENT_RETENTION_DAYS = envint("DOCKMON_EVENT_RETENTION_DAYS", 30, minimum=1)
+DOCKMON_STATS_INTERVAL_SECONDS = envint("DOCKMON_STATS_INTERVAL_SECONDS", 10, minimum=2)
+DOCKMON_STATS_CONCURRENCY = envint("DOCKMON_STATS_CONCURRENCY", 64, minimum=1, maximum=512)
+DOCKMON_STATS_RAW_HOURS = envint("DOCKMON_STATS_RAW_HOURS", 24, minimum=1)
+DOCKMON_STATS_5M_DAYS = envint("DOCKMON_STATS_5M_DAYS", 7, minimum=1)
+DOCKMON_STATS_1H_DAYS = envint("DOCKMON_STATS_1H_DAYS", 90, minimum=1)
+DOCKMON_DISK_USAGE_SECONDS = envint("DOCKMON_DISK_USAGE_SECONDS", 120, minimum=10)
+DOCKMON_DISK_USAGE_RETENTION_DAYS = envint("DOCKMON_DISK_USAGE_RETENTION_DAYS", 7, minimum=1)
 DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS = envint("DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS", 30, minimum=1)
+
+# Periodic work of the containers app (each entry expires before its next run).
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "collect-stats": {
+            "task": "containers.tasks.collect_stats",
+            "schedule": float(DOCKMON_STATS_INTERVAL_SECONDS),
+            "options": {"expires": DOCKMON_STATS_INTERVAL_SECONDS * 0.9},
+        },
+        "rollup-stats": {"task": "containers.tasks.rollup_stats", "schedule": 300.0, "options": {"expires": 270}},
+        "prune-stats": {"task": "containers.tasks.prune_stats", "schedule": 3600.0, "options": {"expires": 3000}},
+        "collect-disk-usage": {
+            "task": "containers.tasks.collect_disk_usage",
+            "schedule": float(DOCKMON_DISK_USAGE_SECONDS),
+            "options": {"expires": DOCKMON_DISK_USAGE_SECONDS * 0.9},
+        },
+    }
+)
 
 LOGGING = {
     "version": 1,
