@@ -713,3 +713,48 @@ def disk_usage(client) -> dict:
         "build_cache_size": sum(int(c.get("Size") or 0) for c in cache),
         "build_cache_reclaimable": sum(int(c.get("Size") or 0) for c in cache if not c.get("InUse")),
     }
+
+
+# ---------------------------------------------------------------------------
+# Images (used by the update checker: what a container actually runs)
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageFacts:
+    image_id: str
+    repo_tags: tuple[str, ...] = ()
+    # "repo@sha256:..." for every registry manifest this image was pulled or pushed as.
+    repo_digests: tuple[str, ...] = ()
+    architecture: str = ""
+    os: str = ""
+    variant: str = ""
+
+
+def _image_facts(data: dict) -> ImageFacts:
+    return ImageFacts(
+        image_id=data.get("Id") or "",
+        repo_tags=tuple(t for t in data.get("RepoTags") or () if t and t != "<none>:<none>"),
+        repo_digests=tuple(d for d in data.get("RepoDigests") or () if d and not d.startswith("<none>@")),
+        architecture=data.get("Architecture") or "",
+        os=data.get("Os") or "",
+        variant=data.get("Variant") or "",
+    )
+
+
+def list_images(client) -> dict[str, ImageFacts]:
+    """Every image on the engine by ID, from one list call (no platform fields: see inspect_image)."""
+    try:
+        items = client.api.images(all=False)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    return {facts.image_id: facts for facts in map(_image_facts, items)}
+
+
+def inspect_image(client, image: str) -> ImageFacts:
+    """One image with its platform (Architecture/Os/Variant); ContainerGone-like NotFound → EngineError."""
+    try:
+        data = client.api.inspect_image(image)
+    except docker.errors.NotFound as exc:
+        raise EngineError(f"The image {image} is not on the engine.") from exc
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    return _image_facts(data)
