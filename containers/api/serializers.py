@@ -130,3 +130,109 @@ class EventSerializer(serializers.ModelSerializer):
         model = Event
         fields = ["id", "ts", "category", "type", "severity", "host", "container", "container_name", "message", "data", "actor"]
         read_only_fields = fields
+
+
+DOCKER_NAME = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
+
+
+class StopOptionsSerializer(serializers.Serializer):
+    timeout = serializers.IntegerField(required=False, min_value=0, max_value=600, help_text="Seconds before the engine kills it")
+
+
+class KillOptionsSerializer(serializers.Serializer):
+    signal = serializers.RegexField(r"^(SIG)?[A-Z0-9]{2,10}$|^\d{1,2}$", required=False, help_text="e.g. SIGTERM, HUP or 9")
+
+
+class RenameSerializer(serializers.Serializer):
+    name = serializers.RegexField(DOCKER_NAME, max_length=255, error_messages={"invalid": "Use letters, digits, '_', '.' and '-' (starting with a letter or digit)."})
+
+
+class RemoveOptionsSerializer(serializers.Serializer):
+    force = serializers.BooleanField(required=False, default=False)
+    volumes = serializers.BooleanField(required=False, default=False)
+
+
+class BulkOperationSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["start", "stop", "restart", "kill", "pause", "unpause", "remove"])
+    keys = serializers.ListField(child=serializers.RegexField(r"^[0-9a-fA-F-]{36}:[0-9a-f]{12}$"), min_length=1, max_length=1000)
+    force = serializers.BooleanField(required=False, default=False)
+    volumes = serializers.BooleanField(required=False, default=False)
+    timeout = serializers.IntegerField(required=False, min_value=0, max_value=600)
+
+
+class BulkResultSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    ok = serializers.BooleanField()
+    state = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    status = serializers.IntegerField()
+
+
+class LogsQuerySerializer(serializers.Serializer):
+    tail = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=100)
+    since = serializers.DateTimeField(required=False)
+    download = serializers.BooleanField(required=False, default=False, help_text="Return a plain-text file (full lines)")
+
+
+class LogLineSerializer(serializers.Serializer):
+    ts = serializers.DateTimeField(allow_null=True)
+    stream = serializers.CharField()
+    text = serializers.CharField(allow_blank=True)
+
+
+class LogsSerializer(serializers.Serializer):
+    lines = LogLineSerializer(many=True)
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    range = serializers.ChoiceField(choices=["1h", "24h", "7d", "30d"], required=False, default="1h")
+
+
+class StatsPointSerializer(serializers.Serializer):
+    t = serializers.DateTimeField()
+    cpu_percent = serializers.FloatField()
+    cpu_min = serializers.FloatField()
+    cpu_max = serializers.FloatField()
+    mem_bytes = serializers.IntegerField()
+    mem_min = serializers.IntegerField()
+    mem_max = serializers.IntegerField()
+    mem_limit = serializers.IntegerField()
+    net_rx = serializers.IntegerField()
+    net_tx = serializers.IntegerField()
+    blk_read = serializers.IntegerField()
+    blk_write = serializers.IntegerField()
+    pids = serializers.IntegerField()
+    samples = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    range = serializers.CharField()
+    points = StatsPointSerializer(many=True)
+
+
+class DiskUsageSerializer(serializers.ModelSerializer):
+    total_size = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        from containers.models import DiskUsage
+
+        model = DiskUsage
+        exclude = ["id", "host"]
+
+
+class ProfileSessionSerializer(serializers.ModelSerializer):
+    container = serializers.CharField(source="container_key", read_only=True)
+    user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        from containers.models import ProfileSession
+
+        model = ProfileSession
+        fields = ["id", "container", "container_name", "host", "user", "started_at", "ended_at", "end_reason", "sample_count"]
+        read_only_fields = fields
+
+
+class ProfileSessionDetailSerializer(ProfileSessionSerializer):
+    class Meta(ProfileSessionSerializer.Meta):
+        fields = [*ProfileSessionSerializer.Meta.fields, "samples"]
+        read_only_fields = fields

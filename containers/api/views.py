@@ -1,20 +1,51 @@
 from __future__ import annotations
 
 from django.db.models import Count, Q
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from guardian.shortcuts import assign_perm
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from containers import services
-from containers.api.serializers import ContainerSerializer, EventSerializer, HostSerializer, HostTestResultSerializer
+from containers import engine, operations, services
+from containers import stats as stats_service
+from containers.api.serializers import (
+    BulkOperationSerializer,
+    BulkResultSerializer,
+    ContainerSerializer,
+    DiskUsageSerializer,
+    EventSerializer,
+    HostSerializer,
+    HostTestResultSerializer,
+    KillOptionsSerializer,
+    LogLineSerializer,
+    LogsQuerySerializer,
+    LogsSerializer,
+    RemoveOptionsSerializer,
+    RenameSerializer,
+    StatsPointSerializer,
+    StatsQuerySerializer,
+    StatsSerializer,
+    StopOptionsSerializer,
+)
 from containers.choices import EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
 from containers.models import Container, DockerHost, Event
 from dockmon_site import bus
 from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import HOST_ACTIONS, Visibility, host_perm
+from dockmon_site.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
+
+
+class LimitSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=50)
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
 
 # Fields whose change means the engine must be contacted again.
 _CONNECTION_FIELDS = ("url", "tls_ca", "tls_cert", "tls_key")
@@ -67,8 +98,26 @@ class HostViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
                  data={"host": str(host.pk), "ok": result["ok"], "status": result["status"]})
         return Response(HostTestResultSerializer(result).data)
 
+    @extend_schema(parameters=[StatsQuerySerializer], responses={200: StatsSerializer})
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        """The host's containers summed (CPU, memory, network, block I/O) over a range."""
+        host = self.get_object()
+        query = _valid(StatsQuerySerializer, request.query_params)
+        points = stats_service.host_series(host, query["range"])
+        return Response({"range": query["range"], "points": StatsPointSerializer(points, many=True).data})
 
-class ContainerViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    @extend_schema(responses={200: DiskUsageSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="disk-usage")
+    def disk_usage(self, request, pk=None):
+        """`docker system df` history, newest first (the first item is the current state)."""
+        host = self.get_object()
+        limit = _valid(LimitSerializer, request.query_params)["limit"]
+        rows = host.disk_usage.all()[:limit]
+        return Response({"results": DiskUsageSerializer(rows, many=True).data})
+
+
+class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = ContainerSerializer
     filterset_class = ContainerFilter
     lookup_field = "key"
@@ -78,6 +127,118 @@ class ContainerViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return Container.objects.select_related("host").prefetch_related("tags")
+
+
+    # --- operations -------------------------------------------------------------------
+    def _operate(self, request, action_name: str, **options):
+        container = self.get_object()
+        try:
+            container = operations.run(container, action_name, user=request.user, **options)
+        except operations.OperationError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(ContainerSerializer(container).data)
+
+    @extend_schema(request=None, responses={200: ContainerSerializer})
+    @action(detail=True, methods=["post"], required_action="operate")
+    def start(self, request, key=None):
+        return self._operate(request, "start")
+
+    @extend_schema(request=StopOptionsSerializer, responses={200: ContainerSerializer})
+    @action(detail=True, methods=["post"], required_action="operate")
+    def stop(self, request, key=None):
+        options = _valid(StopOptionsSerializer, request.data or request.query_params)
+        return self._operate(request, "stop", timeout=options.get("timeout"))
+
+    @extend_schema(request=StopOptionsSerializer, responses={200: ContainerSerializer})
+    @action(detail=True, methods=["post"], required_action="operate")
+    def restart(self, request, key=None):
+        options = _valid(StopOptionsSerializer, request.data or request.query_params)
+        return self._operate(request, "restart", timeout=options.get("timeout"))
+
+    @extend_schema(request=KillOptionsSerializer, responses={200: ContainerSerializer})
+    @action(detail=True, methods=["post"], required_action="operate")
+    def kill(self, request, key=None):
+        options = _valid(KillOptionsSerializer, request.data or request.query_params)
+        return self._operate(request, "kill", signal=options.get("signal"))
+
+    @extend_schema(request=None, responses={200: ContainerSerializer})
+    @action(detail=True, methods=["post"], required_action="operate")
+    def pause(self, request, key=None):
+        return self._operate(request, "pause")
+
+    @extend_schema(request=None, responses={200: ContainerSerializer})
+    @action(detail=True, methods=["post"], required_action="operate")
+    def unpause(self, request, key=None):
+        return self._operate(request, "unpause")
+
+    @extend_schema(request=RenameSerializer, responses={200: ContainerSerializer})
+    @action(detail=True, methods=["post"], required_action="operate")
+    def rename(self, request, key=None):
+        container = self.get_object()
+        data = _valid(RenameSerializer, request.data)
+        try:
+            container = operations.rename(container, data["name"].lstrip("/"), user=request.user)
+        except operations.OperationError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(ContainerSerializer(container).data)
+
+    @extend_schema(parameters=[RemoveOptionsSerializer], responses={204: None})
+    def destroy(self, request, *args, **kwargs):
+        container = self.get_object()
+        options = _valid(RemoveOptionsSerializer, request.query_params)
+        try:
+            operations.remove(container, user=request.user, force=options["force"], volumes=options["volumes"])
+        except operations.OperationError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(status=204)
+
+    @extend_schema(request=BulkOperationSerializer, responses={200: BulkResultSerializer(many=True)})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """One action over many containers; each item reports its own outcome."""
+        data = _valid(BulkOperationSerializer, request.data)
+        user = request.user
+        results = operations.bulk(
+            data["keys"], data["action"], user=user,
+            options={"force": data["force"], "volumes": data["volumes"], "timeout": data.get("timeout")},
+            allowed=lambda c: has_container_perm(user, "view", c) and has_container_perm(user, "operate", c),
+        )
+        return Response({"results": BulkResultSerializer([r.__dict__ for r in results], many=True).data})
+
+    # --- logs and stats -------------------------------------------------------------------
+    @extend_schema(parameters=[LogsQuerySerializer], responses={200: LogsSerializer})
+    @action(detail=True, methods=["get"], required_action="operate")
+    def logs(self, request, key=None):
+        """The last lines of stdout/stderr with timestamps; `download=true` returns them as a text file."""
+        container = self.get_object()
+        query = _valid(LogsQuerySerializer, request.query_params)
+        if container.removed_at is not None:
+            return Response({"detail": f"{container.name} was removed; its logs went with it."}, status=404)
+        client = engine.client_for_host(container.host, timeout=30)
+        try:
+            lines = engine.read_logs(client, container.container_id, tail=query["tail"], since=query.get("since"),
+                                     limit=10**9 if query["download"] else engine.MAX_LINE_BYTES)
+        except engine.ContainerGone:
+            services.mark_removed(container)
+            return Response({"detail": f"{container.name} no longer exists on the engine."}, status=404)
+        except engine.EngineError as exc:
+            return Response({"detail": f"Host {container.host.name}: {exc}"}, status=503 if exc.unreachable else 409)
+        finally:
+            client.close()
+        if query["download"]:
+            body = "".join(f"{line.ts.isoformat().replace('+00:00', 'Z') if line.ts else ''} {line.stream} {line.text}\n" for line in lines)
+            response = HttpResponse(body, content_type="text/plain; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{container.name}.log"'
+            return response
+        return Response({"lines": LogLineSerializer([line.__dict__ for line in lines], many=True).data})
+
+    @extend_schema(parameters=[StatsQuerySerializer], responses={200: StatsSerializer})
+    @action(detail=True, methods=["get"])
+    def stats(self, request, key=None):
+        container = self.get_object()
+        query = _valid(StatsQuerySerializer, request.query_params)
+        points = stats_service.container_series(container, query["range"])
+        return Response({"range": query["range"], "points": StatsPointSerializer(points, many=True).data})
 
 
 class EventViewSet(PermissionedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -94,3 +255,71 @@ class EventViewSet(PermissionedViewSetMixin, mixins.ListModelMixin, mixins.Retri
         if visibility.everything:
             return queryset if visibility.staff or self.request.user.is_superuser else queryset.exclude(host__isnull=True, container_key="")
         return queryset.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
+
+
+class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Saved live-profiler sessions of containers the user may view; export as CSV or JSON."""
+
+    filterset_fields = ["container_key", "host"]
+    ordering = ["-started_at"]
+
+    def get_permissions(self):
+        from rest_framework.permissions import IsAuthenticated
+
+        from accounts.authentication import TokenWritePermission
+
+        return [IsAuthenticated(), TokenWritePermission()]
+
+    def get_queryset(self):
+        from containers.models import ProfileSession
+
+        visibility = Visibility.for_user(self.request.user)
+        queryset = ProfileSession.objects.select_related("user")
+        if visibility.everything:
+            return queryset
+        return queryset.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
+
+    def get_serializer_class(self):
+        from containers.api.serializers import ProfileSessionDetailSerializer, ProfileSessionSerializer
+
+        return ProfileSessionDetailSerializer if self.action == "retrieve" else ProfileSessionSerializer
+
+    def perform_destroy(self, instance):
+        if not (self.request.user.is_superuser or instance.user_id == self.request.user.pk):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied("Only the person who recorded a profile (or an administrator) may delete it.")
+        instance.delete()
+
+    @extend_schema(
+        # Not "format": DRF reserves that query parameter for picking a renderer.
+        parameters=[OpenApiParameter("as", str, enum=["csv", "json"], description="Export format (default json)")],
+        responses={(200, "text/csv"): str, (200, "application/json"): dict},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        session = self.get_object()
+        fmt = request.query_params.get("as", "json")
+        if fmt not in ("csv", "json"):
+            raise serializers.ValidationError({"as": ["Choose csv or json."]})
+        columns = ["t", "cpu_percent", "mem_bytes", "mem_limit", "net_rx", "net_tx", "blk_read", "blk_write", "pids"]
+        stem = f"profile-{session.container_name or session.pk}-{session.started_at:%Y%m%dT%H%M%SZ}"
+        if fmt == "csv":
+            import csv
+            import io
+
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(columns)
+            writer.writerows(session.samples)
+            response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{stem}.csv"'
+            return response
+        body = {
+            "session": session.pk, "container": session.container_key, "name": session.container_name,
+            "started_at": session.started_at, "ended_at": session.ended_at,
+            "samples": [dict(zip(columns, row, strict=False)) for row in session.samples],
+        }
+        response = Response(body)
+        response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
+        return response
