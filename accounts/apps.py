@@ -12,3 +12,4 @@ class AccountsConfig(AppConfig):
         # After every migrate (and every test-database flush), attach the permissions of apps
         # migrated since to the role groups; see accounts/roles.py.
         post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="accounts.sync_roles")
+        signals.connect_permission_signals()

@@ -49,3 +49,46 @@ def audit_logout(sender, request, user, **kwargs):
 def audit_login_failed(sender, credentials, request=None, **kwargs):
     # Django has already masked the password in `credentials`; redact() masks it again anyway.
     audit.record(request, "auth.login_failed", changes={"username": str(credentials.get("username", ""))[:150]})
+
+
+# ---------------------------------------------------------------------------
+# Whatever changes what someone may see is announced to open WebSockets, whichever surface
+# made the change (the API, guardian's admin screens, code calling assign_perm).
+# ---------------------------------------------------------------------------
+def _announce(reason: str) -> None:
+    from accounts.grants import announce_permissions_changed
+
+    announce_permissions_changed(reason)
+
+
+def _object_permission_changed(sender, instance=None, raw=False, **kwargs):
+    if not raw:
+        _announce("object permission")
+
+
+def _membership_changed(sender, action=None, **kwargs):
+    if action in ("post_add", "post_remove", "post_clear"):
+        _announce("groups")
+
+
+def _user_saved(sender, instance=None, created=False, raw=False, update_fields=None, **kwargs):
+    # Logins save last_login only; that changes nobody's rights.
+    if raw or created or (update_fields is not None and set(update_fields) <= {"last_login"}):
+        return
+    _announce("user")
+
+
+def connect_permission_signals() -> None:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db.models.signals import m2m_changed, post_delete
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    User = get_user_model()
+    for model in (UserObjectPermission, GroupObjectPermission):
+        post_save.connect(_object_permission_changed, sender=model, dispatch_uid=f"accounts.perm_saved.{model.__name__}")
+        post_delete.connect(_object_permission_changed, sender=model, dispatch_uid=f"accounts.perm_deleted.{model.__name__}")
+    m2m_changed.connect(_membership_changed, sender=User.groups.through, dispatch_uid="accounts.user_groups")
+    m2m_changed.connect(_membership_changed, sender=User.user_permissions.through, dispatch_uid="accounts.user_perms")
+    m2m_changed.connect(_membership_changed, sender=Group.permissions.through, dispatch_uid="accounts.group_perms")
+    post_save.connect(_user_saved, sender=User, dispatch_uid="accounts.user_saved")

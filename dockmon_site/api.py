@@ -7,10 +7,10 @@ import logging
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -36,8 +36,66 @@ def exception_handler(exc, context):
     return None
 
 
+# ---------------------------------------------------------------------------
+# Secrets: write-only fields
+# ---------------------------------------------------------------------------
+class SecretField(serializers.CharField):
+    """A secret (password, key, token) the API accepts but never returns.
 
-class PermissionedViewSetMixin:
+    `keep_when_blank=True`: on update, an empty value keeps what is stored instead of clearing
+    it, so that a client which re-sends what it read (never the secret) does not wipe it.
+    """
+
+    def __init__(self, *, keep_when_blank: bool = False, **kwargs):
+        kwargs["write_only"] = True
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("style", {"input_type": "password"})
+        self.keep_when_blank = keep_when_blank
+        super().__init__(**kwargs)
+
+    def validate_empty_values(self, data):
+        if self.keep_when_blank and data in ("", None) and self.parent is not None and self.parent.instance is not None:
+            raise serializers.SkipField()
+        return super().validate_empty_values(data)
+
+
+def secret_fields_of(serializer: serializers.Serializer) -> list[str]:
+    """Names of the write-only secret fields of a serializer (for tests and audit redaction)."""
+    return [name for name, field in serializer.fields.items() if isinstance(field, SecretField)]
+
+
+# ---------------------------------------------------------------------------
+# Audit: tell the API call's audit row which object it touched (accounts/audit.py)
+# ---------------------------------------------------------------------------
+class AuditedViewMixin:
+    """Names the object of an unsafe call on its audit row (AuditMiddleware writes the row)."""
+
+    def get_object(self):
+        obj = super().get_object()
+        if self.request.method not in SAFE_METHODS:
+            from accounts import audit
+
+            audit.note(self.request, obj=obj)
+        return obj
+
+    def get_serializer(self, *args, **kwargs):
+        serializer = super().get_serializer(*args, **kwargs)
+        self._audit_serializer = serializer
+        return serializer
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        serializer = getattr(self, "_audit_serializer", None)
+        instance = getattr(serializer, "instance", None) if serializer is not None else None
+        if request.method not in SAFE_METHODS and instance is not None and hasattr(instance, "_meta"):
+            from accounts import audit
+
+            audit.note(request, obj=instance)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class PermissionedViewSetMixin(AuditedViewMixin):
     """Every owned-object viewset: one permission class and one queryset filter (see permissions.py)."""
 
     # An @action may name the right it needs ("operate", "update"...); methods decide otherwise.

@@ -172,3 +172,34 @@ class PermittedObjectsFilter(BaseFilterBackend):
         if filter_func is not None:
             return filter_func(queryset)
         return queryset
+
+
+class ModelPermissions(drf_permissions.DjangoModelPermissions):
+    """Model-level rights for things that are not hosts or containers (users, groups, grants).
+
+    Reading needs the view permission too. A view without a queryset names its model in
+    `permission_model` (e.g. guardian's UserObjectPermission for /permissions/).
+    """
+
+    perms_map = {
+        **drf_permissions.DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+    def _queryset(self, view):
+        model = getattr(view, "permission_model", None)
+        if model is not None:
+            return model.objects.none()
+        return super()._queryset(view)
+
+    def has_permission(self, request, view):
+        if not _active(request.user):
+            return False
+        return super().has_permission(request, view)
+
+
+def is_administrator(user) -> bool:
+    """May manage users, groups and grants (superusers and the Administrators role)."""
+    return _active(user) and (user.is_superuser or user.has_perm("auth.change_user"))

@@ -2,11 +2,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
-from accounts.models import APIToken
+from accounts.models import APIToken, AuditEntry
+from accounts.roles import role_names
+from dockmon_site.api import SecretField
+from dockmon_site.permissions import ACTIONS
+
+User = get_user_model()
 
 
 class APITokenSerializer(serializers.ModelSerializer):
@@ -62,3 +70,170 @@ class TokenObtainSerializer(serializers.Serializer):
         )
         token.raw = raw
         return token
+
+
+# ---------------------------------------------------------------------------
+# Users and groups
+# ---------------------------------------------------------------------------
+class UserSerializer(serializers.ModelSerializer):
+    password = SecretField(
+        keep_when_blank=True, allow_blank=False, help_text="Write-only; checked by the password validators. Required on create."
+    )
+    groups = serializers.PrimaryKeyRelatedField(many=True, queryset=Group.objects.all(), required=False)
+
+    class Meta:
+        model = User
+        fields = [
+            "id", "username", "password", "email", "first_name", "last_name", "groups", "is_active", "is_staff",
+            "is_superuser", "date_joined", "last_login",
+        ]
+        read_only_fields = ["is_superuser", "date_joined", "last_login"]
+
+    def validate(self, attrs):
+        password = attrs.get("password")
+        if self.instance is None and not password:
+            raise serializers.ValidationError({"password": ["This field is required."]})
+        if password:
+            # Validators such as UserAttributeSimilarityValidator compare with the user's fields.
+            candidate = self.instance or User(**{k: v for k, v in attrs.items() if k not in ("password", "groups")})
+            try:
+                validate_password(password, candidate)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError({"password": list(exc.messages)}) from None
+        return attrs
+
+    def create(self, validated_data):
+        password = validated_data.pop("password")
+        groups = validated_data.pop("groups", [])
+        user = User(**validated_data)
+        user.set_password(password)
+        user.save()
+        user.groups.set(groups)
+        return user
+
+    def update(self, instance, validated_data):
+        password = validated_data.pop("password", None)
+        user = super().update(instance, validated_data)
+        if password:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return user
+
+
+class PermissionCodenameField(serializers.SlugRelatedField):
+    """A model permission as "app_label.codename"."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="codename", queryset=Permission.objects.select_related("content_type"), **kwargs)
+
+    def to_representation(self, obj):
+        return f"{obj.content_type.app_label}.{obj.codename}"
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or data.count(".") != 1:
+            self.fail("invalid")
+        app_label, codename = data.split(".")
+        permission = self.get_queryset().filter(content_type__app_label=app_label, codename=codename).first()
+        if permission is None:
+            self.fail("does_not_exist", slug_name="permission", value=data)
+        return permission
+
+
+class GroupSerializer(serializers.ModelSerializer):
+    permissions = PermissionCodenameField(many=True, required=False, help_text='Model permissions, as "app_label.codename"')
+    user_count = serializers.SerializerMethodField()
+    is_role = serializers.SerializerMethodField(help_text="One of the built-in roles (Administrators, Operators, Viewers)")
+
+    class Meta:
+        model = Group
+        fields = ["id", "name", "permissions", "user_count", "is_role"]
+
+    def get_user_count(self, obj) -> int:
+        count = getattr(obj, "n_users", None)
+        return obj.user_set.count() if count is None else count
+
+    def get_is_role(self, obj) -> bool:
+        return obj.name in role_names()
+
+    def validate_name(self, value):
+        if self.instance is not None and self.instance.name in role_names() and value != self.instance.name:
+            raise serializers.ValidationError("The built-in roles cannot be renamed.")
+        return value
+
+
+# ---------------------------------------------------------------------------
+# Object-permission grants
+# ---------------------------------------------------------------------------
+class GrantSerializer(serializers.Serializer):
+    id = serializers.RegexField(r"^[ug][0-9]+$", read_only=True, help_text='"u<n>" for a user\'s grant, "g<n>" for a group\'s')
+    user = serializers.IntegerField(required=False, allow_null=True, help_text="User id (or give group)")
+    username = serializers.CharField(read_only=True)
+    group = serializers.IntegerField(required=False, allow_null=True, help_text="Group id (or give user)")
+    group_name = serializers.CharField(read_only=True)
+    host = serializers.UUIDField(required=False, allow_null=True, help_text="Host id (or give container)")
+    container = serializers.CharField(required=False, allow_null=True, allow_blank=False, max_length=64, help_text="Container key (or give host)")
+    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete"], help_text="view, operate, update or change")
+    object_repr = serializers.CharField(read_only=True)
+
+    def to_representation(self, grant):
+        return {
+            "id": grant.id,
+            "user": grant.user_id,
+            "username": grant.username,
+            "group": grant.group_id,
+            "group_name": grant.group_name,
+            "host": grant.host_id,
+            "container": grant.container_key,
+            "permission": grant.permission,
+            "object_repr": grant.object_repr,
+        }
+
+    def validate_permission(self, value):
+        if value not in ACTIONS:
+            raise serializers.ValidationError(f"Choose one of: {', '.join(ACTIONS)}.")
+        return value
+
+    def validate(self, attrs):
+        from containers.models import Container, DockerHost
+
+        errors: dict[str, list[str]] = {}
+        user_id, group_id = attrs.get("user"), attrs.get("group")
+        host_id, key = attrs.get("host"), attrs.get("container")
+        if (user_id is None) == (group_id is None):
+            message = "Give either a user or a group." if user_id is None else "Give a user or a group, not both."
+            errors["user"] = errors["group"] = [message]
+        elif user_id is not None:
+            attrs["principal"] = User.objects.filter(pk=user_id).first()
+            if attrs["principal"] is None:
+                errors["user"] = [f"No user with id {user_id}."]
+        else:
+            attrs["principal"] = Group.objects.filter(pk=group_id).first()
+            if attrs["principal"] is None:
+                errors["group"] = [f"No group with id {group_id}."]
+        if (host_id is None) == (key is None):
+            message = "Give either a host or a container." if host_id is None else "Give a host or a container, not both."
+            errors["host"] = errors["container"] = [message]
+        elif host_id is not None:
+            attrs["target"] = DockerHost.objects.filter(pk=host_id).first()
+            if attrs["target"] is None:
+                errors["host"] = [f"No host with id {host_id}."]
+        else:
+            attrs["target"] = Container.objects.filter(pk=key).first()
+            if attrs["target"] is None:
+                errors["container"] = [f"No container with key {key!r}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+# ---------------------------------------------------------------------------
+# Audit log
+# ---------------------------------------------------------------------------
+class AuditEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id", "ts", "user", "username", "token_id", "ip", "source", "method", "path", "action", "object_type",
+            "object_id", "object_repr", "changes", "status_code",
+        ]
+        read_only_fields = fields

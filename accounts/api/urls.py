@@ -1,12 +1,16 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from accounts.api.views import APITokenViewSet, TokenObtainView
+from accounts.api.views import APITokenViewSet, AuditEntryViewSet, GrantViewSet, GroupViewSet, TokenObtainView, UserViewSet
 
 app_name = "accounts-api"
 
 router = SimpleRouter()
 router.register("tokens", APITokenViewSet, basename="token")
+router.register("users", UserViewSet, basename="user")
+router.register("groups", GroupViewSet, basename="group")
+router.register("permissions", GrantViewSet, basename="grant")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 urlpatterns = [
     path("auth/token/", TokenObtainView.as_view(), name="token-obtain"),
