@@ -242,7 +242,7 @@ def main() -> int:
         labels = {
             "cli_to_receipt": f"(a) {via} start -> WS receipt",
             "die_to_receipt": "(b) engine die timeNano -> WS receipt",
-            "cli_duration": f"    docker stop {via} run time",
+            "cli_duration": f"    {via} run time (until it returned)",
             "cli_to_die": f"    {via} start -> engine die",
             "die_to_emit": "    die -> emit (monitor: read, inspect, DB)",
             "emit_to_receipt": "    emit -> receipt (Redis, daphne, WS)",
