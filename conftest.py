@@ -115,3 +115,18 @@ def daphne(transactional_db):
     process.port = port
     yield process
     process.stop()
+
+
+@pytest.fixture
+def sync_container():
+    """Record one engine container in the database the way the monitor would (no monitor needed)."""
+    from containers import engine, services
+
+    def sync(host, container_id: str):
+        client = engine.client_for_host(host)
+        try:
+            return services.apply_facts(host.pk, engine.inspect_container(client, container_id))
+        finally:
+            client.close()
+
+    return sync

@@ -4,11 +4,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from containers import services
+from containers import operations, services
 from containers.api.serializers import HostSerializer
-from containers.models import Container, ContainerTag, DockerHost, Event, Tag
+from containers.models import Container, ContainerTag, DiskUsage, DockerHost, Event, ProfileSession, StatsBatch, Tag
 from dockmon_site.admin_mixins import ObjectPermissionAdmin
-from dockmon_site.permissions import visible_containers, visible_hosts
+from dockmon_site.permissions import has_container_perm, visible_containers, visible_hosts
 
 
 class HostAdminForm(forms.ModelForm):
@@ -134,9 +134,51 @@ class ContainerAdmin(ObjectPermissionAdmin):
         "started_at", "finished_at", "removed_at", "replaced_by", "first_seen_at", "updated_at",
     ]
     exclude = ["tags"]
+    actions = ["op_start", "op_stop", "op_restart", "op_kill", "op_pause", "op_unpause", "op_remove"]
 
     def get_queryset(self, request):
         return visible_containers(request.user, queryset=super().get_queryset(request))
+
+    def _bulk(self, request, queryset, action):
+        user = request.user
+        results = operations.bulk(
+            list(queryset.values_list("key", flat=True)), action, user=user,
+            options={"force": action == "remove"},
+            allowed=lambda c: has_container_perm(user, "operate", c),
+        )
+        done = [r for r in results if r.ok]
+        if done:
+            self.message_user(request, f"{action}: {len(done)} container(s) done.", messages.SUCCESS)
+        for failure in (r for r in results if not r.ok):
+            self.message_user(request, f"{action} {failure.key}: {failure.error}", messages.ERROR)
+
+    @admin.action(description="Start")
+    def op_start(self, request, queryset):
+        self._bulk(request, queryset, "start")
+
+    @admin.action(description="Stop")
+    def op_stop(self, request, queryset):
+        self._bulk(request, queryset, "stop")
+
+    @admin.action(description="Restart")
+    def op_restart(self, request, queryset):
+        self._bulk(request, queryset, "restart")
+
+    @admin.action(description="Kill")
+    def op_kill(self, request, queryset):
+        self._bulk(request, queryset, "kill")
+
+    @admin.action(description="Pause")
+    def op_pause(self, request, queryset):
+        self._bulk(request, queryset, "pause")
+
+    @admin.action(description="Unpause")
+    def op_unpause(self, request, queryset):
+        self._bulk(request, queryset, "unpause")
+
+    @admin.action(description="Remove (force)")
+    def op_remove(self, request, queryset):
+        self._bulk(request, queryset, "remove")
 
     def visible_queryset(self, request):
         return visible_containers(request.user)
@@ -169,6 +211,76 @@ class EventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
+        if request.user.is_superuser:
+            return qs
+        keys = visible_containers(request.user).values("key")
+        return qs.filter(Q(host__in=visible_hosts(request.user)) | Q(container_key__in=keys))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StatsBatch)
+class StatsBatchAdmin(admin.ModelAdmin):
+    list_display = ["host", "tier", "ts", "containers"]
+    list_filter = ["tier", "host"]
+    date_hierarchy = "ts"
+    readonly_fields = ["host", "tier", "ts", "data"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(host__in=visible_hosts(request.user)).select_related("host")
+
+    @admin.display(description="Containers")
+    def containers(self, obj):
+        return max(0, len(obj.data) - 1)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DiskUsage)
+class DiskUsageAdmin(admin.ModelAdmin):
+    list_display = ["host", "ts", "images_count", "images_size", "containers_size", "volumes_size", "build_cache_size"]
+    list_filter = ["host"]
+    date_hierarchy = "ts"
+    actions = ["refresh_now"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(host__in=visible_hosts(request.user)).select_related("host")
+
+    @admin.action(description="Measure these hosts again now")
+    def refresh_now(self, request, queryset):
+        from containers.engine import EngineError
+
+        for host in {row.host for row in queryset}:
+            try:
+                services.record_disk_usage(host)
+            except EngineError as exc:
+                self.message_user(request, f"{host.name}: {exc}", messages.ERROR)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ProfileSession)
+class ProfileSessionAdmin(admin.ModelAdmin):
+    list_display = ["container_name", "host", "user", "started_at", "ended_at", "end_reason", "sample_count"]
+    list_filter = ["host", "end_reason"]
+    search_fields = ["container_name", "container_key"]
+    date_hierarchy = "started_at"
+    readonly_fields = ["container_key", "container_name", "host", "user", "started_at", "ended_at", "end_reason", "sample_count", "samples"]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).select_related("host", "user")
         if request.user.is_superuser:
             return qs
         keys = visible_containers(request.user).values("key")

@@ -214,7 +214,7 @@ def _wrap(exc: BaseException) -> EngineError:
         return ContainerGone(describe_error(exc))
     unreachable = isinstance(
         exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | socket.timeout | OSError
-    ) and not isinstance(exc, requests.exceptions.SSLError)
+    ) and not isinstance(exc, requests.exceptions.SSLError | docker.errors.APIError)  # APIError is an OSError too
     return EngineError(describe_error(exc), unreachable=unreachable)
 
 

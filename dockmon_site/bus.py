@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from dockmon_site import realtime
+from dockmon_site import metrics, realtime
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ def emit(
     )
     if persist:
         event.save()
+    if type_ != "stats.sample":
+        metrics.count(metrics.EVENTS_KEY, type_)
     for subscriber in list(_subscribers):
         try:
             subscriber(event)

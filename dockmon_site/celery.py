@@ -1,9 +1,17 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dockmon_site.settings")
 
 app = Celery("dockmon")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_postrun.connect
+def _count_task(sender=None, state=None, **kwargs):
+    from dockmon_site import metrics
+
+    metrics.count(metrics.TASKS_KEY, f"{getattr(sender, 'name', 'unknown')}|{state or 'UNKNOWN'}")

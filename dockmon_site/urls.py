@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dockmon_site import views
+from dockmon_site.metrics import metrics_view
 
 api_v1 = [
     path("", include("accounts.api.urls")),
@@ -18,6 +19,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
