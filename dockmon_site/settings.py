@@ -300,3 +300,34 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO").upper()},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }
+
+# ---------------------------------------------------------------------------
+# Update checks (updates app)
+# ---------------------------------------------------------------------------
+DOCKMON_UPDATE_CHECK_CRON = envstr("DOCKMON_UPDATE_CHECK_CRON", "0 4 * * *")
+# A check that has not started this long after it was due is dropped; the next one comes.
+DOCKMON_UPDATE_CHECK_EXPIRES = envint("DOCKMON_UPDATE_CHECK_EXPIRES", 3600, minimum=60)
+DOCKMON_REGISTRY_TIMEOUT = envfloat("DOCKMON_REGISTRY_TIMEOUT", 10.0, minimum=0.5)
+DOCKMON_REGISTRY_MAX_RETRIES = envint("DOCKMON_REGISTRY_MAX_RETRIES", 3, minimum=0, maximum=10)
+DOCKMON_REGISTRY_MAX_WAIT = envfloat("DOCKMON_REGISTRY_MAX_WAIT", 60.0, minimum=0)
+DOCKMON_REGISTRY_CONCURRENCY = envint("DOCKMON_REGISTRY_CONCURRENCY", 8, minimum=1, maximum=64)
+DOCKMON_UPDATE_CACHE_MUTABLE_SECONDS = envint("DOCKMON_UPDATE_CACHE_MUTABLE_SECONDS", 300, minimum=0)
+DOCKMON_UPDATE_CACHE_SECONDS = envint("DOCKMON_UPDATE_CACHE_SECONDS", 3600, minimum=0)
+DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS = envint("DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS", 7 * 86400, minimum=0)
+DOCKMON_SELF_CONTAINER_ID = envstr("DOCKMON_SELF_CONTAINER_ID")
+
+
+def _update_check_schedule():
+    from updates.schedule import parse_cron
+
+    try:
+        return parse_cron(DOCKMON_UPDATE_CHECK_CRON)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DOCKMON_UPDATE_CHECK_CRON: {exc}") from None
+
+
+CELERY_BEAT_SCHEDULE["check-updates"] = {
+    "task": "updates.tasks.check_updates",
+    "schedule": _update_check_schedule(),
+    "options": {"expires": DOCKMON_UPDATE_CHECK_EXPIRES},
+}

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from guardian.shortcuts import assign_perm
@@ -126,7 +126,11 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
     ordering = ["host__name", "name"]
 
     def get_queryset(self):
-        return Container.objects.select_related("host").prefetch_related("tags")
+        from updates.models import ContainerUpdate  # the updates app owns update state
+
+        # update_available comes from the last update check, in the same query (no per-row lookups).
+        has_update = ContainerUpdate.objects.filter(container=OuterRef("pk"), update_available=True)
+        return Container.objects.select_related("host").prefetch_related("tags").annotate(update_available=Exists(has_update))
 
 
     # --- operations -------------------------------------------------------------------

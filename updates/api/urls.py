@@ -1,3 +1,27 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from updates.api.views import (
+    ContainerUpdatePolicyView,
+    ContainerUpdateViewSet,
+    PolicyCategoryViewSet,
+    RegistryCredentialViewSet,
+    UpdatePolicyViewSet,
+)
+
 app_name = "updates-api"
 
-urlpatterns: list = []
+router = SimpleRouter()
+router.register("updates", ContainerUpdateViewSet, basename="update")
+router.register("update-policies", UpdatePolicyViewSet, basename="update-policy")
+router.register("update-policy-categories", PolicyCategoryViewSet, basename="update-policy-category")
+router.register("registry-credentials", RegistryCredentialViewSet, basename="registry-credential")
+
+urlpatterns = [
+    path(
+        "containers/<str:key>/update-policy/",
+        ContainerUpdatePolicyView.as_view(),
+        name="container-update-policy",
+    ),
+    *router.urls,
+]

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+
+from dockmon_site.admin_mixins import ObjectPermissionAdmin
+from dockmon_site.permissions import has_container_perm, visible_containers
+from updates import services
+from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
+from updates.policies import decide
+
+
+class ContainerScopedAdmin(ObjectPermissionAdmin):
+    """Rows of one container: visible and changeable exactly as the container is (permissions.py)."""
+
+    def visible_queryset(self, request):
+        return self.model.objects.filter(container__in=visible_containers(request.user).values("pk"))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(container__in=visible_containers(request.user).values("pk"))
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request)
+        return has_container_perm(request.user, "view", obj.container)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request) or self._any_visible(request)
+        return has_container_perm(request.user, "change", obj.container)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_delete_permission(request)
+        return has_container_perm(request.user, "change", obj.container)
+
+
+@admin.register(ContainerUpdate)
+class ContainerUpdateAdmin(ContainerScopedAdmin):
+    list_display = ["container_name", "host_name", "image", "status", "update_available", "current_version",
+                    "latest_version", "tracking_mode", "checked_at"]
+    list_filter = ["status", "update_available", "tracking_mode", "include_prerelease", "container__host"]
+    search_fields = ["container__name", "container__key", "image"]
+    list_select_related = ["container", "container__host"]
+    readonly_fields = ["container", "image", "current_digest", "current_version", "latest_digest", "latest_version",
+                       "update_available", "status", "error", "checked_at", "available_since", "policy_explanation"]
+    fields = ["container", "tracking_mode", "include_prerelease", *readonly_fields[1:]]
+    actions = ["check_now"]
+
+    @admin.display(ordering="container__name", description="container")
+    def container_name(self, obj):
+        return obj.container.name
+
+    @admin.display(ordering="container__host__name", description="host")
+    def host_name(self, obj):
+        return obj.container.host.name
+
+    @admin.display(description="update policy")
+    def policy_explanation(self, obj):
+        decision = decide(obj.container)
+        return f"{decision.policy} — {decision.reason}"
+
+    def has_add_permission(self, request):
+        return False  # rows come from update checks
+
+    @admin.action(description="Check the selected containers for updates now")
+    def check_now(self, request, queryset):
+        keys = list(queryset.values_list("container_id", flat=True))
+        summary = services.check(container_keys=keys, force=True)
+        self.message_user(
+            request,
+            f"Checked {summary.total} container(s): {len(summary.updates)} with an update, statuses {summary.statuses}.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(UpdatePolicy)
+class UpdatePolicyAdmin(ContainerScopedAdmin):
+    list_display = ["container", "policy", "note", "created_by", "updated_at"]
+    list_filter = ["policy"]
+    search_fields = ["container__name", "container__key", "note"]
+    list_select_related = ["container", "created_by"]
+    raw_id_fields = ["container"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+    actions = ["set_allow", "set_warn", "set_block"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def _set(self, request, queryset, policy):
+        allowed = [p.pk for p in queryset.select_related("container__host") if has_container_perm(request.user, "change", p.container)]
+        count = UpdatePolicy.objects.filter(pk__in=allowed).update(policy=policy)
+        self.message_user(request, f"{count} policy(ies) set to {policy}.", messages.SUCCESS)
+
+    @admin.action(description="Set to allow")
+    def set_allow(self, request, queryset):
+        self._set(request, queryset, "allow")
+
+    @admin.action(description="Set to warn")
+    def set_warn(self, request, queryset):
+        self._set(request, queryset, "warn")
+
+    @admin.action(description="Set to block")
+    def set_block(self, request, queryset):
+        self._set(request, queryset, "block")
+
+
+class PolicyCategoryForm(forms.ModelForm):
+    patterns = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False,
+                               help_text="One substring per line, matched on container name or image")
+
+    class Meta:
+        model = PolicyCategory
+        fields = ["name", "label", "policy", "enabled", "patterns"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance and self.instance.pk:
+            self.initial["patterns"] = "\n".join(self.instance.patterns or [])
+
+    def clean_patterns(self):
+        lines = [line.strip() for line in (self.cleaned_data.get("patterns") or "").splitlines()]
+        return list(dict.fromkeys(line for line in lines if line))
+
+
+@admin.register(PolicyCategory)
+class PolicyCategoryAdmin(admin.ModelAdmin):
+    form = PolicyCategoryForm
+    list_display = ["name", "label", "policy", "enabled", "pattern_list", "builtin"]
+    list_filter = ["enabled", "policy", "builtin"]
+    search_fields = ["name", "label"]
+    actions = ["enable", "disable"]
+
+    @admin.display(description="patterns")
+    def pattern_list(self, obj):
+        return ", ".join(obj.patterns or [])
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.builtin:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @admin.action(description="Enable the selected categories")
+    def enable(self, request, queryset):
+        self.message_user(request, f"{queryset.update(enabled=True)} category(ies) enabled.", messages.SUCCESS)
+
+    @admin.action(description="Disable the selected categories")
+    def disable(self, request, queryset):
+        self.message_user(request, f"{queryset.update(enabled=False)} category(ies) disabled.", messages.SUCCESS)
+
+
+class RegistryCredentialForm(forms.ModelForm):
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
+                               help_text="Leave empty to keep the stored password")
+
+    class Meta:
+        model = RegistryCredential
+        fields = ["registry", "username", "password", "ca_cert", "insecure", "note"]
+
+    def clean_password(self):
+        value = self.cleaned_data.get("password")
+        if not value and self.instance and self.instance.pk:
+            return self.instance.password  # a password is never shown, so empty means unchanged
+        return value or ""
+
+
+@admin.register(RegistryCredential)
+class RegistryCredentialAdmin(admin.ModelAdmin):
+    form = RegistryCredentialForm
+    list_display = ["registry", "username", "insecure", "has_ca", "updated_at"]
+    list_filter = ["insecure"]
+    search_fields = ["registry", "username", "note"]
+    actions = ["forget_cached_answers"]
+
+    @admin.display(boolean=True, description="custom CA")
+    def has_ca(self, obj):
+        return bool(obj.ca_cert)
+
+    @admin.action(description="Forget cached registry answers (next check asks again)")
+    def forget_cached_answers(self, request, queryset):
+        services.clear_cache()
+        self.message_user(request, "Cached registry answers forgotten.", messages.SUCCESS)

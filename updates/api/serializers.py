@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+from cryptography import x509
+from rest_framework import serializers
+
+from containers.models import Container
+from dockmon_site.permissions import visible_containers, visible_hosts
+from updates.choices import Policy, TrackingMode
+from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
+from updates.policies import decide
+from updates.registry import canonical_registry
+
+
+class DecisionSerializer(serializers.Serializer):
+    policy = serializers.ChoiceField(choices=Policy.choices)
+    rule = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class ContainerUpdateSerializer(serializers.ModelSerializer):
+    key = serializers.CharField(source="container_id", read_only=True)
+    container = serializers.CharField(source="container_id", read_only=True)
+    name = serializers.CharField(source="container.name", read_only=True)
+    host = serializers.UUIDField(source="container.host_id", read_only=True)
+    host_name = serializers.CharField(source="container.host.name", read_only=True)
+    policy = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ContainerUpdate
+        fields = [
+            "key", "container", "name", "host", "host_name", "image", "current_digest", "current_version",
+            "latest_digest", "latest_version", "update_available", "tracking_mode", "include_prerelease", "status",
+            "error", "checked_at", "available_since", "policy",
+        ]
+        read_only_fields = [f for f in fields if f not in ("tracking_mode", "include_prerelease")]
+
+    def get_policy(self, obj) -> DecisionSerializer:
+        decisions = self.context.get("decisions")
+        decision = decisions.get(obj.container_id) if decisions is not None else None
+        if decision is None:
+            decision = decide(obj.container)
+        return {"policy": decision.policy, "rule": decision.rule, "reason": decision.reason}
+
+
+class CheckRequestSerializer(serializers.Serializer):
+    containers = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=20000)
+    hosts = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=1000)
+    force = serializers.BooleanField(required=False, default=True, help_text="Bypass the registry answer cache (default for manual checks)")
+
+    def validate_containers(self, value):
+        value = list(dict.fromkeys(value))
+        user = self.context["request"].user
+        found = set(visible_containers(user, queryset=Container.objects.present().filter(pk__in=value)).values_list("pk", flat=True))
+        unknown = [key for key in value if key not in found]
+        if unknown:
+            # Unknown and not-permitted look alike: nobody learns which keys exist elsewhere.
+            raise serializers.ValidationError(f"Unknown container(s): {', '.join(unknown[:20])}")
+        return value
+
+    def validate_hosts(self, value):
+        value = list(dict.fromkeys(value))
+        user = self.context["request"].user
+        found = set(visible_hosts(user).filter(pk__in=value).values_list("pk", flat=True))
+        unknown = [str(h) for h in value if h not in found]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown host(s): {', '.join(unknown[:20])}")
+        return [str(h) for h in value]
+
+
+class CheckAcceptedSerializer(serializers.Serializer):
+    check = serializers.CharField()
+    containers = serializers.IntegerField()
+
+
+class StepSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    matched = serializers.BooleanField()
+    note = serializers.CharField()
+
+
+class ExplanationSerializer(serializers.Serializer):
+    container = serializers.CharField()
+    name = serializers.CharField()
+    policy = serializers.ChoiceField(choices=Policy.choices)
+    rule = serializers.CharField()
+    reason = serializers.CharField()
+    details = serializers.DictField()
+    steps = StepSerializer(many=True)
+    auto_update = serializers.BooleanField(help_text="Auto-update may update it")
+    manual_update = serializers.BooleanField(help_text="A manual update may run without force")
+    manual_update_with_force = serializers.BooleanField()
+
+
+class UpdatePolicySerializer(serializers.ModelSerializer):
+    container = serializers.CharField(source="container_id", max_length=64)
+    container_name = serializers.CharField(source="container.name", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = UpdatePolicy
+        fields = ["id", "container", "container_name", "policy", "note", "created_by", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_by", "created_at", "updated_at"]
+
+    def validate_container(self, value):
+        if self.instance is not None and value != self.instance.container_id:
+            raise serializers.ValidationError("A policy cannot move to another container; delete it and create one.")
+        user = self.context["request"].user
+        if not visible_containers(user).filter(pk=value).exists():
+            raise serializers.ValidationError("Unknown container.")
+        if self.instance is None and UpdatePolicy.objects.filter(container_id=value).exists():
+            raise serializers.ValidationError("This container already has a policy; change that one.")
+        return value
+
+
+class PolicyCategorySerializer(serializers.ModelSerializer):
+    patterns = serializers.ListField(child=serializers.CharField(max_length=200, trim_whitespace=True), allow_empty=True, max_length=500)
+
+    class Meta:
+        model = PolicyCategory
+        fields = ["id", "name", "label", "policy", "enabled", "patterns", "builtin", "updated_at"]
+        read_only_fields = ["id", "builtin", "updated_at"]
+
+    def validate_patterns(self, value):
+        cleaned = [p.strip() for p in value if p.strip()]
+        return list(dict.fromkeys(cleaned))
+
+    def validate_name(self, value):
+        if self.instance is not None and self.instance.builtin and value != self.instance.name:
+            raise serializers.ValidationError("Built-in categories keep their name.")
+        return value
+
+
+class RegistryCredentialSerializer(serializers.ModelSerializer):
+    password = serializers.CharField(write_only=True, required=False, allow_blank=True, style={"input_type": "password"})
+    has_password = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RegistryCredential
+        fields = ["id", "registry", "username", "password", "has_password", "ca_cert", "insecure", "note", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def get_has_password(self, obj) -> bool:
+        return bool(obj.password)
+
+    def validate_registry(self, value):
+        registry = canonical_registry(value)
+        if not registry or any(ch in registry for ch in " @?#"):
+            raise serializers.ValidationError("Enter a registry host, e.g. ghcr.io or 127.0.0.1:5000.")
+        others = RegistryCredential.objects.filter(registry=registry)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise serializers.ValidationError(f"{registry} already has credentials.")
+        return registry
+
+    def validate_ca_cert(self, value):
+        value = (value or "").strip()
+        if not value:
+            return ""
+        try:
+            certs = x509.load_pem_x509_certificates(value.encode())
+        except ValueError:
+            raise serializers.ValidationError("This is not a PEM CA certificate.") from None
+        if not certs:
+            raise serializers.ValidationError("This is not a PEM CA certificate.")
+        return value + "\n"
+
+    def validate(self, attrs):
+        username = attrs.get("username", self.instance.username if self.instance else "")
+        password = attrs.get("password", self.instance.password if self.instance else "")
+        if bool(username) != bool(password):
+            raise serializers.ValidationError({"password": ["A user name needs a password (or token), and a password a user name."]})
+        return attrs
+
+
+class TrackingSerializer(serializers.ModelSerializer):
+    tracking_mode = serializers.ChoiceField(choices=TrackingMode.choices, required=False)
+
+    class Meta:
+        model = ContainerUpdate
+        fields = ["tracking_mode", "include_prerelease"]

@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import logging
+import uuid
+
+import django_filters
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
+from kombu.exceptions import OperationalError
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.filters import OrderingFilter
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from containers.models import Container
+from dockmon_site.api import PermissionedViewSetMixin
+from dockmon_site.permissions import has_container_perm, visible_containers
+from updates.api.serializers import (
+    CheckAcceptedSerializer,
+    CheckRequestSerializer,
+    ContainerUpdateSerializer,
+    ExplanationSerializer,
+    PolicyCategorySerializer,
+    RegistryCredentialSerializer,
+    UpdatePolicySerializer,
+)
+from updates.choices import UpdateStatus
+from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
+from updates.policies import decide, decide_many
+from updates.tasks import check_updates
+
+logger = logging.getLogger(__name__)
+
+
+def _token_write_permission():
+    from accounts.authentication import TokenWritePermission
+
+    return TokenWritePermission()
+
+
+class ContainerScopedPermission(permissions.BasePermission):
+    """Rows that belong to one container carry that container's rights (dockmon_site.permissions):
+    reading needs `view`; changing tracking settings or a policy needs `change`."""
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and request.user.is_active)
+
+    def has_object_permission(self, request, view, obj):
+        action = "view" if request.method in permissions.SAFE_METHODS else (getattr(view, "required_action", None) or "change")
+        return has_container_perm(request.user, action, obj.container)
+
+
+class ContainerScopedViewSetMixin:
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+
+    def get_permissions(self):
+        return [permissions.IsAuthenticated(), _token_write_permission(), ContainerScopedPermission()]
+
+    def filter_queryset(self, queryset):
+        # Objects of containers the user cannot view do not exist for them (404, not 403).
+        queryset = queryset.filter(container__in=visible_containers(self.request.user).values("pk"))
+        return super().filter_queryset(queryset)
+
+
+class ContainerUpdateFilter(django_filters.FilterSet):
+    host = django_filters.UUIDFilter(field_name="container__host_id")
+    status = django_filters.MultipleChoiceFilter(choices=UpdateStatus.choices)
+    update_available = django_filters.BooleanFilter()
+    search = django_filters.CharFilter(method="filter_search")
+
+    class Meta:
+        model = ContainerUpdate
+        fields = ["host", "status", "update_available", "tracking_mode"]
+
+    def filter_search(self, queryset, name, value):
+        return queryset.filter(Q(container__name__icontains=value) | Q(image__icontains=value))
+
+
+class ContainerUpdateViewSet(ContainerScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                             mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """What the last update check found per container; PATCH sets how a container is tracked."""
+
+    serializer_class = ContainerUpdateSerializer
+    filterset_class = ContainerUpdateFilter
+    lookup_field = "container"
+    lookup_url_kwarg = "key"
+    lookup_value_regex = r"[0-9a-fA-F-]{36}:[0-9a-f]{12}"
+    ordering_fields = ["container__name", "status", "checked_at", "update_available"]
+    http_method_names = ["get", "patch", "post", "head", "options"]
+
+    def get_queryset(self):
+        return ContainerUpdate.objects.filter(container__removed_at__isnull=True).select_related("container", "container__host")
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        items = list(page if page is not None else queryset)
+        # Policies of the whole page in two queries rather than two per row.
+        context = {**self.get_serializer_context(), "decisions": decide_many([row.container for row in items])}
+        data = ContainerUpdateSerializer(items, many=True, context=context).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
+    @extend_schema(request=CheckRequestSerializer, responses={202: CheckAcceptedSerializer})
+    @action(detail=False, methods=["post"])
+    def check(self, request):
+        """Start an update check of the given containers and/or hosts (nothing given: everything you can see)."""
+        serializer = CheckRequestSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        keys = serializer.validated_data.get("containers") or []
+        hosts = serializer.validated_data.get("hosts") or []
+        user = request.user
+        everything = user.is_superuser or user.has_perm("containers.view_container") or user.has_perm("containers.view_dockerhost")
+        container_keys, host_ids = None, None
+        if keys or hosts:
+            if keys and hosts:
+                on_hosts = Container.objects.present().filter(host_id__in=hosts).values_list("pk", flat=True)
+                container_keys = sorted(set(keys) | set(on_hosts))
+            elif keys:
+                container_keys = keys
+            else:
+                host_ids = hosts
+        elif not everything:
+            container_keys = list(visible_containers(user, queryset=Container.objects.present()).values_list("pk", flat=True))
+        count_qs = Container.objects.present().filter(host__enabled=True)
+        if container_keys is not None:
+            count_qs = count_qs.filter(pk__in=container_keys)
+        if host_ids is not None:
+            count_qs = count_qs.filter(host_id__in=host_ids)
+        check_id = uuid.uuid4().hex
+        try:
+            check_updates.delay(container_keys=container_keys, host_ids=host_ids,
+                                force=serializer.validated_data["force"], check_id=check_id)
+        except OperationalError:
+            logger.exception("could not queue an update check")
+            return Response({"detail": "The task queue (Redis) is unavailable; try again shortly."}, status=503)
+        return Response({"check": check_id, "containers": count_qs.count()}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: ExplanationSerializer})
+    @action(detail=True, methods=["get"])
+    def explain(self, request, key=None):
+        """Which policy rule decides for this container, and why."""
+        return Response(explain_container(request, key))
+
+
+def explain_container(request, key: str) -> dict:
+    container = get_object_or_404(visible_containers(request.user), pk=key)
+    decision = decide(container)
+    return {
+        "container": container.key,
+        "name": container.name,
+        "policy": decision.policy,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "details": decision.details,
+        "steps": decision.steps,
+        "auto_update": decision.allows_auto_update,
+        "manual_update": decision.allows_manual_update(force=False),
+        "manual_update_with_force": decision.allows_manual_update(force=True),
+    }
+
+
+class ContainerUpdatePolicyView(APIView):
+    """GET /api/v1/containers/{key}/update-policy/: the same explanation, reached from the container."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses={200: ExplanationSerializer})
+    def get(self, request, key):
+        return Response(explain_container(request, key))
+
+
+class UpdatePolicyViewSet(ContainerScopedViewSetMixin, viewsets.ModelViewSet):
+    """Per-container update policies (rule 2 of the priority order)."""
+
+    serializer_class = UpdatePolicySerializer
+    filterset_fields = ["policy"]
+    ordering_fields = ["container__name", "policy", "updated_at"]
+
+    def get_queryset(self):
+        return UpdatePolicy.objects.select_related("container", "created_by")
+
+    def perform_create(self, serializer):
+        container = Container.objects.get(pk=serializer.validated_data["container_id"])
+        if not has_container_perm(self.request.user, "change", container):
+            raise PermissionDenied("You may not change this container's settings.")
+        serializer.save(created_by=self.request.user)
+
+
+class CategoryPermission(permissions.BasePermission):
+    """Categories apply to everyone's containers: anyone signed in reads them, model rights change them."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        verb = {"POST": "add", "DELETE": "delete"}.get(request.method, "change")
+        return user.has_perm(f"updates.{verb}_policycategory")
+
+
+class PolicyCategoryViewSet(viewsets.ModelViewSet):
+    serializer_class = PolicyCategorySerializer
+    queryset = PolicyCategory.objects.all()
+    filterset_fields = ["enabled", "policy", "builtin"]
+
+    def get_permissions(self):
+        return [permissions.IsAuthenticated(), _token_write_permission(), CategoryPermission()]
+
+    def perform_destroy(self, instance):
+        if instance.builtin:
+            raise PermissionDenied("Built-in categories cannot be deleted; disable them instead.")
+        instance.delete()
+
+
+class RegistryCredentialViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+    """Credentials per registry host; the password is write-only and stored encrypted."""
+
+    serializer_class = RegistryCredentialSerializer
+    filterset_fields = ["registry"]
+    ordering_fields = ["registry"]
+
+    def get_queryset(self):
+        return RegistryCredential.objects.all()
+
+    def filter_permitted(self, queryset):
+        user = self.request.user
+        if user.is_superuser or user.has_perm("updates.view_registrycredential"):
+            return queryset
+        return queryset.none()
+

@@ -1,0 +1,583 @@
+"""Update detection: compare what each container runs with what its registry offers.
+
+One check run:
+  1. loads the containers (by key, by host, or all present ones on enabled hosts) and their
+     ContainerUpdate rows;
+  2. asks each host's engine once for its images (RepoDigests, image IDs) — hosts in parallel;
+  3. classifies every container: pinned to a digest, local image (never pulled from / pushed to
+     its registry), created from an image ID, or checkable;
+  4. asks the registries, in parallel, once per distinct question: one HEAD per distinct
+     image reference (shared by every container on every host using it), one tag list per
+     repository for version tracking, and — only for multi-arch indexes whose digest is not one
+     the image was pulled as — the index and the platform manifest (GETs, cached by digest);
+  5. decides per container and saves every row in bulk; announces `update.available` for each
+     container that newly has an update.
+
+An update is reported only when the registry positively offers something other than what runs:
+the registry digest is compared with *all* of the image's RepoDigests, then with the platform
+entry of an index, then with the image ID (the config digest), so an update done outside
+DockMon, or a change to another platform of a multi-arch image, is never a false positive.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from containers import engine
+from containers.choices import EventCategory, Severity
+from containers.models import Container
+from dockmon_site import bus
+from updates.choices import TrackingMode, UpdateStatus
+from updates.models import ContainerUpdate, RegistryCredential
+from updates.registry import (
+    Credential,
+    ImageReference,
+    Manifest,
+    ManifestHead,
+    Platform,
+    RegistryClient,
+    RegistryError,
+    is_image_id,
+    parse_reference,
+)
+from updates.versions import newest_allowed, parse_version
+
+logger = logging.getLogger(__name__)
+
+_CACHE_PREFIX = "updates:v1"
+_SAVED_FIELDS = [
+    "image", "current_digest", "current_version", "latest_digest", "latest_version", "update_available",
+    "status", "error", "checked_at", "available_since", "announced_digest", "updated_at",
+]
+
+
+@dataclass
+class CheckSummary:
+    check: str
+    total: int = 0
+    statuses: dict = field(default_factory=dict)
+    updates: list = field(default_factory=list)
+    newly_available: list = field(default_factory=list)
+    host_errors: dict = field(default_factory=dict)
+    registry_stats: dict = field(default_factory=dict)
+    cache_hits: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "check": self.check, "total": self.total, "statuses": self.statuses, "updates": self.updates,
+            "newly_available": self.newly_available, "host_errors": self.host_errors,
+            "registry_stats": self.registry_stats, "cache_hits": self.cache_hits, "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Target:
+    container: Container
+    row: ContainerUpdate
+    ref: ImageReference | None = None
+    image: engine.ImageFacts | None = None
+    digests: set = field(default_factory=set)  # every digest the running image is known by
+    candidate_tag: str = ""
+
+
+# ---------------------------------------------------------------------------
+# Credentials and cache
+# ---------------------------------------------------------------------------
+def registry_credentials() -> dict[str, Credential]:
+    return {
+        cred.registry: Credential(cred.username, cred.password, cred.ca_cert, cred.insecure)
+        for cred in RegistryCredential.objects.all()
+    }
+
+
+def _head_ttl(tag: str) -> int:
+    # A version tag is rebuilt now and then (security fixes); `latest`-style tags move often.
+    if parse_version(tag) is None:
+        return settings.DOCKMON_UPDATE_CACHE_MUTABLE_SECONDS
+    return settings.DOCKMON_UPDATE_CACHE_SECONDS
+
+
+def _cache_get_many(keys: list[str]) -> dict:
+    if not keys:
+        return {}
+    try:
+        return cache.get_many(keys)
+    except Exception:  # the cache is an optimisation: a dead Redis must not stop a check
+        logger.warning("update cache unavailable; asking the registries directly", exc_info=True)
+        return {}
+
+
+def _cache_set(key: str, value, ttl: int) -> None:
+    try:
+        cache.set(key, value, ttl)
+    except Exception:
+        logger.warning("could not write the update cache", exc_info=True)
+
+
+def _head_key(name: str, tag: str) -> str:
+    return f"{_CACHE_PREFIX}:head:{name}:{tag}"
+
+
+def _tags_key(name: str) -> str:
+    return f"{_CACHE_PREFIX}:tags:{name}"
+
+
+def _manifest_key(name: str, digest: str) -> str:
+    return f"{_CACHE_PREFIX}:manifest:{name}@{digest}"
+
+
+def clear_cache() -> None:
+    """Forget cached registry answers (tests, or after changing credentials)."""
+    backend = getattr(cache, "_cache", None)
+    if backend is None or not hasattr(backend, "get_client"):
+        cache.clear()  # local-memory cache (tests): nothing else lives there worth keeping
+        return
+    client = backend.get_client(None, write=True)  # Django's RedisCache has no delete_pattern
+    prefix = cache.make_key(f"{_CACHE_PREFIX}:")
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+class _Run:
+    def __init__(self, force: bool, client: RegistryClient):
+        self.force = force
+        self.client = client
+        self.workers = settings.DOCKMON_REGISTRY_CONCURRENCY
+        self.heads: dict[tuple[str, str], ManifestHead | RegistryError] = {}
+        self.tags: dict[str, list[str] | RegistryError] = {}
+        self.manifests: dict[tuple[str, str], Manifest | RegistryError] = {}
+        self.refs: dict[str, ImageReference] = {}
+        self.cache_hits = 0
+
+    def _parallel(self, func, items):
+        items = list(items)
+        if not items:
+            return []
+        if len(items) == 1 or self.workers <= 1:
+            return [func(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="registry") as pool:
+            return list(pool.map(func, items))
+
+    @staticmethod
+    def _safely(func, *args):
+        try:
+            return func(*args)
+        except RegistryError as exc:
+            return exc
+        except Exception as exc:  # a bug or an odd answer must cost one image, not the run
+            logger.exception("registry lookup failed")
+            return RegistryError(f"Unexpected error: {exc}")
+
+    def fetch_heads(self, wanted: set[tuple[str, str]]) -> None:
+        wanted = {w for w in wanted if w not in self.heads}
+        keys = {w: _head_key(*w) for w in wanted}
+        cached = {} if self.force else _cache_get_many(list(keys.values()))
+        todo = []
+        for w in wanted:
+            hit = cached.get(keys[w])
+            if hit:
+                self.cache_hits += 1
+                self.heads[w] = ManifestHead(hit["digest"], hit["media_type"])
+            else:
+                todo.append(w)
+        results = self._parallel(lambda w: self._safely(self.client.head_manifest, self.refs[w[0]].with_tag(w[1])), todo)
+        for w, result in zip(todo, results, strict=True):
+            self.heads[w] = result
+            if isinstance(result, ManifestHead):
+                _cache_set(keys[w], {"digest": result.digest, "media_type": result.media_type}, _head_ttl(w[1]))
+
+    def fetch_tags(self, names: set[str]) -> None:
+        names = {n for n in names if n not in self.tags}
+        cached = {} if self.force else _cache_get_many([_tags_key(n) for n in names])
+        todo = []
+        for name in names:
+            hit = cached.get(_tags_key(name))
+            if hit is not None:
+                self.cache_hits += 1
+                self.tags[name] = hit
+            else:
+                todo.append(name)
+        results = self._parallel(lambda n: self._safely(self.client.list_tags, self.refs[n]), todo)
+        for name, result in zip(todo, results, strict=True):
+            self.tags[name] = result
+            if isinstance(result, list):
+                _cache_set(_tags_key(name), result, settings.DOCKMON_UPDATE_CACHE_MUTABLE_SECONDS)
+
+    def fetch_manifests(self, wanted: set[tuple[str, str]]) -> None:
+        """Manifests by digest: immutable, so cached for long and read from cache even when forced."""
+        wanted = {w for w in wanted if w not in self.manifests}
+        keys = {w: _manifest_key(*w) for w in wanted}
+        cached = _cache_get_many(list(keys.values()))
+        todo = []
+        for w in wanted:
+            hit = cached.get(keys[w])
+            if hit:
+                self.cache_hits += 1
+                self.manifests[w] = Manifest(w[1], hit["media_type"], hit["body"])
+            else:
+                todo.append(w)
+        results = self._parallel(lambda w: self._safely(self.client.get_manifest, self.refs[w[0]], w[1]), todo)
+        for w, result in zip(todo, results, strict=True):
+            self.manifests[w] = result
+            if isinstance(result, Manifest):
+                _cache_set(keys[w], {"media_type": result.media_type, "body": result.body},
+                           settings.DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS)
+
+
+def _select_containers(container_keys=None, host_ids=None):
+    qs = Container.objects.present().filter(host__enabled=True).select_related("host").order_by("host_id", "name")
+    if container_keys is not None:
+        qs = qs.filter(pk__in=list(container_keys))
+    if host_ids is not None:
+        qs = qs.filter(host_id__in=[str(h) for h in host_ids])
+    return list(qs)
+
+
+def _rows_for(containers) -> dict[str, ContainerUpdate]:
+    keys = [c.pk for c in containers]
+    rows = {row.container_id: row for row in ContainerUpdate.objects.filter(container_id__in=keys)}
+    missing = [ContainerUpdate(container_id=k) for k in keys if k not in rows]
+    if missing:
+        ContainerUpdate.objects.bulk_create(missing, ignore_conflicts=True, batch_size=500)
+        rows.update({row.container_id: row for row in ContainerUpdate.objects.filter(container_id__in=[m.container_id for m in missing])})
+    return rows
+
+
+def _engine_images(hosts) -> tuple[dict, dict, dict]:
+    """({host_id: {image_id: ImageFacts}}, {host_id: error}, {host_id: client}) — one list call per host."""
+
+    def one(host):
+        try:
+            client = engine.client_for_host(host)
+            return host.pk, client, engine.list_images(client), None
+        except engine.EngineError as exc:
+            return host.pk, None, None, str(exc)
+
+    images, errors, clients = {}, {}, {}
+    hosts = list(hosts)
+    workers = max(1, min(len(hosts), 16))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine") as pool:
+        for host_id, client, result, error in pool.map(one, hosts):
+            if error is not None:
+                errors[host_id] = error
+            else:
+                images[host_id], clients[host_id] = result, client
+    return images, errors, clients
+
+
+def _repo_digests(image: engine.ImageFacts, ref: ImageReference) -> set[str]:
+    """Digests the image has in `ref`'s repository (RepoDigests of other repositories don't count)."""
+    found = set()
+    for item in image.repo_digests:
+        try:
+            other = parse_reference(item)
+        except ValueError:
+            continue
+        if other.registry == ref.registry and other.repository == ref.repository and other.digest:
+            found.add(other.digest)
+    return found
+
+
+def _classify(target: _Target, images: dict) -> None:
+    """Fill target.ref / image / digests, or set a final status on the row."""
+    container, row = target.container, target.row
+    image_ref = container.image or ""
+    row.image = image_ref
+    try:
+        target.ref = parse_reference(image_ref)
+    except ValueError as exc:
+        if is_image_id(image_ref) or not image_ref:
+            _final(row, UpdateStatus.UNSUPPORTED, "The container was created from an image ID, not a name: there is no tag to check.")
+        else:
+            _final(row, UpdateStatus.UNSUPPORTED, f"{image_ref!r} is not an image reference ({exc}).")
+        return
+    ref = target.ref
+    row.current_version = ref.tag
+    if ref.pinned:
+        row.current_digest = ref.digest
+        _final(row, UpdateStatus.PINNED, f"Pinned to {ref.digest}: a digest never changes, so there is nothing to check.")
+        return
+    target.image = images.get(container.image_id)
+    if target.image is None:
+        _final(row, UpdateStatus.UNSUPPORTED, f"The image {container.image_id[:19]} is no longer on the engine.")
+        return
+    target.digests = _repo_digests(target.image, ref)
+    if not target.digests:
+        row.current_digest = ""
+        _final(row, UpdateStatus.LOCAL_IMAGE,
+               f"The image was built or tagged locally: it was never pulled from or pushed to {ref.name}.")
+        return
+    row.current_digest = sorted(target.digests)[0]
+
+
+def _final(row: ContainerUpdate, status: str, error: str = "") -> None:
+    row.status = status
+    row.error = error if status != UpdateStatus.OK else ""
+    row.update_available = status == UpdateStatus.UPDATE_AVAILABLE
+    if status in (UpdateStatus.PINNED, UpdateStatus.LOCAL_IMAGE, UpdateStatus.UNSUPPORTED):
+        row.latest_digest = ""
+        row.latest_version = ""
+
+
+def _mode(row: ContainerUpdate, ref: ImageReference) -> str:
+    mode = row.tracking_mode or TrackingMode.EXACT
+    if mode != TrackingMode.EXACT and parse_version(ref.tag) is None:
+        return TrackingMode.EXACT  # "latest", "stable"...: nothing to order, follow the tag
+    return mode
+
+
+def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: str | None = None,
+          client: RegistryClient | None = None) -> CheckSummary:
+    """Run one update check (see the module docstring). force=True bypasses the tag cache."""
+    started = time.monotonic()
+    summary = CheckSummary(check=check_id or uuid.uuid4().hex)
+    containers = _select_containers(container_keys, host_ids)
+    summary.total = len(containers)
+    bus.emit("update.check", category=EventCategory.UPDATE, persist=False,
+             data={"check": summary.check, "stage": "started", "total": summary.total})
+    rows = _rows_for(containers)
+    hosts = {c.host_id: c.host for c in containers}
+    images, host_errors, clients = _engine_images(hosts.values())
+    summary.host_errors = {str(k): v for k, v in host_errors.items()}
+    client = client or RegistryClient(registry_credentials())
+    run = _Run(force, client)
+    now = timezone.now()
+    previous = {key: (row.update_available, row.latest_digest) for key, row in rows.items()}
+
+    try:
+        targets: list[_Target] = []
+        skipped: list[ContainerUpdate] = []
+        for container in containers:
+            row = rows[container.pk]
+            if container.host_id in host_errors:
+                # Nothing is known about what runs there now: keep the last answer, say why it is old.
+                row.error = f"Engine unreachable, result not refreshed: {host_errors[container.host_id]}"
+                skipped.append(row)
+                continue
+            target = _Target(container, row)
+            _classify(target, images[container.host_id])
+            row.checked_at = now
+            targets.append(target)
+        live = [t for t in targets if t.image is not None and t.digests and t.ref is not None]
+
+        # Phase 1: tags of the exact references and tag lists for version tracking.
+        head_wanted, tag_names = set(), set()
+        for t in live:
+            run.refs.setdefault(t.ref.name, t.ref)
+            head_wanted.add((t.ref.name, t.ref.tag))
+            if _mode(t.row, t.ref) != TrackingMode.EXACT:
+                tag_names.add(t.ref.name)
+        run.fetch_tags(tag_names)
+        # Phase 2: the newest allowed version tag of each tracking container.
+        for t in live:
+            mode = _mode(t.row, t.ref)
+            tags = run.tags.get(t.ref.name)
+            if mode != TrackingMode.EXACT and isinstance(tags, list):
+                best = newest_allowed(t.ref.tag, tags, mode, t.row.include_prerelease)
+                if best is not None:
+                    t.candidate_tag = best.tag
+                    head_wanted.add((t.ref.name, best.tag))
+        run.fetch_heads(head_wanted)
+        # Phase 3: multi-arch indexes whose digest the image does not carry need a closer look.
+        platforms = _platforms_needed(run, live, clients)
+        index_wanted = set()
+        for t in live:
+            head = _head_for(run, t)
+            if isinstance(head, ManifestHead) and head.is_index and head.digest not in t.digests:
+                index_wanted.add((t.ref.name, head.digest))
+        run.fetch_manifests(index_wanted)
+        platform_wanted = set()
+        for t in live:
+            head = _head_for(run, t)
+            if isinstance(head, ManifestHead) and (t.ref.name, head.digest) in index_wanted:
+                index = run.manifests.get((t.ref.name, head.digest))
+                platform = platforms.get((t.container.host_id, t.image.image_id))
+                if isinstance(index, Manifest) and isinstance(platform, Platform):
+                    pd = index.platform_digest(platform)
+                    if pd and pd not in t.digests:
+                        platform_wanted.add((t.ref.name, pd))
+        run.fetch_manifests(platform_wanted)
+
+        for t in live:
+            _decide(run, t, platforms)
+    finally:
+        for c in clients.values():
+            try:
+                c.close()
+            except Exception:  # closing is best effort
+                logger.debug("closing an engine client failed", exc_info=True)
+
+    for row in rows.values():
+        if row.update_available:
+            if not previous.get(row.container_id, (False,))[0]:
+                row.available_since = now
+        else:
+            row.available_since = None
+
+    by_key = {c.pk: c for c in containers}
+    for row in rows.values():
+        row.updated_at = now
+        if row.update_available and row.latest_digest != row.announced_digest:
+            # Announce each offered digest once, however often the check runs or the registry flaps.
+            row.announced_digest = row.latest_digest
+            summary.newly_available.append(row.container_id)
+    with transaction.atomic():
+        ContainerUpdate.objects.bulk_update(list(rows.values()), _SAVED_FIELDS, batch_size=500)
+        for key in summary.newly_available:
+            _announce(by_key[key], rows[key])
+
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows.values():
+        counts[row.status] += 1
+        if row.update_available:
+            summary.updates.append(row.container_id)
+    summary.statuses = dict(counts)
+    summary.registry_stats = dict(client.stats)
+    summary.cache_hits = run.cache_hits
+    summary.seconds = time.monotonic() - started
+    bus.emit("update.check", category=EventCategory.UPDATE, persist=False,
+             data={"check": summary.check, "stage": "finished", "total": summary.total,
+                   "updates": len(summary.updates), "statuses": summary.statuses, "seconds": round(summary.seconds, 3)})
+    return summary
+
+
+def _head_for(run: _Run, t: _Target):
+    """The registry answer this target is judged on: its candidate version's tag, else its own tag."""
+    if t.candidate_tag:
+        return run.heads.get((t.ref.name, t.candidate_tag))
+    return run.heads.get((t.ref.name, t.ref.tag))
+
+
+def _platforms_needed(run: _Run, live, clients) -> dict:
+    """Inspect (once per host and image) the images whose registry answer is a multi-arch index."""
+    needed = set()
+    for t in live:
+        head = _head_for(run, t)
+        if isinstance(head, ManifestHead) and head.is_index and head.digest not in t.digests:
+            needed.add((t.container.host_id, t.image.image_id))
+
+    def one(item):
+        host_id, image_id = item
+        try:
+            facts = engine.inspect_image(clients[host_id], image_id)
+        except engine.EngineError as exc:
+            return exc
+        return Platform.normalized(facts.os, facts.architecture, facts.variant)
+
+    items = sorted(needed)
+    return dict(zip(items, run._parallel(one, items), strict=True))
+
+
+def _decide(run: _Run, t: _Target, platforms: dict) -> None:
+    row, ref = t.row, t.ref
+    tags = run.tags.get(ref.name)
+    if isinstance(tags, RegistryError) and _mode(row, ref) != TrackingMode.EXACT:
+        _final(row, UpdateStatus.REGISTRY_ERROR, f"Cannot list the tags of {ref.name}: {tags}")
+        return
+    head = _head_for(run, t)
+    version = t.candidate_tag or ref.tag
+    if isinstance(head, RegistryError) or head is None:
+        _final(row, UpdateStatus.REGISTRY_ERROR, str(head or "no answer"))
+        return
+    same, detail = _runs(run, t, head, platforms)
+    if same is None:
+        _final(row, UpdateStatus.REGISTRY_ERROR, detail)
+        return
+    row.latest_digest = head.digest
+    row.latest_version = version
+    if same:
+        # A newer version tag that holds exactly the image that runs is no update.
+        row.latest_version = version if not t.candidate_tag else ref.tag
+        _final(row, UpdateStatus.OK)
+    else:
+        _final(row, UpdateStatus.UPDATE_AVAILABLE)
+
+
+def _runs(run: _Run, t: _Target, head: ManifestHead, platforms: dict) -> tuple[bool | None, str]:
+    """Whether the registry's manifest is what the container runs (None: cannot tell, with why)."""
+    if head.digest in t.digests:
+        return True, ""
+    if not head.is_index:
+        return False, ""
+    index = run.manifests.get((t.ref.name, head.digest))
+    if isinstance(index, RegistryError) or index is None:
+        return None, f"Cannot read the multi-arch index of {t.ref}: {index or 'no answer'}"
+    platform = platforms.get((t.container.host_id, t.image.image_id))
+    if not isinstance(platform, Platform):
+        return None, f"Cannot tell the image's platform: {platform}"
+    platform_digest = index.platform_digest(platform)
+    if not platform_digest:
+        return None, f"{t.ref} has no image for {platform} any more."
+    if platform_digest in t.digests:
+        return True, ""
+    manifest = run.manifests.get((t.ref.name, platform_digest))
+    if isinstance(manifest, RegistryError) or manifest is None:
+        return None, f"Cannot read the {platform} manifest of {t.ref}: {manifest or 'no answer'}"
+    # An image pulled through an index only records the index digest; the platform manifest's
+    # config digest is the image ID, which identifies what runs whatever the index did.
+    return manifest.config_digest == t.image.image_id, ""
+
+
+def _announce(container: Container, row: ContainerUpdate) -> None:
+    current = row.current_version or row.current_digest[:19]
+    latest = row.latest_version if row.latest_version != row.current_version else row.latest_digest[:19]
+    bus.emit(
+        "update.available",
+        category=EventCategory.UPDATE,
+        severity=Severity.INFO,
+        host=container.host_id,
+        container=container,
+        message=f"{container.name}: an update is available for {row.image} ({current} → {latest})",
+        data={
+            "key": container.key, "name": container.name, "image": row.image,
+            "current_digest": row.current_digest, "current_version": row.current_version,
+            "latest_digest": row.latest_digest, "latest_version": row.latest_version,
+            "tracking_mode": row.tracking_mode,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------
+# Following a container across re-creation
+# ---------------------------------------------------------------------------
+def move_records(old, new) -> None:
+    """Move the update record and the per-container policy from `old` to `new` (same transaction)."""
+    from updates.models import UpdatePolicy
+
+    old_row = ContainerUpdate.objects.filter(container_id=old.pk).first()
+    if old_row is not None:
+        new_row = ContainerUpdate.objects.filter(container_id=new.pk).first()
+        if new_row is None:
+            old_row.container_id = new.pk
+            new_row = old_row
+        else:
+            # The settings a person chose survive; the state is about the new container anyway.
+            new_row.tracking_mode, new_row.include_prerelease = old_row.tracking_mode, old_row.include_prerelease
+            old_row.delete()
+        if old.image_id != new.image_id or old.image != new.image:
+            # What runs changed: the old findings say nothing about the new image.
+            new_row.status, new_row.update_available, new_row.error = UpdateStatus.UNCHECKED, False, ""
+            new_row.current_digest, new_row.available_since = "", None
+            new_row.image = new.image
+        new_row.save()
+    policy = UpdatePolicy.objects.filter(container_id=old.pk).first()
+    if policy is not None:
+        if UpdatePolicy.objects.filter(container_id=new.pk).exists():
+            policy.delete()  # a policy already set on the new container is the newer wish
+        else:
+            UpdatePolicy.objects.filter(pk=policy.pk).update(container_id=new.pk)

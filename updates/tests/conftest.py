@@ -1,0 +1,66 @@
+"""Fixtures of the updates app's tests: real registries, containers synced into the database."""
+
+from __future__ import annotations
+
+import pytest
+
+from containers import engine as engine_api
+from containers import services as container_services
+
+
+@pytest.fixture(autouse=True)
+def _fresh_update_cache():
+    from updates.services import clear_cache
+
+    clear_cache()
+    yield
+
+
+@pytest.fixture
+def sync():
+    """sync(host): bring the database in line with the engine (full inspect), like the monitor does."""
+
+    def run(host):
+        client = engine_api.client_for_host(host)
+        try:
+            facts = [engine_api.inspect_container(client, f.container_id) for f in engine_api.list_containers(client)]
+        finally:
+            client.close()
+        return container_services.reconcile(host, facts)
+
+    return run
+
+
+@pytest.fixture
+def repo(unique):
+    """A repository name of our own on the testbed registry."""
+    return f"upd-{unique}/app"
+
+
+@pytest.fixture
+def images_to_remove(testbed):
+    items: list = []
+    yield items
+    for engine, ref in items:
+        engine.docker("rmi", "-f", ref, check=False)
+
+
+@pytest.fixture
+def basic_registry(tmp_path):
+    from updates.testing import start_basic_auth_registry
+
+    registry = start_basic_auth_registry(tmp_path / "basic-registry", "upd-user", "upd-pass-123")
+    registry.username, registry.password = "upd-user", "upd-pass-123"
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def token_registry(tmp_path):
+    from updates.testing import start_token_registry
+
+    registry, tokens = start_token_registry(tmp_path / "token-registry", "tok-user", "tok-pass-123")
+    registry.username, registry.password, registry.tokens = "tok-user", "tok-pass-123", tokens
+    yield registry
+    registry.stop()
+    tokens.stop()
