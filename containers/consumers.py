@@ -376,8 +376,10 @@ class EventsConsumer(AsyncWebsocketConsumer):
             return
         state["saver"].cancel()
         state["pump"].close()
-        await state["pump"].join()
+        # Save before waiting for the reader thread: a disconnecting client's session is kept
+        # even if the server gives the consumer little time to finish.
         await self._save_session(session_id, state["pending"], end_reason=reason)
+        await state["pump"].join()
         try:
             await self._reply("profile.stopped", {"session": session_id, "key": state["key"], "reason": reason})
         except Exception:

@@ -1,0 +1,256 @@
+"""Logs, stats, disk usage, the live profiler and /metrics against real engines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.test import APIClient
+
+from accounts.models import APIToken
+from containers import stats
+from containers.choices import StatsTier
+from containers.models import ProfileSession, StatsBatch
+from containers.streams import alive_pumps
+
+TICKER = ["sh", "-c", 'trap "exit 0" TERM; i=0; while true; do echo "tick-$i"; i=$((i+1)); sleep 0.5; done']
+
+
+@pytest.mark.django_db
+def test_logs_tail_streams_binary_and_very_long_lines(admin_client, make_host, alpha, run_container, sync_container, unique):
+    host = make_host(alpha)
+    script = (
+        "echo first; echo oops >&2; echo -e 'bad \\xff\\xfe bytes'; "
+        "dd if=/dev/zero bs=40000 count=1 2>/dev/null; echo; echo last; "
+        'trap "exit 0" TERM; while true; do sleep 1; done'
+    )
+    row = sync_container(host, run_container(alpha, f"logs-{unique}", "sh", "-c", script))
+    time.sleep(1.0)
+    data = admin_client.get(f"/api/v1/containers/{row.key}/logs/?tail=50").data
+    lines = data["lines"]
+    texts = [line["text"] for line in lines]
+    assert "first" in texts and "last" in texts
+    assert {"ts", "stream", "text"} == set(lines[0])
+    assert lines[0]["ts"].endswith("Z")
+    assert [line["stream"] for line in lines if line["text"] == "oops"] == ["stderr"]
+    assert any("\ufffd" in text and "bytes" in text for text in texts)  # invalid UTF-8 replaced, not fatal
+    long_line = next(text for text in texts if text.startswith("\x00"))
+    assert "more bytes]" in long_line and len(long_line) < 20_000
+    assert len(admin_client.get(f"/api/v1/containers/{row.key}/logs/?tail=2").data["lines"]) == 2
+    download = admin_client.get(f"/api/v1/containers/{row.key}/logs/?tail=50&download=true")
+    assert download["Content-Type"].startswith("text/plain") and "attachment" in download["Content-Disposition"]
+    assert b"stderr oops" in download.content and len(download.content) > 40_000
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert admin_client.get(f"/api/v1/containers/{row.key}/logs/", {"since": future}).data["lines"] == []
+    assert admin_client.get(f"/api/v1/containers/{row.key}/logs/?tail=abc").status_code == 400
+
+
+def _communicator(token: str):
+    from channels.testing import WebsocketCommunicator
+
+    from dockmon_site.asgi import application
+
+    return WebsocketCommunicator(application, f"/ws/events/?token={token}")
+
+
+async def _receive_until(communicator, predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        message = json.loads(await communicator.receive_from(timeout=left))
+        if predicate(message):
+            return message
+    raise AssertionError("no matching message")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_logs_follow_streams_new_lines_and_stops_without_leaks(admin, make_host, alpha, run_container, sync_container, unique):
+    host = make_host(alpha)
+    row = sync_container(host, run_container(alpha, f"follow-{unique}", *TICKER))
+    _, token = APIToken.issue(admin)
+
+    async def scenario():
+        communicator = _communicator(token)
+        connected, _ = await communicator.connect()
+        assert connected
+        await communicator.send_json_to({"action": "logs.follow", "key": row.key, "tail": 0})
+        await _receive_until(communicator, lambda m: m["type"] == "logs.following")
+        first = await _receive_until(communicator, lambda m: m["type"] == "container.log")
+        assert first["data"]["key"] == row.key and first["data"]["text"].startswith("tick-")
+        assert first["data"]["stream"] == "stdout" and first["data"]["ts"].endswith("Z")
+        later = await _receive_until(communicator, lambda m: m["type"] == "container.log" and m["data"]["text"] != first["data"]["text"])
+        assert int(later["data"]["text"].split("-")[1]) > int(first["data"]["text"].split("-")[1])
+        assert alive_pumps() == 2  # stdout and stderr
+        await communicator.send_json_to({"action": "logs.unfollow", "key": row.key})
+        await _receive_until(communicator, lambda m: m["type"] == "logs.unfollowed")
+        assert alive_pumps() == 0
+        # Follow again and just drop the socket: the streams end with it.
+        await communicator.send_json_to({"action": "logs.follow", "key": row.key})
+        await _receive_until(communicator, lambda m: m["type"] == "container.log")
+        await communicator.disconnect(timeout=10)
+        for _ in range(50):
+            if alive_pumps() == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert alive_pumps() == 0
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_logs_follow_is_refused_without_operate(django_user_model, make_host, alpha, run_container, sync_container, unique):
+    from guardian.shortcuts import assign_perm
+
+    host = make_host(alpha)
+    row = sync_container(host, run_container(alpha, f"nofollow-{unique}", *TICKER))
+    viewer = django_user_model.objects.create_user(f"v{unique}", password="pw-viewer-12")
+    assign_perm("containers.view_dockerhost", viewer, host)
+    _, token = APIToken.issue(viewer)
+
+    async def scenario():
+        communicator = _communicator(token)
+        await communicator.connect()
+        await communicator.send_json_to({"action": "logs.follow", "key": row.key})
+        error = await _receive_until(communicator, lambda m: m["type"] == "error")
+        assert error["data"]["message"] == "No such container."
+        assert alive_pumps() == 0
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_profiler_session_survives_a_disconnect_and_is_exported(admin, admin_client, make_host, alpha, run_container, sync_container, unique, settings):
+    settings.DOCKMON_PROFILE_SAVE_SECONDS = 1.0
+    host = make_host(alpha)
+    row = sync_container(host, run_container(alpha, f"prof-{unique}", *TICKER))
+    _, token = APIToken.issue(admin)
+
+    async def scenario():
+        communicator = _communicator(token)
+        await communicator.connect()
+        await communicator.send_json_to({"action": "profile.start", "key": row.key})
+        started = await _receive_until(communicator, lambda m: m["type"] == "profile.started")
+        samples = []
+        while len(samples) < 3:
+            samples.append(await _receive_until(communicator, lambda m: m["type"] == "profile.sample", timeout=15))
+        assert {"cpu_percent", "mem_bytes", "net_rx", "pids"} <= set(samples[0]["data"])
+        await communicator.disconnect(timeout=10)  # daphne gives a closing consumer 10 s as well
+        return started["data"]["session"]
+
+    session_id = async_to_sync(scenario)()
+    session = ProfileSession.objects.get(pk=session_id)
+    assert session.ended_at is not None and session.end_reason == "disconnected"
+    assert session.sample_count >= 3 and session.container_key == row.key
+    assert alive_pumps() == 0
+    listed = admin_client.get("/api/v1/profiles/").data["results"]
+    assert listed[0]["id"] == session_id and listed[0]["sample_count"] == session.sample_count
+    csv_body = admin_client.get(f"/api/v1/profiles/{session_id}/export/?as=csv").content.decode()
+    assert csv_body.splitlines()[0] == "t,cpu_percent,mem_bytes,mem_limit,net_rx,net_tx,blk_read,blk_write,pids"
+    assert len(csv_body.splitlines()) == session.sample_count + 1
+    exported = admin_client.get(f"/api/v1/profiles/{session_id}/export/?as=json").json()
+    assert len(exported["samples"]) == session.sample_count and "cpu_percent" in exported["samples"][0]
+    assert admin_client.get(f"/api/v1/profiles/{session_id}/export/?as=xml").status_code == 400
+
+
+@pytest.mark.django_db
+def test_stats_agree_with_a_cpu_hog_and_a_memory_hog(admin_client, make_host, alpha, run_container, sync_container, unique):
+    host = make_host(alpha)
+    host.status = "online"
+    host.save()
+    hog = sync_container(host, run_container(alpha, f"cpu-{unique}", "sh", "-c", "while true; do :; done"))
+    mem = sync_container(host, run_container(
+        alpha, f"mem-{unique}", "sh", "-c", 'dd if=/dev/zero of=/m/fill bs=1048576 count=64 2>/dev/null; trap "exit 0" TERM; while true; do sleep 1; done',
+        extra=("--tmpfs", "/m:size=128m"),
+    ))
+    idle = sync_container(host, run_container(alpha, f"idle-{unique}", *TICKER))
+    time.sleep(2.0)
+    result = stats.collect_host(host.pk)
+    assert result["containers"] >= 3
+    _, data = stats.latest(host.pk)
+    cpu = data[hog.short_id][stats.CPU]
+    assert 60.0 <= cpu <= 140.0, cpu  # one busy core: docker stats shows about 100 %
+    assert data[idle.short_id][stats.CPU] < 20.0
+    used = data[mem.short_id][stats.MEM]
+    assert abs(used - 64 * 1048576) <= 0.05 * 64 * 1048576, used
+    assert data[mem.short_id][stats.MEM_LIMIT] > used
+    assert data[stats.HOST_KEY][stats.CPU] >= cpu
+    points = admin_client.get(f"/api/v1/containers/{hog.key}/stats/?range=1h").data["points"]
+    assert len(points) == 1 and 60.0 <= points[0]["cpu_percent"] <= 140.0 and points[0]["t"].endswith("Z")
+    host_points = admin_client.get(f"/api/v1/hosts/{host.pk}/stats/?range=1h").data["points"]
+    assert host_points[0]["cpu_percent"] >= points[0]["cpu_percent"]
+    assert admin_client.get(f"/api/v1/containers/{hog.key}/stats/?range=2y").status_code == 400
+
+
+def _raw(host, ts, **points):
+    data = {short: [v, v, v, m, m, m, 1000, rx, 0, 0, 0, 1, 1] for short, (v, m, rx) in points.items()}
+    StatsBatch.objects.create(host=host, tier=StatsTier.RAW, ts=ts, data=data)
+
+
+@pytest.mark.django_db
+def test_rollups_keep_min_avg_max_across_tiers_and_retention_prunes(make_host, alpha, settings):
+    host = make_host(alpha)
+    base = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    # Two 5-minute windows in one hour: CPU 10/30 then 50/90; memory 100/300 then 500/900.
+    _raw(host, base, c1=(10.0, 100, 1))
+    _raw(host, base + timedelta(seconds=10), c1=(30.0, 300, 2))
+    _raw(host, base + timedelta(minutes=5), c1=(50.0, 500, 3))
+    _raw(host, base + timedelta(minutes=5, seconds=10), c1=(90.0, 900, 4))
+    now = base + timedelta(hours=2)
+    assert stats.rollup_host(host.pk, StatsTier.FIVE_MINUTES, now=now) == 2
+    assert stats.rollup_host(host.pk, StatsTier.FIVE_MINUTES, now=now) == 0  # idempotent
+    first = StatsBatch.objects.get(host=host, tier=StatsTier.FIVE_MINUTES, ts=base).data["c1"]
+    assert first[stats.CPU] == 20.0 and first[stats.CPU_MIN] == 10.0 and first[stats.CPU_MAX] == 30.0
+    assert first[stats.MEM] == 200 and first[stats.NET_RX] == 2 and first[stats.COUNT] == 2
+    assert stats.rollup_host(host.pk, StatsTier.HOUR, now=now) == 1
+    hour = StatsBatch.objects.get(host=host, tier=StatsTier.HOUR, ts=base).data["c1"]
+    assert hour[stats.CPU] == 45.0 and hour[stats.CPU_MIN] == 10.0 and hour[stats.CPU_MAX] == 90.0
+    assert (hour[stats.MEM], hour[stats.MEM_MIN], hour[stats.MEM_MAX]) == (450, 100, 900)
+    assert hour[stats.NET_RX] == 4 and hour[stats.COUNT] == 4
+    # A 30-day query uses the hour tier, then finer tiers for anything newer.
+    series = stats.series(host.pk, "c1", "30d", now=now)
+    assert [p["cpu_percent"] for p in series] == [45.0]
+    settings.DOCKMON_STATS_RAW_HOURS = 1
+    settings.DOCKMON_STATS_5M_DAYS = 1
+    settings.DOCKMON_STATS_1H_DAYS = 90
+    assert stats.prune(now=now) == 4  # raw rows older than an hour go; rollups stay
+    assert StatsBatch.objects.filter(host=host, tier=StatsTier.RAW).count() == 0
+    assert stats.prune(now=now + timedelta(days=2)) == 2
+    assert StatsBatch.objects.filter(host=host, tier=StatsTier.HOUR).count() == 1
+
+
+@pytest.mark.django_db
+def test_disk_usage_is_recorded_and_served(admin_client, make_host, alpha):
+    from containers.services import record_disk_usage
+
+    host = make_host(alpha)
+    row = record_disk_usage(host)
+    assert row.images_count >= 1 and row.images_size > 0
+    data = admin_client.get(f"/api/v1/hosts/{host.pk}/disk-usage/").data["results"]
+    assert data[0]["images_count"] == row.images_count and data[0]["total_size"] >= row.images_size
+    assert admin_client.get(f"/api/v1/hosts/{host.pk}/disk-usage/?limit=0").status_code == 400
+
+
+@pytest.mark.django_db
+def test_metrics_parse_and_are_protected(admin, make_host, alpha, run_container, sync_container, unique, settings):
+    host = make_host(alpha)
+    host.status = "online"
+    host.save()
+    row = sync_container(host, run_container(alpha, f"metrics-{unique}", *TICKER))
+    stats.collect_host(host.pk)
+    assert APIClient().get("/metrics").status_code == 401
+    _, token = APIToken.issue(admin)
+    response = APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+    running = {s.labels["key"]: s.value for s in families["dockmon_container_running"].samples}
+    assert running[row.key] == 1.0
+    assert any(s.labels["key"] == row.key for s in families["dockmon_container_cpu_percent"].samples)
+    assert {s.labels["host"]: s.value for s in families["dockmon_host_up"].samples}[str(host.pk)] == 1.0
+    assert "dockmon_events" in families
+    settings.DOCKMON_METRICS_ALLOW = [__import__("ipaddress").ip_network("127.0.0.0/8")]
+    assert APIClient().get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
