@@ -254,3 +254,45 @@ def test_metrics_parse_and_are_protected(admin, make_host, alpha, run_container,
     assert "dockmon_events" in families
     settings.DOCKMON_METRICS_ALLOW = [__import__("ipaddress").ip_network("127.0.0.0/8")]
     assert APIClient().get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stats_samples_reach_subscribed_clients_only_for_what_they_may_see(django_user_model, admin, make_host, alpha, run_container, sync_container, unique):
+    from guardian.shortcuts import assign_perm
+
+    host = make_host(alpha)
+    host.status = "online"
+    host.save()
+    seen = sync_container(host, run_container(alpha, f"seen-{unique}", *TICKER))
+    unseen = sync_container(host, run_container(alpha, f"unseen-{unique}", *TICKER))
+    user = django_user_model.objects.create_user(f"s{unique}", password="pw-stats-1234")
+    assign_perm("containers.view_container", user, seen)
+    _, user_token = APIToken.issue(user)
+    _, admin_token = APIToken.issue(admin)
+
+    async def scenario():
+        limited, full, quiet = _communicator(user_token), _communicator(admin_token), _communicator(admin_token)
+        for communicator in (limited, full, quiet):
+            await communicator.connect()
+        await limited.send_json_to({"action": "stats.subscribe", "keys": [seen.key, unseen.key]})
+        reply = await _receive_until(limited, lambda m: m["type"] == "stats.subscribed")
+        assert reply["data"]["keys"] == [seen.key]
+        await full.send_json_to({"action": "stats.subscribe", "hosts": [str(host.pk)]})
+        await _receive_until(full, lambda m: m["type"] == "stats.subscribed")
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(stats.collect_host)(host.pk)
+        mine = await _receive_until(limited, lambda m: m["type"] == "stats.sample")
+        assert [s["key"] for s in mine["data"]["samples"]] == [seen.key]
+        assert "host_totals" not in mine["data"]  # a sum over containers this user may not see
+        everything = await _receive_until(full, lambda m: m["type"] == "stats.sample")
+        assert {seen.key, unseen.key} <= {s["key"] for s in everything["data"]["samples"]}
+        assert everything["data"]["host_totals"]["containers"] >= 2
+        # A client that did not subscribe gets no stats at all.
+        while not await quiet.receive_nothing(timeout=0.5):
+            message = json.loads(await quiet.receive_from())
+            assert message["type"] != "stats.sample"
+        for communicator in (limited, full, quiet):
+            await communicator.disconnect(timeout=10)
+
+    async_to_sync(scenario)()
