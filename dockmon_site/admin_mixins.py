@@ -6,12 +6,20 @@ sees the host list with just that host, and may change exactly what the API lets
 
 from __future__ import annotations
 
-from guardian.admin import GuardedModelAdmin
+from django.contrib import admin
+from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from dockmon_site.permissions import object_allowed
 
 
-class ObjectPermissionAdmin(GuardedModelAdmin):
+class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
+    """GuardedModelAdmin whose object-permission screens need guardian's own permissions.
+
+    The plain GuardedModelAdmin lets anyone with model-level change manage every user's grants
+    on an object; here only those who may manage grants (Administrators) reach those screens,
+    the same rule as /api/v1/permissions/.
+    """
+
     def visible_queryset(self, request):  # pragma: no cover - each admin narrows its own queryset
         raise NotImplementedError
 

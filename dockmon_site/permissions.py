@@ -142,9 +142,44 @@ class ObjectPermissions(drf_permissions.BasePermission):
         return object_allowed(request.user, action, obj)
 
 
-def object_allowed(user, action: str, obj) -> bool:
+def related_target(obj):
+    """The host or container another app's object belongs to (its `container` / `host`
+    foreign key, or an event-style `container_key` / `host_id`), or None."""
     from containers.models import Container, DockerHost
 
+    for name in ("container", "host"):
+        field = _field(obj, name)
+        if field is not None and field.is_relation and field.related_model in (Container, DockerHost):
+            target = getattr(obj, name)
+            if target is not None:
+                return target
+    key = getattr(obj, "container_key", "") or ""
+    if key:
+        container = Container.objects.select_related("host").filter(pk=key).first()
+        if container is not None:
+            return container
+    host_id = getattr(obj, "host_id", None)
+    if host_id:
+        return DockerHost.objects.filter(pk=host_id).first()
+    return None
+
+
+def _field(obj_or_model, name: str):
+    try:
+        return obj_or_model._meta.get_field(name)
+    except Exception:  # FieldDoesNotExist, or not a model at all
+        return None
+
+
+def object_allowed(user, action: str, obj) -> bool:
+    """May `user` do `action` on `obj`? Hosts and containers by their rules; anything that
+    belongs to a host or container (events, health checks, update records...) follows it:
+    viewing needs view on the host/container; other actions need either the model permission
+    (e.g. from the Operators role) plus view, or the object's `change` right (its settings)."""
+    from containers.models import Container, DockerHost
+
+    if not _active(user):
+        return False
     if isinstance(obj, DockerHost):
         return has_host_perm(user, action, obj)
     if isinstance(obj, Container):
@@ -152,26 +187,63 @@ def object_allowed(user, action: str, obj) -> bool:
             action = "operate"
         return has_container_perm(user, action, obj)
     model = obj._meta
-    return user.is_superuser or user.has_perm(f"{model.app_label}.{action}_{model.model_name}") or user.has_perm(
-        f"{model.app_label}.{action}_{model.model_name}", obj
-    )
+    perm = f"{model.app_label}.{action}_{model.model_name}"
+    if user.is_superuser or user.has_perm(perm) and action == "view":
+        return True
+    target = related_target(obj)
+    if target is None:
+        return user.has_perm(perm) or user.has_perm(perm, obj)
+    if action == "view":
+        return object_allowed(user, "view", target)
+    if not object_allowed(user, "view", target):
+        return False
+    return user.has_perm(perm) or user.has_perm(perm, obj) or object_allowed(user, "change", target)
 
 
 class PermittedObjectsFilter(BaseFilterBackend):
-    """Narrows every list and detail queryset to what the user may view."""
+    """Narrows every list and detail queryset to what the user may view.
+
+    Hosts and containers by their rules; other models by the host or container they belong to
+    (a `container` or `host` foreign key, or event-style `container_key`/`host` columns), unless
+    the view narrows them itself with `filter_permitted(queryset)`.
+    """
 
     def filter_queryset(self, request, queryset, view):
         from containers.models import Container, DockerHost
 
         model = queryset.model
+        user = request.user
         if model is DockerHost:
-            return queryset.filter(pk__in=visible_hosts(request.user).values("pk"))
+            return queryset.filter(pk__in=visible_hosts(user).values("pk"))
         if model is Container:
-            return visible_containers(request.user, queryset=queryset)
+            return visible_containers(user, queryset=queryset)
         filter_func = getattr(view, "filter_permitted", None)
         if filter_func is not None:
             return filter_func(queryset)
+        return filter_related(user, queryset)
+
+
+def filter_related(user, queryset: QuerySet) -> QuerySet:
+    """Objects of another model narrowed to those whose host/container the user may view."""
+    from containers.models import Container, DockerHost
+
+    model = queryset.model
+    if not _active(user):
+        return queryset.none()
+    if user.is_superuser:
         return queryset
+    container_field, host_field = _field(model, "container"), _field(model, "host")
+    if container_field is not None and container_field.is_relation and container_field.related_model is Container:
+        query = Q(container__in=visible_containers(user).values("key"))
+        if host_field is not None and host_field.is_relation and host_field.related_model is DockerHost:
+            query |= Q(container__isnull=True, host__in=visible_hosts(user).values("pk"))
+        return queryset.filter(query)
+    if host_field is not None and host_field.is_relation and host_field.related_model is DockerHost:
+        query = Q(host__in=visible_hosts(user).values("pk"))
+        if _field(model, "container_key") is not None:
+            query |= Q(container_key__in=visible_containers(user).values("key"))
+        return queryset.filter(query)
+    return queryset
 
 
 class ModelPermissions(drf_permissions.DjangoModelPermissions):
