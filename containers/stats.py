@@ -38,13 +38,22 @@ _FINER = {StatsTier.HOUR: StatsTier.FIVE_MINUTES, StatsTier.FIVE_MINUTES: StatsT
 
 
 def _point(sample: engine.StatsSample) -> list:
-    return [sample.cpu_percent, sample.cpu_percent, sample.cpu_percent, sample.mem_bytes, sample.mem_bytes, sample.mem_bytes,
-            sample.mem_limit, sample.net_rx, sample.net_tx, sample.blk_read, sample.blk_write, sample.pids, 1]
+    """A raw point is short (min = avg = max for one sample): raw rows are the bulk of storage."""
+    return [round(sample.cpu_percent, 2), sample.mem_bytes, sample.mem_limit, sample.net_rx, sample.net_tx,
+            sample.blk_read, sample.blk_write, sample.pids]
+
+
+def full(point: list) -> list:
+    """Any stored point (raw or rolled up) in the 13-value rollup shape."""
+    if len(point) == 13:
+        return point
+    cpu, mem, limit, rx, tx, read, write, pids = point
+    return [cpu, cpu, cpu, mem, mem, mem, limit, rx, tx, read, write, pids, 1]
 
 
 def _host_total(points: list[list]) -> list:
     total = [0.0] * 13
-    for p in points:
+    for p in map(full, points):
         for i in (CPU, MEM, MEM_LIMIT, NET_RX, NET_TX, BLK_READ, BLK_WRITE, PIDS):
             total[i] += p[i]
     total[CPU] = round(total[CPU], 3)
@@ -103,7 +112,7 @@ def collect_host(host_id, *, concurrency: int | None = None) -> dict:
         data={
             "host": str(host.pk),
             "t": started,
-            "samples": [sample_payload(prefix + short, point) for short, point in data.items() if short != HOST_KEY],
+            "samples": [sample_payload(prefix + short, full(point)) for short, point in data.items() if short != HOST_KEY],
             "host_totals": sample_payload("", data[HOST_KEY]) | {"containers": len(samples)},
         },
     )
@@ -125,6 +134,7 @@ def _safe_stats(client, container_id):
 def merge(points: list[list]) -> list:
     """Combine points (raw or rolled up) into one: sample-weighted average, min of mins,
     max of maxes, and the last value of counters and limits."""
+    points = [full(p) for p in points]
     weights = [p[COUNT] or 1 for p in points]
     total = sum(weights)
     last = points[-1]
@@ -215,7 +225,7 @@ def _series(host_id, key: str, tier: str, since: datetime) -> list[tuple[datetim
         .order_by("ts")
         .values_list("ts", "point")
     )
-    return [(ts, point) for ts, point in rows if point]
+    return [(ts, full(point)) for ts, point in rows if point]
 
 
 def series(host_id, key: str, range_name: str, *, now: datetime | None = None) -> list[dict]:
@@ -247,5 +257,8 @@ def host_series(host: DockerHost, range_name: str) -> list[dict]:
 
 
 def latest(host_id) -> tuple[datetime | None, dict]:
+    """The newest raw row of a host: {short id: full point}."""
     row = StatsBatch.objects.filter(host_id=host_id, tier=StatsTier.RAW).order_by("-ts").values_list("ts", "data").first()
-    return row if row else (None, {})
+    if not row:
+        return None, {}
+    return row[0], {key: full(point) for key, point in row[1].items()}

@@ -173,21 +173,25 @@ def test_stats_agree_with_a_cpu_hog_and_a_memory_hog(admin_client, make_host, al
     assert result["containers"] >= 3
     _, data = stats.latest(host.pk)
     cpu = data[hog.short_id][stats.CPU]
-    assert 60.0 <= cpu <= 140.0, cpu  # one busy core: docker stats shows about 100 %
+    # One busy core is about 100 % (as `docker stats` shows it); on a loaded 2-core machine the
+    # hog gets less, so compare with the docker CLI's own figure for the same container too.
+    cli = float(alpha.docker("stats", "--no-stream", "--format", "{{.CPUPerc}}", hog.name).stdout.strip().rstrip("%"))
+    assert 40.0 <= cpu <= 140.0, cpu
+    assert abs(cpu - cli) <= 35.0, (cpu, cli)
     assert data[idle.short_id][stats.CPU] < 20.0
     used = data[mem.short_id][stats.MEM]
     assert abs(used - 64 * 1048576) <= 0.05 * 64 * 1048576, used
     assert data[mem.short_id][stats.MEM_LIMIT] > used
     assert data[stats.HOST_KEY][stats.CPU] >= cpu
     points = admin_client.get(f"/api/v1/containers/{hog.key}/stats/?range=1h").data["points"]
-    assert len(points) == 1 and 60.0 <= points[0]["cpu_percent"] <= 140.0 and points[0]["t"].endswith("Z")
+    assert len(points) == 1 and points[0]["cpu_percent"] == cpu and points[0]["t"].endswith("Z")
     host_points = admin_client.get(f"/api/v1/hosts/{host.pk}/stats/?range=1h").data["points"]
     assert host_points[0]["cpu_percent"] >= points[0]["cpu_percent"]
     assert admin_client.get(f"/api/v1/containers/{hog.key}/stats/?range=2y").status_code == 400
 
 
 def _raw(host, ts, **points):
-    data = {short: [v, v, v, m, m, m, 1000, rx, 0, 0, 0, 1, 1] for short, (v, m, rx) in points.items()}
+    data = {short: [v, m, 1000, rx, 0, 0, 0, 1] for short, (v, m, rx) in points.items()}
     StatsBatch.objects.create(host=host, tier=StatsTier.RAW, ts=ts, data=data)
 
 
