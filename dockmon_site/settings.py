@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -270,6 +271,13 @@ DOCKMON_STATS_CONCURRENCY = envint("DOCKMON_STATS_CONCURRENCY", 64, minimum=1, m
 DOCKMON_STATS_RAW_HOURS = envint("DOCKMON_STATS_RAW_HOURS", 24, minimum=1)
 DOCKMON_STATS_5M_DAYS = envint("DOCKMON_STATS_5M_DAYS", 7, minimum=1)
 DOCKMON_STATS_1H_DAYS = envint("DOCKMON_STATS_1H_DAYS", 90, minimum=1)
+DOCKMON_METRICS_PUBLIC = envbool("DOCKMON_METRICS_PUBLIC", False)
+# Addresses or networks that may read /metrics without a token (e.g. a Prometheus server).
+try:
+    DOCKMON_METRICS_ALLOW = [ipaddress.ip_network(item, strict=False) for item in envlist("DOCKMON_METRICS_ALLOW", [])]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"DOCKMON_METRICS_ALLOW: {_exc}") from None
+DOCKMON_PROFILE_SAVE_SECONDS = envfloat("DOCKMON_PROFILE_SAVE_SECONDS", 10.0, minimum=0.5)
 DOCKMON_DISK_USAGE_SECONDS = envint("DOCKMON_DISK_USAGE_SECONDS", 120, minimum=10)
 DOCKMON_DISK_USAGE_RETENTION_DAYS = envint("DOCKMON_DISK_USAGE_RETENTION_DAYS", 7, minimum=1)
 DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS = envint("DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS", 30, minimum=1)

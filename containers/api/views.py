@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -8,7 +9,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from containers import engine, operations, services
+from containers import container_settings, engine, operations, services
 from containers import stats as stats_service
 from containers.api.serializers import (
     BulkOperationSerializer,
@@ -235,6 +236,27 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
             response["Content-Disposition"] = f'attachment; filename="{container.name}.log"'
             return response
         return Response({"lines": LogLineSerializer([line.__dict__ for line in lines], many=True).data})
+
+    @extend_schema(request=None, responses={200: dict})
+    @action(detail=True, methods=["get", "patch"], url_path="settings", required_action="view")
+    def container_settings(self, request, key=None):
+        """What people set on a container (tags, desired state, and the fields other apps add)."""
+        container = self.get_object()
+        if request.method == "GET":
+            return Response(container_settings.read(container))
+        serializer = container_settings.serializer_class()(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        fields = container_settings.registered()
+        denied = [name for name in serializer.validated_data if not has_container_perm(request.user, fields[name].permission, container)]
+        if denied:
+            return Response({"detail": f"You may not change {', '.join(sorted(denied))} of this container."}, status=403)
+        with transaction.atomic():
+            for name, value in serializer.validated_data.items():
+                fields[name].set(container, value, request.user)
+        bus.emit("container.settings", category=EventCategory.USER, host=container.host_id, container=container, actor=request.user,
+                 message=f"{request.user} changed {', '.join(sorted(serializer.validated_data))} of {container.name}",
+                 data={"key": container.key, "fields": sorted(serializer.validated_data)})
+        return Response(container_settings.read(container))
 
     @extend_schema(parameters=[StatsQuerySerializer], responses={200: StatsSerializer})
     @action(detail=True, methods=["get"])

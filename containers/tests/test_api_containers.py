@@ -192,3 +192,28 @@ def test_events_api_filters_and_permissions(admin_client, django_user_model):
     assign_perm("containers.view_dockerhost", viewer, one)
     data = _client(viewer).get("/api/v1/events/").data
     assert data["count"] == 1 and data["results"][0]["host"] == str(one.pk)
+
+
+def test_settings_endpoint_reads_and_writes_tags_and_desired_state(admin_client, django_user_model):
+    host = _host("s")
+    row = _container(host, "cfg")
+    url = f"/api/v1/containers/{row.key}/settings/"
+    response = admin_client.patch(url, {"tags": ["prod", "web"], "desired_state": "running"}, format="json")
+    assert response.status_code == 200, response.data
+    assert response.data["tags"] == ["prod", "web"] and response.data["desired_state"] == "running"
+    assert admin_client.patch(url, {"tags": ["web"]}, format="json").data["tags"] == ["web"]
+    assert admin_client.get(f"/api/v1/containers/{row.key}/").data["tags"] == ["web"]
+    assert admin_client.patch(url, {"tags": ["bad tag!"]}, format="json").status_code == 400
+    assert admin_client.patch(url, {"desired_state": "dancing"}, format="json").status_code == 400
+    assert Event.objects.filter(type="container.settings", container_key=row.key).count() == 2
+
+    viewer = django_user_model.objects.create_user("cfgviewer", password="pw-viewer-12")
+    assign_perm("containers.view_dockerhost", viewer, host)
+    assert _client(viewer).get(url).status_code == 200
+    assert _client(viewer).patch(url, {"tags": []}, format="json").status_code == 403
+    changer = django_user_model.objects.create_user("cfgchanger", password="pw-change-12")
+    assign_perm("containers.view_container", changer, row)
+    assign_perm("containers.change_container", changer, row)
+    assert _client(changer).patch(url, {"tags": []}, format="json").data["tags"] == []
+    outsider = django_user_model.objects.create_user("cfgout", password="pw-outsider-1")
+    assert _client(outsider).patch(url, {"tags": []}, format="json").status_code == 404
