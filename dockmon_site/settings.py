@@ -157,6 +157,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
+# Tests create many users; a fast hash there saves minutes. Never enable this in production.
+if envbool("DOCKMON_INSECURE_FAST_PASSWORD_HASHER", False):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = envstr("TIME_ZONE", "UTC")
 USE_I18N = True
@@ -338,4 +342,32 @@ CELERY_BEAT_SCHEDULE["check-updates"] = {
     "task": "updates.tasks.check_updates",
     "schedule": _update_check_schedule(),
     "options": {"expires": DOCKMON_UPDATE_CHECK_EXPIRES},
+}
+
+# ---------------------------------------------------------------------------
+# Health checks and auto-restart (healthchecks app)
+# ---------------------------------------------------------------------------
+DOCKMON_HEALTH_DISPATCH_SECONDS = envfloat("DOCKMON_HEALTH_DISPATCH_SECONDS", 1.0, minimum=0.2)
+# Checks due within this many seconds are claimed early and started at their due time.
+DOCKMON_HEALTH_LOOKAHEAD_SECONDS = envfloat("DOCKMON_HEALTH_LOOKAHEAD_SECONDS", DOCKMON_HEALTH_DISPATCH_SECONDS, minimum=0)
+DOCKMON_HEALTH_BATCH_SIZE = envint("DOCKMON_HEALTH_BATCH_SIZE", 100, minimum=1, maximum=5000)
+DOCKMON_HEALTH_MAX_BATCHES = envint("DOCKMON_HEALTH_MAX_BATCHES", 50, minimum=1)
+DOCKMON_HEALTH_CONCURRENCY = envint("DOCKMON_HEALTH_CONCURRENCY", 256, minimum=1, maximum=4096)
+DOCKMON_HEALTH_BODY_LIMIT = envint("DOCKMON_HEALTH_BODY_LIMIT", 64 * 1024, minimum=1024, maximum=10 * 1024 * 1024)
+DOCKMON_HEALTH_RESULT_RETENTION_DAYS = envint("DOCKMON_HEALTH_RESULT_RETENTION_DAYS", 14, minimum=1)
+DOCKMON_RESTART_DISPATCH_SECONDS = envfloat("DOCKMON_RESTART_DISPATCH_SECONDS", 2.0, minimum=0.2)
+CELERY_BEAT_SCHEDULE["health-dispatch-due"] = {
+    "task": "healthchecks.dispatch_due_checks",
+    "schedule": DOCKMON_HEALTH_DISPATCH_SECONDS,
+    "options": {"expires": DOCKMON_HEALTH_DISPATCH_SECONDS * 0.9},
+}
+CELERY_BEAT_SCHEDULE["health-run-due-restarts"] = {
+    "task": "healthchecks.run_due_restarts",
+    "schedule": DOCKMON_RESTART_DISPATCH_SECONDS,
+    "options": {"expires": DOCKMON_RESTART_DISPATCH_SECONDS * 0.9},
+}
+CELERY_BEAT_SCHEDULE["health-purge-results"] = {
+    "task": "healthchecks.purge_results",
+    "schedule": 3600.0,
+    "options": {"expires": 3000},
 }

@@ -5,3 +5,4 @@ export DOCKMON_CHANNEL_PREFIX="${DOCKMON_CHANNEL_PREFIX:-dmtest$$}"
 export SECRET_KEY="${SECRET_KEY:-test-secret-key-not-for-production}"
 export DOCKMON_LOGIN_RATE="${DOCKMON_LOGIN_RATE:-1000/min}"
 mkdir -p "$DOCKMON_DATA_DIR"
+export DOCKMON_INSECURE_FAST_PASSWORD_HASHER=true
