@@ -55,10 +55,10 @@ class SecretField(serializers.CharField):
         self.keep_when_blank = keep_when_blank
         super().__init__(**kwargs)
 
-    def validate_empty_values(self, data):
+    def run_validation(self, data=serializers.empty):
         if self.keep_when_blank and data in ("", None) and self.parent is not None and self.parent.instance is not None:
             raise serializers.SkipField()
-        return super().validate_empty_values(data)
+        return super().run_validation(data)
 
 
 def secret_fields_of(serializer: serializers.Serializer) -> list[str]:

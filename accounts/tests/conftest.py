@@ -66,10 +66,11 @@ def world(db, django_user_model, alpha, unique):
                              container_name=c.name, message=f"event-of-{c.name}")
         for c in (a1, a2, b1)
     ]
-    admin = django_user_model.objects.create_superuser(f"admin{unique}", password="pw-admin-12345")
-    granted = django_user_model.objects.create_user(f"granted{unique}", password="pw-granted-12345")
-    container_granted = django_user_model.objects.create_user(f"cgranted{unique}", password="pw-cgranted-12345")
-    outsider = django_user_model.objects.create_user(f"outsider{unique}", password="pw-outsider-12345")
+    # No passwords: these people use tokens, and hashing four passwords costs seconds per test.
+    admin = django_user_model.objects.create_superuser(f"admin{unique}", password=None)
+    granted = django_user_model.objects.create_user(f"granted{unique}")
+    container_granted = django_user_model.objects.create_user(f"cgranted{unique}")
+    outsider = django_user_model.objects.create_user(f"outsider{unique}")
     assign_perm("containers.view_dockerhost", granted, host_a)
     assign_perm("containers.view_container", container_granted, a1)
     assign_perm("containers.view_dockerhost", outsider, host_b)
