@@ -233,12 +233,12 @@ def start_token_registry(base: Path, username: str, password: str) -> tuple[Regi
 # ---------------------------------------------------------------------------
 # Docker CLI with its own config (logins never touch the shared testbed config)
 # ---------------------------------------------------------------------------
-def docker_cli(engine, config_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def docker_cli(engine, config_dir: Path, *args: str, timeout: float = 120, input_text: str | None = None) -> subprocess.CompletedProcess:
     from dockmon_site.testbed import docker_bin
 
     config_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.run([docker_bin(), "--config", str(config_dir), "-H", engine.unix_url, *args],
-                          capture_output=True, text=True, timeout=timeout, check=True)
+                          capture_output=True, text=True, timeout=timeout, check=True, input=input_text)
 
 
 # ---------------------------------------------------------------------------

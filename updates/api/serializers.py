@@ -113,7 +113,7 @@ class UpdatePolicySerializer(serializers.ModelSerializer):
 
 
 class PolicyCategorySerializer(serializers.ModelSerializer):
-    patterns = serializers.ListField(child=serializers.CharField(max_length=200, trim_whitespace=True), allow_empty=True, max_length=500)
+    patterns = serializers.ListField(child=serializers.CharField(max_length=200, allow_blank=True), allow_empty=True, max_length=500)
 
     class Meta:
         model = PolicyCategory

@@ -64,3 +64,19 @@ def token_registry(tmp_path):
     yield registry
     registry.stop()
     tokens.stop()
+
+
+@pytest.fixture
+def seeded_categories(django_db_blocker):
+    """The categories of the data migration. Transactional tests flush every table afterwards
+    (migration data included), so tests that rely on the seed put it back first."""
+    import importlib
+
+    from updates.models import PolicyCategory
+
+    seed = importlib.import_module("updates.migrations.0002_seed_policy_categories")
+    with django_db_blocker.unblock():
+        PolicyCategory.objects.filter(builtin=True).delete()
+        for item in seed.CATEGORIES:
+            PolicyCategory.objects.create(**item, builtin=True)
+    return PolicyCategory.objects.all()
