@@ -31,10 +31,11 @@ logger = logging.getLogger(__name__)
 # Engine actions that can change what we store about a container. Others (exec_*, attach,
 # resize, top, copy...) are ignored.
 WATCHED_ACTIONS = frozenset(
-    {"create", "start", "restart", "die", "pause", "unpause", "rename", "health_status", "oom", "update", "destroy"}
+    {"create", "start", "restart", "die", "pause", "unpause", "rename", "health_status", "oom", "update", "destroy",
+     "kill", "stop"}  # kill/stop: tell a `docker stop` by a person from a crash (services.apply_event, stop intent)
 )
 # Actions whose event carries all we need; the others ("create", "update") need an inspect.
-EVENT_ONLY_ACTIONS = frozenset({"start", "restart", "die", "pause", "unpause", "rename", "health_status", "oom"})
+EVENT_ONLY_ACTIONS = frozenset({"start", "restart", "die", "pause", "unpause", "rename", "health_status", "oom", "kill", "stop"})
 _END = object()
 
 

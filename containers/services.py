@@ -25,7 +25,7 @@ COMPOSE_NUMBER = "com.docker.compose.container-number"
 # Fields copied from engine facts onto the row. Facts from a container list (not an inspect)
 # lack the timing fields, which are then left as they are.
 _ALWAYS = ("name", "image", "image_id", "command", "state", "status", "health", "exit_code", "labels", "ports")
-_INSPECT_ONLY = ("restart_count", "started_at", "finished_at")
+_INSPECT_ONLY = ("restart_count", "started_at", "finished_at", "mounts", "networks")
 
 
 def container_payload(container: Container) -> dict:
@@ -201,6 +201,37 @@ def _update_container(container: Container, values: dict) -> Container:
 # What an engine event says about a container's state, without asking the engine again.
 _EVENT_STATES = {"start": "running", "restart": "running", "unpause": "running", "pause": "paused", "die": "exited"}
 
+# --- Stop intent (for healthchecks' auto-restart) ------------------------------------------
+# A `docker stop` / `docker kill` by a person outside DockMon reaches us as the engine's "kill"
+# event(s) before "die" (and "stop" after it); a crash or an OOM is a "die" with no "kill" before
+# it. A die that follows a kill within STOP_INTENT_SECONDS is therefore recorded as a stop on
+# purpose (desired_state="stopped"), exactly as a stop through DockMon is, so auto-restart leaves
+# the container alone; the later "stop" event confirms it. A "start" means someone wants it
+# running again. Signals used to reload rather than end a process do not count as intent.
+STOP_INTENT_SECONDS = 120.0
+_RELOAD_SIGNALS = {"1", "10", "12", "28", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "HUP", "USR1", "USR2", "WINCH"}
+_kill_seen: dict[str, float] = {}  # container key -> monotonic time of its last terminating kill
+
+
+def _stop_intent(key: str, action: str, signal: str) -> bool | None:
+    """Track kill → die; True when this die (or stop) was asked for, None when not a die/stop."""
+    from time import monotonic
+
+    now = monotonic()
+    for stale in [k for k, t in _kill_seen.items() if now - t > STOP_INTENT_SECONDS]:
+        _kill_seen.pop(stale, None)
+    if action == "kill":
+        if signal not in _RELOAD_SIGNALS:
+            _kill_seen[key] = now
+        return None
+    if action == "start":
+        _kill_seen.pop(key, None)
+        return None
+    if action == "die":
+        return _kill_seen.pop(key, None) is not None
+    return action == "stop" or None
+# --- end of stop intent ----------------------------------------------------------------------
+
 
 def apply_event(host_id, event: EngineEvent) -> Container | None:
     """Apply a state-changing engine event straight from its attributes.
@@ -221,6 +252,12 @@ def apply_event(host_id, event: EngineEvent) -> Container | None:
         health = "starting" if health.startswith("health: starting") else health
         if health in ("starting", "healthy", "unhealthy"):
             values["health"] = health
+    elif event.action in ("kill", "stop"):
+        # Stop intent (see above): remembered on kill; a "stop" (after the die) confirms it.
+        if _stop_intent(container.key, event.action, event.attributes.get("signal", "")) and container.desired_state != "stopped":
+            Container.objects.filter(pk=container.pk).update(desired_state="stopped")
+            container.desired_state = "stopped"
+        return container
     elif event.action == "oom":
         bus.emit("container.oom", category=EventCategory.CONTAINER, severity=Severity.WARNING, host=host_id, container=container,
                  message=f"{container.name} ran out of memory", data={"key": container.key, "name": container.name})
@@ -233,7 +270,12 @@ def apply_event(host_id, event: EngineEvent) -> Container | None:
             values["exit_code"] = None
             if container.health != "none":
                 values["health"] = "starting"
+            _stop_intent(container.key, "start", "")  # stop intent: a start clears it ...
+            if container.desired_state == "stopped":
+                values["desired_state"] = "running"  # ... and someone wants it running again
         elif event.action == "die":
+            if _stop_intent(container.key, "die", ""):
+                values["desired_state"] = "stopped"  # stop intent: this die followed a kill
             values["finished_at"] = ts
             try:
                 values["exit_code"] = int(event.attributes.get("exitCode", ""))

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from dockmon_site.admin_mixins import ObjectPermissionAdmin
+from dockmon_site.permissions import has_container_perm, visible_containers
+from healthchecks import restarts, services
+from healthchecks.choices import CheckStatus
+from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
+
+
+class ContainerScopedAdmin(ObjectPermissionAdmin):
+    """Rows that belong to a container: visible and changeable exactly as the container is."""
+
+    container_path = "container"
+
+    def _visible(self, request, queryset):
+        return queryset.filter(**{f"{self.container_path}__in": visible_containers(request.user).values("pk")})
+
+    def _container(self, obj):
+        for part in self.container_path.split("__"):
+            obj = getattr(obj, part)
+        return obj
+
+    def visible_queryset(self, request):
+        return self._visible(request, self.model.objects.all())
+
+    def get_queryset(self, request):
+        return self._visible(request, super().get_queryset(request))
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request)
+        return has_container_perm(request.user, "view", self._container(obj))
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request) or self._any_visible(request)
+        return has_container_perm(request.user, "change", self._container(obj))
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_delete_permission(request)
+        return has_container_perm(request.user, "change", self._container(obj))
+
+    def _changeable(self, request, queryset):
+        return [obj for obj in queryset if has_container_perm(request.user, "change", self._container(obj))]
+
+
+@admin.register(HealthCheck)
+class HealthCheckAdmin(ContainerScopedAdmin):
+    list_display = ["__str__", "container_name", "method", "url", "status", "last_response_ms", "consecutive_failures",
+                    "last_checked_at", "interval_seconds", "auto_restart", "enabled"]
+    list_filter = ["status", "enabled", "auto_restart", "method", "container__host"]
+    search_fields = ["name", "url", "container__name", "container__key"]
+    list_select_related = ["container", "container__host"]
+    raw_id_fields = ["container"]
+    readonly_fields = ["status", "status_changed_at", "last_checked_at", "last_response_ms", "last_status_code", "last_error",
+                       "consecutive_failures", "consecutive_successes", "next_due_at", "lease_owner", "lease_expires_at",
+                       "created_by", "created_at", "updated_at"]
+    exclude = ["headers", "basic_auth_password"]  # secrets: set through the API, never shown
+    actions = ["run_now", "enable", "disable", "reset_state"]
+
+    @admin.display(ordering="container__name", description="container")
+    def container_name(self, obj):
+        return obj.container.name
+
+    @admin.action(description="Run the selected checks now")
+    def run_now(self, request, queryset):
+        done = []
+        for check in self._changeable(request, queryset):
+            try:
+                check, result = services.test_now(check)
+            except services.CheckBusy:
+                done.append(f"{check}: running already")
+                continue
+            done.append(f"{check}: {'OK' if result.ok else result.error} ({result.response_ms} ms)")
+        self.message_user(request, "; ".join(done) or "Nothing you may run.", messages.INFO)
+
+    @admin.action(description="Enable the selected checks")
+    def enable(self, request, queryset):
+        ids = [c.pk for c in self._changeable(request, queryset)]
+        count = HealthCheck.objects.filter(pk__in=ids).update(enabled=True, next_due_at=timezone.now())
+        self.message_user(request, f"Enabled {count} check(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable the selected checks")
+    def disable(self, request, queryset):
+        ids = [c.pk for c in self._changeable(request, queryset)]
+        count = HealthCheck.objects.filter(pk__in=ids).update(enabled=False, status=CheckStatus.UNKNOWN)
+        self.message_user(request, f"Disabled {count} check(s).", messages.SUCCESS)
+
+    @admin.action(description="Reset status and counters")
+    def reset_state(self, request, queryset):
+        ids = [c.pk for c in self._changeable(request, queryset)]
+        count = HealthCheck.objects.filter(pk__in=ids).update(
+            status=CheckStatus.UNKNOWN, consecutive_failures=0, consecutive_successes=0, last_error="",
+            status_changed_at=timezone.now(), next_due_at=timezone.now(),
+        )
+        self.message_user(request, f"Reset {count} check(s).", messages.SUCCESS)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        obj.next_due_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(CheckResult)
+class CheckResultAdmin(ContainerScopedAdmin):
+    container_path = "health_check__container"
+    list_display = ["ts", "health_check", "status", "status_code", "response_ms", "error"]
+    list_filter = ["status", "health_check__container__host"]
+    search_fields = ["health_check__name", "health_check__url", "health_check__container__name", "error"]
+    list_select_related = ["health_check", "health_check__container"]
+    date_hierarchy = "ts"
+
+    def has_add_permission(self, request):
+        return False  # results come from runs
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AutoRestartConfig)
+class AutoRestartConfigAdmin(ContainerScopedAdmin):
+    list_display = ["container", "enabled", "max_retries", "initial_delay_seconds", "backoff_factor", "max_delay_seconds",
+                    "reset_after_minutes", "attempts", "last_attempt_at", "gave_up_at"]
+    list_filter = ["enabled", ("gave_up_at", admin.EmptyFieldListFilter), "container__host"]
+    search_fields = ["container__name", "container__key"]
+    list_select_related = ["container", "container__host"]
+    raw_id_fields = ["container"]
+    readonly_fields = ["attempts", "last_attempt_at", "gave_up_at", "updated_at"]
+    actions = ["reset_guard", "enable", "disable"]
+
+    @admin.action(description="Reset the restart counter and loop guard")
+    def reset_guard(self, request, queryset):
+        configs = self._changeable(request, queryset)
+        for config in configs:
+            restarts.reset(config)
+        self.message_user(request, f"Reset {len(configs)} container(s).", messages.SUCCESS)
+
+    @admin.action(description="Enable auto-restart")
+    def enable(self, request, queryset):
+        count = AutoRestartConfig.objects.filter(pk__in=[c.pk for c in self._changeable(request, queryset)]).update(enabled=True)
+        self.message_user(request, f"Enabled {count}.", messages.SUCCESS)
+
+    @admin.action(description="Disable auto-restart")
+    def disable(self, request, queryset):
+        count = AutoRestartConfig.objects.filter(pk__in=[c.pk for c in self._changeable(request, queryset)]).update(enabled=False)
+        self.message_user(request, f"Disabled {count}.", messages.SUCCESS)
+
+
+@admin.register(RestartAttempt)
+class RestartAttemptAdmin(ContainerScopedAdmin):
+    list_display = ["created_at", "container", "trigger", "attempt", "delay_seconds", "status", "due_at", "finished_at", "error"]
+    list_filter = ["status", "trigger", "container__host"]
+    search_fields = ["container__name", "container__key", "reason", "error"]
+    list_select_related = ["container", "container__host"]
+    readonly_fields = ["container", "health_check", "trigger", "attempt", "delay_seconds", "reason", "status", "due_at",
+                       "claimed_by", "claimed_at", "finished_at", "action", "error", "created_at"]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request):
+        return False  # attempts come from auto-restart
+
+    @admin.action(description="Cancel the selected pending restarts")
+    def cancel(self, request, queryset):
+        ids = [a.pk for a in self._changeable(request, queryset)]
+        count = RestartAttempt.objects.filter(pk__in=ids, status="pending").update(
+            status="skipped", error=f"cancelled by {request.user.get_username()}", finished_at=timezone.now()
+        )
+        self.message_user(request, f"Cancelled {count} pending restart(s).", messages.SUCCESS)
