@@ -7,6 +7,9 @@ class HealthchecksConfig(AppConfig):
     verbose_name = "Health checks and auto-restart"
 
     def ready(self):
+        from rest_framework import serializers
+
+        from containers import container_settings
         from containers.signals import container_rekeyed
         from dockmon_site import bus
         from healthchecks import restarts
@@ -14,3 +17,11 @@ class HealthchecksConfig(AppConfig):
 
         container_rekeyed.connect(follow_recreated_container, dispatch_uid="healthchecks.follow_recreated_container")
         bus.subscribe(restarts.on_event)
+        # PATCH /containers/{key}/settings/ {"auto_restart": true|false}: the design's shortcut
+        # for the per-container config (/auto-restart/{key}/ holds the details).
+        container_settings.register(
+            "auto_restart",
+            lambda: serializers.BooleanField(required=False),
+            restarts.auto_restart_enabled,
+            restarts.set_auto_restart,
+        )

@@ -252,3 +252,17 @@ def reset(config: AutoRestartConfig) -> AutoRestartConfig:
         config.attempts, config.gave_up_at = 0, None
         config.save(update_fields=["attempts", "gave_up_at", "updated_at"])
     return config
+
+
+# ---------------------------------------------------------------------------
+# The `auto_restart` field of PATCH /containers/{key}/settings/
+# ---------------------------------------------------------------------------
+def auto_restart_enabled(container: Container) -> bool:
+    return AutoRestartConfig.objects.filter(container=container, enabled=True).exists()
+
+
+def set_auto_restart(container: Container, value: bool, user) -> None:
+    config, created = AutoRestartConfig.objects.get_or_create(container=container, defaults={"enabled": value})
+    if not created and config.enabled != value:
+        config.enabled = value
+        config.save(update_fields=["enabled", "updated_at"])
