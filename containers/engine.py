@@ -71,6 +71,8 @@ class ContainerFacts:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    mounts: list = field(default_factory=list)
+    networks: list = field(default_factory=list)
     # True when the facts come from a full inspect (started_at etc. are then meaningful).
     complete: bool = True
 
@@ -378,6 +380,15 @@ def facts_from_inspect(data: dict) -> ContainerFacts:
         created_at=parse_time(data.get("Created")),
         started_at=started_at,
         finished_at=finished_at,
+        mounts=[
+            {
+                "type": m.get("Type", ""), "name": m.get("Name", ""), "source": m.get("Source", ""),
+                "destination": m.get("Destination", ""), "mode": m.get("Mode", ""), "rw": bool(m.get("RW")),
+            }
+            for m in data.get("Mounts") or []
+        ],
+        networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+        or ([network_mode] if (network_mode := (data.get("HostConfig") or {}).get("NetworkMode")) else []),
     )
 
 

@@ -90,6 +90,8 @@ class Container(models.Model):
     restart_count = models.IntegerField(default=0)
     labels = models.JSONField(default=dict, blank=True)
     ports = models.JSONField(default=list, blank=True)
+    mounts = models.JSONField(default=list, blank=True)
+    networks = models.JSONField(default=list, blank=True)
     compose_project = models.CharField(max_length=255, blank=True, default="")
     compose_service = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(null=True, blank=True, help_text="When the engine created it")

@@ -144,7 +144,9 @@ AUTHENTICATION_BACKENDS = [
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
 GUARDIAN_RAISE_403 = False
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 # Failed logins (admin, session and API token) per username and per client address: after
 # this many failures within the window, further attempts are refused until it ends.
 DOCKMON_LOGIN_MAX_FAILURES = envint("DOCKMON_LOGIN_MAX_FAILURES", 5, minimum=1)

@@ -1,9 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from dockmon_site import views
+from containers import views as container_views
+from dockmon_site import ui, views
 from dockmon_site.metrics import metrics_view
 
 api_v1 = [
@@ -22,5 +23,15 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("", ui.dashboard, name="dashboard"),
+    path("dashboard.json", ui.dashboard_json, name="dashboard-json"),
+    path("containers/", container_views.container_list, name="ui-containers"),
+    path("containers/<str:key>/", container_views.container_detail, name="ui-container"),
+    path("hosts/", container_views.host_list, name="ui-hosts"),
+    path("hosts/<uuid:pk>/", container_views.host_detail, name="ui-host"),
+    path("events/", container_views.event_list, name="ui-events"),
 ]

@@ -107,9 +107,9 @@ class ContainerSerializer(serializers.ModelSerializer):
         model = Container
         fields = [
             "key", "host", "host_name", "short_id", "container_id", "name", "image", "image_id", "command", "state",
-            "status", "health", "exit_code", "restart_count", "labels", "ports", "tags", "compose_project",
+            "status", "health", "exit_code", "restart_count", "labels", "ports", "mounts", "networks", "tags", "compose_project",
             "compose_service", "created_at", "started_at", "finished_at", "removed_at", "replaced_by",
-            "first_seen_at", "update_available",
+            "first_seen_at", "desired_state", "update_available",
         ]
         read_only_fields = fields
 

@@ -1,0 +1,174 @@
+"""The browser UI in headless Chromium against daphne, the monitor and real engines."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from guardian.shortcuts import assign_perm
+
+from containers.models import Container, DockerHost
+from dockmon_site.testing import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+LOOP = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
+SCREENSHOTS = Path(os.environ.get("DOCKMON_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"))
+
+
+@pytest.fixture
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is required for the UI tests (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself
+    # are still plain synchronous calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield instance
+        instance.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def _login(browser, daphne, username, password, dark=False):
+    context = browser.new_context(color_scheme="dark" if dark else "light", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    base = f"http://127.0.0.1:{daphne.port}"
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    return page, base
+
+
+def _live(page):
+    page.wait_for_selector("#live-dot.on", timeout=10_000)
+
+
+def _row(page, key):
+    return page.locator(f'tr[data-key="{key}"]')
+
+
+def test_container_list_and_detail_are_live(browser, admin, make_host, alpha, monitor, daphne, run_container, unique):
+    host = make_host(alpha)
+    name = f"ui-{unique}"
+    cid = run_container(alpha, name, *LOOP)
+    monitor()
+    key = f"{host.pk}:{cid[:12]}"
+    wait_for(lambda: Container.objects.filter(pk=key).exists(), message="monitor sync")
+    page, base = _login(browser, daphne, "boss", "pw-boss-12345")
+    page.goto(f"{base}/containers/")
+    _live(page)
+    assert _row(page, key).locator(".badge.state").inner_text() == "running"
+
+    # A docker CLI stop shows on the open page within 2 s, without a reload.
+    alpha.docker("stop", "-t", "0", name)
+    page.wait_for_selector(f'tr[data-key="{key}"] .badge.state.exited', timeout=2_000)
+    # A new container appears; a removed one disappears.
+    new_id = run_container(alpha, f"{name}-new", *LOOP)
+    new_key = f"{host.pk}:{new_id[:12]}"
+    page.wait_for_selector(f'tr[data-key="{new_key}"]', timeout=2_000)
+    alpha.docker("rm", "-f", f"{name}-new")
+    page.wait_for_selector(f'tr[data-key="{new_key}"]', state="detached", timeout=2_000)
+
+    # Client-side filters.
+    page.select_option("#f-state", "exited")
+    assert _row(page, key).is_visible()
+    page.select_option("#f-state", "running")
+    assert not _row(page, key).is_visible()
+    page.select_option("#f-state", "")
+
+    # Restart from the detail page restarts the real container.
+    alpha.docker("start", name)
+    page.wait_for_selector(f'tr[data-key="{key}"] .badge.state.running', timeout=5_000)
+    before = alpha.docker("inspect", "-f", "{{.State.StartedAt}}", name).stdout.strip()
+    page.click(f'tr[data-key="{key}"] a.name')
+    page.wait_for_url(f"{base}/containers/{key}/")
+    _live(page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click('#actions [data-op="restart"]')
+    wait_for(lambda: alpha.docker("inspect", "-f", "{{.State.StartedAt}}", name).stdout.strip() != before, timeout=15, message="restart")
+    page.wait_for_selector("#state.running")
+    page.context.close()
+
+
+def test_log_follow_shows_a_line_printed_after_the_page_opened(browser, admin, make_host, alpha, monitor, daphne, run_container, unique, sync_container):
+    host = make_host(alpha)
+    name = f"logui-{unique}"
+    marker = f"/tmp/go-{unique}"
+    script = f'trap "exit 0" TERM; while [ ! -e {marker} ]; do sleep 0.2; done; echo "hello-after-open-{unique}"; while true; do sleep 1; done'
+    cid = run_container(alpha, name, "sh", "-c", script)
+    row = sync_container(host, cid)
+    monitor()
+    page, base = _login(browser, daphne, "boss", "pw-boss-12345")
+    page.goto(f"{base}/containers/{row.key}/")
+    _live(page)
+    page.check("#follow")
+    time.sleep(0.5)
+    alpha.docker("exec", name, "sh", "-c", f"touch {marker}")
+    page.wait_for_selector(f"#logs >> text=hello-after-open-{unique}", timeout=10_000)
+    page.context.close()
+
+
+def test_a_user_granted_one_host_sees_only_it_and_gets_no_live_updates_about_others(
+    browser, django_user_model, make_host, alpha, beta, monitor, daphne, run_container, unique
+):
+    host_a, host_b = make_host(alpha), make_host(beta)
+    user = django_user_model.objects.create_user(f"ui{unique}", password="pw-ui-user-123")
+    assign_perm("containers.view_dockerhost", user, host_a)
+    a_id = run_container(alpha, f"visible-{unique}", *LOOP)
+    b_id = run_container(beta, f"hidden-{unique}", *LOOP)
+    monitor()
+    wait_for(lambda: Container.objects.filter(pk=f"{host_b.pk}:{b_id[:12]}").exists(), message="sync b")
+    wait_for(lambda: Container.objects.filter(pk=f"{host_a.pk}:{a_id[:12]}").exists(), message="sync a")
+    page, base = _login(browser, daphne, user.username, "pw-ui-user-123")
+    for path in ("/containers/", "/", "/hosts/", "/events/"):
+        page.goto(base + path)
+        assert f"hidden-{unique}" not in page.content() and host_b.name not in page.content(), path
+    page.goto(f"{base}/containers/")
+    _live(page)
+    assert _row(page, f"{host_a.pk}:{a_id[:12]}").count() == 1
+    late_b = run_container(beta, f"hidden2-{unique}", *LOOP)
+    late_a = run_container(alpha, f"visible2-{unique}", *LOOP)
+    page.wait_for_selector(f'tr[data-key="{host_a.pk}:{late_a[:12]}"]', timeout=5_000)
+    assert _row(page, f"{host_b.pk}:{late_b[:12]}").count() == 0
+    assert page.goto(f"{base}/containers/{host_b.pk}:{b_id[:12]}/").status == 404
+    assert page.goto(f"{base}/hosts/{host_b.pk}/").status == 404
+    page.context.close()
+
+
+def test_screenshots_light_and_dark(browser, admin, make_host, alpha, beta, monitor, daphne, run_container, unique):
+    """Produces the screenshots people look at: dashboard, container list, container detail."""
+    host = make_host(alpha, name="alpha")
+    make_host(beta, name="beta-tls", via="tls")
+    chatty = ["sh", "-c", 'trap "exit 0" TERM; i=0; while true; do echo "request $i served in 3ms"; i=$((i+1)); sleep 1; done']
+    ids = [run_container(alpha, f"web-{i}-{unique}", *chatty) for i in range(3)]
+    run_container(alpha, f"busy-{unique}", "sh", "-c", "while true; do :; done")
+    run_container(alpha, f"job-{unique}", "sh", "-c", "echo done; exit 3")
+    monitor()
+    key = f"{host.pk}:{ids[0][:12]}"
+    wait_for(lambda: Container.objects.filter(pk=key).exists(), message="sync")
+    wait_for(lambda: DockerHost.objects.filter(status="online").count() >= 2, message="hosts online")
+    from containers import stats
+
+    for _ in range(3):  # a few stats cycles, so charts and sparklines have something to draw
+        stats.collect_host(host.pk)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for dark in (False, True):
+        page, base = _login(browser, daphne, "boss", "pw-boss-12345", dark=dark)
+        suffix = "dark" if dark else "light"
+        for name, path in (("dashboard", "/"), ("containers", "/containers/"), ("container", f"/containers/{key}/")):
+            page.goto(base + path)
+            _live(page)
+            page.wait_for_timeout(600)
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{suffix}.png"), full_page=True)
+            assert (SCREENSHOTS / f"{name}-{suffix}.png").stat().st_size > 10_000
+        page.context.close()

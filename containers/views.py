@@ -1,0 +1,119 @@
+"""Browser pages for hosts, containers and events (server-rendered; live.js keeps them current)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import Http404
+from django.shortcuts import render
+
+from containers import stats
+from containers.choices import ContainerState, EventCategory, Health, Severity
+from containers.models import Container, DockerHost, Event, Tag
+from dockmon_site.permissions import Visibility, has_container_perm, visible_containers, visible_hosts
+
+
+def annotate_updates(queryset):
+    """update_available from the updates app's last check, in the same query."""
+    try:
+        from updates.models import ContainerUpdate
+    except ImportError:  # pragma: no cover - the updates app is part of the project
+        return queryset
+    return queryset.annotate(update_available=Exists(ContainerUpdate.objects.filter(container=OuterRef("pk"), update_available=True)))
+
+
+def _latest_stats(host_ids) -> dict[str, list]:
+    """{container key: full point} from each host's newest raw stats row (one query per host)."""
+    result = {}
+    for host_id in host_ids:
+        _, data = stats.latest(host_id)
+        for short, point in data.items():
+            if short != stats.HOST_KEY:
+                result[f"{host_id}:{short}"] = point
+    return result
+
+
+@login_required
+def container_list(request):
+    containers = list(
+        annotate_updates(visible_containers(request.user, queryset=Container.objects.present()))
+        .select_related("host")
+        .prefetch_related("tags")
+        .order_by("host__name", "name")
+    )
+    hosts = list(visible_hosts(request.user).order_by("name")) if not Visibility.for_user(request.user).container_keys else list(
+        DockerHost.objects.filter(pk__in={c.host_id for c in containers}).order_by("name")
+    )
+    latest = _latest_stats({c.host_id for c in containers})
+    for c in containers:
+        point = latest.get(c.key)
+        c.cpu = point[stats.CPU] if point else None
+        c.mem = point[stats.MEM] if point else None
+        c.tag_names = " ".join(sorted(t.name for t in c.tags.all()))
+    tags = Tag.objects.filter(containers__in=[c.key for c in containers]).distinct().order_by("name") if len(containers) < 5000 else Tag.objects.all()
+    return render(request, "containers/list.html", {
+        "containers": containers, "hosts": hosts, "tags": tags, "states": ContainerState.choices, "healths": Health.choices,
+        "nav": "containers",
+    })
+
+
+@login_required
+def container_detail(request, key):
+    container = visible_containers(request.user, queryset=Container.objects.select_related("host")).filter(pk=key).first()
+    if container is None:
+        raise Http404("No such container.")
+    events = Event.objects.filter(container_key=container.key).order_by("-ts")[:50]
+    return render(request, "containers/detail.html", {
+        "c": container,
+        "events": events,
+        "can_operate": has_container_perm(request.user, "operate", container),
+        "can_change": has_container_perm(request.user, "change", container),
+        "tags": sorted(t.name for t in container.tags.all()),
+        "labels": sorted((container.labels or {}).items()),
+        "nav": "containers",
+    })
+
+
+@login_required
+def host_list(request):
+    hosts = visible_hosts(request.user).annotate(
+        n_total=Count("containers", filter=Q(containers__removed_at__isnull=True)),
+        n_running=Count("containers", filter=Q(containers__removed_at__isnull=True, containers__state="running")),
+    ).order_by("name")
+    return render(request, "containers/hosts.html", {"hosts": hosts, "nav": "hosts"})
+
+
+@login_required
+def host_detail(request, pk):
+    host = visible_hosts(request.user).filter(pk=pk).first()
+    if host is None:
+        raise Http404("No such host.")
+    containers = list(
+        visible_containers(request.user, queryset=Container.objects.present().filter(host=host)).prefetch_related("tags").order_by("name")
+    )
+    return render(request, "containers/host_detail.html", {
+        "host": host, "containers": containers, "disk": host.disk_usage.first(), "nav": "hosts",
+    })
+
+
+@login_required
+def event_list(request):
+    visibility = Visibility.for_user(request.user)
+    events = Event.objects.select_related("host", "actor").order_by("-ts", "-id")
+    if not visibility.everything:
+        events = events.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
+    elif not (visibility.staff or request.user.is_superuser):
+        events = events.exclude(host__isnull=True, container_key="")
+    category = request.GET.get("category", "")
+    severity = request.GET.get("severity", "")
+    search = request.GET.get("q", "").strip()
+    if category in EventCategory.values:
+        events = events.filter(category=category)
+    if severity in Severity.values:
+        events = events.filter(severity=severity)
+    if search:
+        events = events.filter(Q(message__icontains=search) | Q(container_name__icontains=search) | Q(type__icontains=search))
+    return render(request, "containers/events.html", {
+        "events": events[:200], "categories": EventCategory.choices, "severities": Severity.choices,
+        "category": category, "severity": severity, "q": search, "nav": "events",
+    })

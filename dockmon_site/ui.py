@@ -1,0 +1,69 @@
+"""The dashboard and account pages of the browser UI."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import JsonResponse
+from django.shortcuts import render
+
+from containers import stats
+from containers.models import Container, Event
+from containers.views import annotate_updates
+from dockmon_site.permissions import Visibility, visible_containers, visible_hosts
+
+
+def dashboard_data(user) -> dict:
+    hosts = list(
+        visible_hosts(user).annotate(
+            n_total=Count("containers", filter=Q(containers__removed_at__isnull=True)),
+            n_running=Count("containers", filter=Q(containers__removed_at__isnull=True, containers__state="running")),
+        ).order_by("name")
+    )
+    containers = annotate_updates(visible_containers(user, queryset=Container.objects.present()))
+    by_state = dict(containers.values_list("state").annotate(n=Count("key")).order_by())
+    names = {c["key"]: c for c in containers.values("key", "name", "host__name", "host_id", "update_available", "health")}
+    top = []
+    for host_id in {c["host_id"] for c in names.values()}:
+        _, data = stats.latest(host_id)
+        for short, point in data.items():
+            key = f"{host_id}:{short}"
+            if key in names:
+                top.append({"key": key, "name": names[key]["name"], "host": names[key]["host__name"], "cpu": point[stats.CPU], "mem": point[stats.MEM]})
+    visibility = Visibility.for_user(user)
+    events = Event.objects.order_by("-ts", "-id")
+    if not visibility.everything:
+        events = events.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
+    return {
+        "hosts": [{"id": str(h.pk), "name": h.name, "status": h.status, "total": h.n_total, "running": h.n_running} for h in hosts],
+        "states": by_state,
+        "total": sum(by_state.values()),
+        "unhealthy": sum(1 for c in names.values() if c["health"] == "unhealthy"),
+        "updates": [{"key": k, "name": c["name"], "host": c["host__name"]} for k, c in names.items() if c.get("update_available")][:20],
+        "top_cpu": sorted(top, key=lambda t: -t["cpu"])[:5],
+        "top_mem": sorted(top, key=lambda t: -t["mem"])[:5],
+        "events": [
+            {"ts": e.ts.isoformat().replace("+00:00", "Z"), "severity": e.severity, "type": e.type, "message": e.message, "key": e.container_key}
+            for e in events[:15]
+        ],
+        "alerts": _open_alerts(user),
+    }
+
+
+def _open_alerts(user) -> list:
+    """Open alerts once the alerts app records them; empty until then."""
+    try:
+        from alerts.models import Alert  # noqa: F401
+    except ImportError:
+        return []
+    return []
+
+
+@login_required
+def dashboard(request):
+    return render(request, "dashboard.html", {"d": dashboard_data(request.user), "nav": "dashboard"})
+
+
+@login_required
+def dashboard_json(request):
+    return JsonResponse(dashboard_data(request.user))
