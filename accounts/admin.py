@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -84,12 +82,9 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export the selected entries as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
-        from accounts.api.views import CSV_COLUMNS, _csv_safe
+        from accounts.api.views import write_csv
 
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="dockmon-audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
-        writer = csv.writer(response)
-        writer.writerow(CSV_COLUMNS)
-        for entry in queryset.order_by("-ts", "-id"):
-            writer.writerow([_csv_safe(str(getattr(entry, "user_id" if c == "user" else c) or "")) for c in CSV_COLUMNS])
+        write_csv(response, queryset.order_by("-ts", "-id"))
         return response

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import csv
+import json
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Count
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -244,11 +245,6 @@ CSV_COLUMNS = ["ts", "username", "user", "token_id", "ip", "source", "method", "
                "object_repr", "status_code", "changes"]
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
     """The audit log. Administrators see every entry; everyone else sees their own.
 
@@ -282,27 +278,30 @@ class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
         return self._csv(request)
 
     def _csv(self, request):
-        queryset = self.filter_queryset(self.get_queryset())[: getattr(settings, "DOCKMON_AUDIT_EXPORT_MAX_ROWS", 100_000)]
-        writer = csv.writer(_Echo())
-
-        def rows():
-            yield writer.writerow(CSV_COLUMNS)
-            for entry in queryset.iterator(chunk_size=1000):
-                values = []
-                for column in CSV_COLUMNS:
-                    value = getattr(entry, "user_id" if column == "user" else column)
-                    if column == "ts":
-                        value = value.isoformat().replace("+00:00", "Z")
-                    elif column == "changes":
-                        import json
-
-                        value = json.dumps(value, sort_keys=True, default=str)
-                    values.append(_csv_safe("" if value is None else str(value)))
-                yield writer.writerow(values)
-
-        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        # Built whole rather than streamed: under ASGI a streamed body is iterated outside the
+        # request's thread, away from its database connection. The row cap bounds the size.
+        limit = getattr(settings, "DOCKMON_AUDIT_EXPORT_MAX_ROWS", 100_000)
+        queryset = self.filter_queryset(self.get_queryset())[:limit]
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="dockmon-audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
+        write_csv(response, queryset)
         return response
+
+
+def write_csv(out, entries) -> None:
+    """Audit entries as CSV rows (with a header) into a file-like `out`."""
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for entry in entries.iterator(chunk_size=1000):
+        values = []
+        for column in CSV_COLUMNS:
+            value = getattr(entry, "user_id" if column == "user" else column)
+            if column == "ts":
+                value = value.isoformat().replace("+00:00", "Z")
+            elif column == "changes":
+                value = json.dumps(value, sort_keys=True, default=str)
+            values.append(_csv_safe("" if value is None else str(value)))
+        writer.writerow(values)
 
 
 def _csv_safe(value: str) -> str:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _csv(response) -> list[dict]:
-    text = b"".join(response.streaming_content).decode()
+    text = response.content.decode()
     return list(csv.DictReader(io.StringIO(text)))
 
 

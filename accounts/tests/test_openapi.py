@@ -1,0 +1,123 @@
+"""The OpenAPI schema validates, and a schema-driven fuzzer finds no server errors."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import APIToken
+from dockmon_site import testing
+
+
+def test_the_schema_validates_without_warnings(tmp_path):
+    # --fail-on-warn: a view whose schema drf-spectacular has to guess is a defect too.
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    text = out.read_text()
+    for path in ("/api/v1/auth/token/", "/api/v1/users/{id}/", "/api/v1/permissions/{id}/", "/api/v1/audit/export/"):
+        assert f"  {path}:" in text, path
+    assert "tokenAuth:" in text
+
+
+def test_the_login_endpoint_is_documented_as_unauthenticated(admin_client):
+    schema = admin_client.get("/api/v1/schema/?format=json").json()
+    login = schema["paths"]["/api/v1/auth/token/"]["post"]
+    # No security requirement on the operation, and none inherited from the document root.
+    assert login.get("security", []) in ([], [{}]) and "security" not in schema and "201" in login["responses"] and "429" in login["responses"]
+    users = schema["paths"]["/api/v1/users/"]["post"]
+    assert {"tokenAuth": []} in users["security"]
+    password = schema["components"]["schemas"]["User"]["properties"]["password"]
+    assert password.get("writeOnly") is True
+
+
+# ---------------------------------------------------------------------------
+# Fuzzing
+# ---------------------------------------------------------------------------
+# Traffic may only go to loopback (real-docker.md): any generated value that DockMon would
+# connect to (a host's engine URL, a registry, a notification webhook) is pointed at a closed
+# loopback port instead, so those code paths still run (and must fail cleanly, not hang).
+CLOSED_PORT = 9
+
+
+def _loopback_only(value, key: str = "", path: str = ""):
+    if isinstance(value, dict):
+        return {k: _loopback_only(v, str(k), path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_loopback_only(v, key, path) for v in value]
+    lowered = key.lower()
+    if lowered == "url" and path.startswith("/api/v1/hosts"):
+        return f"tcp://127.0.0.1:{CLOSED_PORT}"
+    if "url" in lowered or lowered in ("webhook", "endpoint", "server", "address"):
+        return f"http://127.0.0.1:{CLOSED_PORT}/"
+    if "registry" in lowered and isinstance(value, str):
+        return f"127.0.0.1:{CLOSED_PORT}"
+    if lowered in ("host", "hostname", "smtp_host") and isinstance(value, str) and path.startswith("/api/v1/notification"):
+        return "127.0.0.1"
+    return value
+
+
+def _start_daphne(**env) -> testing.ManagedProcess:
+    port = testing.free_port()
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dockmon_site.asgi:application"]
+    process = testing.ManagedProcess("daphne-fuzz", argv, testing.subprocess_env(**env), testing.log_dir()).start()
+    process.port = port
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.alive(), process.log()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.stop()
+    raise AssertionError(f"daphne did not listen: {process.log()}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_schemathesis_finds_no_server_errors(transactional_db, django_user_model):
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
+
+    # The fuzzer sends many random logins: give this server its own in-memory cache, so its
+    # failed-login counters cannot lock 127.0.0.1 out for the other tests sharing Redis.
+    server = _start_daphne(DOCKMON_CACHE="memory", DOCKMON_LOGIN_RATE="100000/min")
+    try:
+        admin = django_user_model.objects.create_superuser("fuzz-admin", password=None)
+        _, raw = APIToken.issue(admin, name="fuzz")
+        base = f"http://127.0.0.1:{server.port}"
+        schema = schemathesis.openapi.from_url(f"{base}/api/v1/schema/?format=json")
+        headers = {"Authorization": f"Token {raw}"}
+        failures: list[str] = []
+        operations = 0
+        calls = {"n": 0}
+
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            operations += 1
+
+            # Bounded: few examples, no shrinking, no example database (a few minutes at most).
+            @settings(max_examples=6, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy())
+            def run(case):
+                if isinstance(case.body, (dict, list)):
+                    case.body = _loopback_only(case.body, path=case.operation.path)
+                response = case.call(base_url=base, headers=headers, timeout=60)
+                calls["n"] += 1
+                try:
+                    case.validate_response(response, checks=[not_a_server_error], headers=headers)
+                except Exception as exc:  # collect them all, then report every failing operation
+                    failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {str(exc)[:300]}")
+
+            run()
+        assert operations >= 30 and calls["n"] >= operations
+        assert not failures, "\n".join(failures[:20])
+        assert server.alive(), server.log()
+    finally:
+        server.stop()
