@@ -257,6 +257,19 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "mem": mem, "python": platform.python_version(), "kernel": platform.release(), "loadavg": load}
 
 
+def revision() -> str:
+    """The commit measured, with "+dirty" when product files (outside bench/) have uncommitted edits."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=BASE_DIR,
+                                capture_output=True, text=True, timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    dirty = any(not line[3:].startswith(("bench/", "BENCHMARKS.md")) for line in status)
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def db_label(bench: Bench) -> str:
     from django.db import connection
 
@@ -270,4 +283,7 @@ def db_label(bench: Bench) -> str:
 
 
 def emit_summary(payload: dict) -> None:
+    payload.setdefault("revision", revision())
+    payload.setdefault("loadavg", machine()["loadavg"])
+    print(f"revision {payload['revision']}, load average at the end {payload['loadavg']}", flush=True)
     print("JSON " + json.dumps(payload, sort_keys=True, separators=(",", ":")), flush=True)

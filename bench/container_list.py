@@ -103,11 +103,15 @@ def populate(n_hosts: int, n_containers: int, seed: int = 1234):
     return hosts, len(links)
 
 
-def timed_run(session, base: str, token: str, paths: list[str], expect_count: int | None = None) -> tuple[list[float], int]:
+def timed_run(session, base: str, token: str, paths: list[str], expect_count: int | None = None,
+              deadline: float | None = None) -> tuple[list[float], int]:
+    """GET each path in turn; stops early (after at least 20) once the time budget is spent."""
     headers = {"Authorization": f"Token {token}"}
     samples = []
     count = None
     for path in paths:
+        if deadline is not None and len(samples) >= 20 and time.monotonic() > deadline:
+            break
         started = time.perf_counter()
         response = session.get(base + path, headers=headers, timeout=30)
         body = response.content
@@ -135,7 +139,7 @@ def query_count(user, path: str) -> int:
     return len(ctx.captured_queries)
 
 
-def in_process(user, paths: list[str], profile: bool = False) -> tuple[list[float], str]:
+def in_process(user, paths: list[str], profile: bool = False, deadline: float | None = None) -> tuple[list[float], str]:
     """Time the same requests through Django in this process (no HTTP, no daphne); with profile,
     run them once more under cProfile and return the top functions."""
     import cProfile
@@ -149,6 +153,8 @@ def in_process(user, paths: list[str], profile: bool = False) -> tuple[list[floa
     client.get(paths[0])
     samples = []
     for path in paths:
+        if deadline is not None and len(samples) >= 10 and time.monotonic() > deadline:
+            break
         started = time.perf_counter()
         response = client.get(path)
         samples.append((time.perf_counter() - started) * 1000)
@@ -174,7 +180,10 @@ def main() -> int:
     p.add_argument("--hosts", type=int, default=10)
     p.add_argument("--granted-hosts", type=int, default=3, help="hosts the non-superuser may view (default 3)")
     p.add_argument("--requests", type=int, default=200, help="requests in the page= run (default 200)")
-    p.add_argument("--filter-requests", type=int, default=100, help="requests in each search=/host= run (default 100)")
+    p.add_argument("--filter-requests", type=int, default=50, help="requests in each search=/host= run (default 50)")
+    p.add_argument("--max-seconds", type=float, default=120.0,
+                   help="time budget for the timed runs, shared equally; a run stops early (n shows it) once its share "
+                        "is spent (default 120)")
     p.add_argument("--page-size", type=int, default=100)
     p.add_argument("--analyze", action="store_true",
                    help="run ANALYZE after inserting (gives the query planner statistics; DockMon itself never does)")
@@ -190,6 +199,15 @@ def main() -> int:
     from containers.models import Container
 
     started = time.monotonic()
+    budget_end = started + args.max_seconds
+    runs_left = [8]  # 3 HTTP runs + 1 in-process run, for each of the 2 users
+
+    def next_deadline() -> float:
+        """An equal share of what is left of the budget for the next run."""
+        share = max(0.0, budget_end - time.monotonic()) / runs_left[0]
+        runs_left[0] -= 1
+        return time.monotonic() + share
+
     try:
         t0 = time.monotonic()
         hosts, n_links = populate(args.hosts, args.containers)
@@ -231,12 +249,13 @@ def main() -> int:
                           f"&page={rnd.randint(1, per_host_pages)}" for i in range(args.filter_requests)]
             timed_run(session, base, token, page_paths[:10])  # warm-up (connections, caches)
             for run, paths, expect in (("page", page_paths, total), ("search", search_paths, None), ("host", host_paths, None)):
-                samples, size_bytes = timed_run(session, base, token, paths, expect if run == "page" else None)
+                samples, size_bytes = timed_run(session, base, token, paths, expect if run == "page" else None,
+                                                next_deadline())
                 stats = _common.summarize(samples)
                 stats["bytes"] = size_bytes
                 results[f"{who.split('(')[0]}_{run}"] = stats
                 lines.append(_common.fmt(f"{who} {run}", stats))
-            samples, report = in_process(user, page_paths[:50], profile=args.profile)
+            samples, report = in_process(user, page_paths[:30], profile=args.profile, deadline=next_deadline())
             stats = _common.summarize(samples)
             results[f"{who.split('(')[0]}_page_in_process"] = stats
             lines.append(_common.fmt(f"{who} page, in process (no HTTP)", stats))
