@@ -159,6 +159,12 @@ def record(
         fields["status_code"] = status
 
     request = request_or_user if _is_request(request_or_user) else None
+    if request is None and request_or_user is not None:
+        # Called with just the user (e.g. from a service function) while that user's HTTP
+        # request is being served: it is that request's action, with its address and path.
+        current = current_request()
+        if current is not None and _user_of(current) == request_or_user:
+            request = current
     if request is not None:
         pending = getattr(_raw_request(request), "_dockmon_audit", None)
         if pending is not None and pending.get("fold") and not pending.get("folded"):

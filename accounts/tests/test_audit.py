@@ -134,3 +134,23 @@ def test_permission_changes_from_the_admin_screens_need_grant_rights(world, djan
     admin_browser.force_login(world.admin)
     page = admin_browser.get(f"/admin/containers/dockerhost/{world.host_a.pk}/permissions/")
     assert page.status_code == 200 and world.granted.username in page.content.decode()
+
+
+def test_an_operation_recorded_by_a_service_during_an_api_call_is_one_row(world, rf):
+    from django.http import HttpResponse
+
+    def view(request):
+        # A service function that knows only the user (containers.operations style).
+        audit.record(world.admin, "container.stop", obj=world.a1, changes={"timeout": 0}, status=200)
+        audit.record(world.admin, "container.stop", obj=world.a2, status=200)  # a second object: its own row
+        return HttpResponse(status=200)
+
+    request = rf.post("/api/v1/containers/bulk/", data={"action": "stop"}, content_type="application/json", REMOTE_ADDR="127.0.0.8")
+    request.user = world.admin
+    audit.AuditMiddleware(view)(request)
+    rows = list(AuditEntry.objects.order_by("id"))
+    assert [(r.action, r.object_id, r.ip, r.status_code) for r in rows] == [
+        ("container.stop", world.a2.key, "127.0.0.8", 200),
+        ("container.stop", world.a1.key, "127.0.0.8", 200),
+    ]
+    assert rows[1].changes == {"timeout": 0} and rows[1].path == "/api/v1/containers/bulk/"
