@@ -4,3 +4,16 @@ from django.apps import AppConfig
 class AlertsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "alerts"
+    verbose_name = "Alerts and notifications"
+
+    def ready(self):
+        from django.db.models.signals import post_save
+
+        from alerts import evaluator, signals
+        from containers.models import DiskUsage
+        from containers.signals import container_rekeyed
+        from dockmon_site import bus
+
+        bus.subscribe(signals.on_event)
+        container_rekeyed.connect(evaluator.follow_recreated_container, dispatch_uid="alerts.follow_recreated_container")
+        post_save.connect(signals.on_disk_usage_saved, sender=DiskUsage, dispatch_uid="alerts.disk_usage")

@@ -373,3 +373,46 @@ CELERY_BEAT_SCHEDULE["health-purge-results"] = {
     "schedule": 3600.0,
     "options": {"expires": 3000},
 }
+
+# ---------------------------------------------------------------------------
+# Alerts and notifications (alerts app)
+# ---------------------------------------------------------------------------
+# Links in notifications point here (e.g. https://dockmon.example.com); empty = relative links.
+DOCKMON_PUBLIC_URL = envstr("DOCKMON_PUBLIC_URL", "")
+DOCKMON_NOTIFY_TIMEOUT = envfloat("DOCKMON_NOTIFY_TIMEOUT", 10.0, minimum=0.5)
+DOCKMON_NOTIFY_MAX_ATTEMPTS = envint("DOCKMON_NOTIFY_MAX_ATTEMPTS", 6, minimum=1, maximum=50)
+DOCKMON_NOTIFY_BACKOFF_SECONDS = envfloat("DOCKMON_NOTIFY_BACKOFF_SECONDS", 30.0, minimum=0.01)
+DOCKMON_NOTIFY_BACKOFF_MAX_SECONDS = envfloat("DOCKMON_NOTIFY_BACKOFF_MAX_SECONDS", 3600.0, minimum=0.01)
+DOCKMON_NOTIFY_DISPATCH_SECONDS = envfloat("DOCKMON_NOTIFY_DISPATCH_SECONDS", 15.0, minimum=1.0)
+# A claimed notification whose worker died is sent again after this lease.
+DOCKMON_NOTIFY_LEASE_SECONDS = envfloat("DOCKMON_NOTIFY_LEASE_SECONDS", 120.0, minimum=5.0)
+DOCKMON_ALERT_UPDATE_SUPPRESS_SECONDS = envint("DOCKMON_ALERT_UPDATE_SUPPRESS_SECONDS", 900, minimum=10)
+DOCKMON_ALERT_HISTORY_DAYS = envint("DOCKMON_ALERT_HISTORY_DAYS", 90, minimum=1)
+# Base URLs of the notification services (self-hosted servers, proxies); a channel may override
+# its own with config.base_url.
+DOCKMON_PUSHOVER_URL = envstr("DOCKMON_PUSHOVER_URL", "https://api.pushover.net/")
+DOCKMON_TELEGRAM_URL = envstr("DOCKMON_TELEGRAM_URL", "https://api.telegram.org/")
+DOCKMON_DISCORD_URL = envstr("DOCKMON_DISCORD_URL", "https://discord.com/")
+DOCKMON_SLACK_URL = envstr("DOCKMON_SLACK_URL", "https://hooks.slack.com/")
+DOCKMON_TEAMS_URL = envstr("DOCKMON_TEAMS_URL", "https://outlook.office.com/")
+DOCKMON_GOOGLECHAT_URL = envstr("DOCKMON_GOOGLECHAT_URL", "https://chat.googleapis.com/")
+DOCKMON_GOTIFY_URL = envstr("DOCKMON_GOTIFY_URL", "")
+DOCKMON_NTFY_URL = envstr("DOCKMON_NTFY_URL", "https://ntfy.sh/")
+DOCKMON_SMTP_HOST = envstr("DOCKMON_SMTP_HOST", "127.0.0.1")
+DOCKMON_SMTP_PORT = envint("DOCKMON_SMTP_PORT", 25, minimum=1, maximum=65535)
+DOCKMON_SMTP_FROM = envstr("DOCKMON_SMTP_FROM", "dockmon@localhost")
+CELERY_BEAT_SCHEDULE["alerts-dispatch-notifications"] = {
+    "task": "alerts.dispatch_notifications",
+    "schedule": DOCKMON_NOTIFY_DISPATCH_SECONDS,
+    "options": {"expires": DOCKMON_NOTIFY_DISPATCH_SECONDS * 0.9},
+}
+CELERY_BEAT_SCHEDULE["alerts-periodic"] = {
+    "task": "alerts.periodic",
+    "schedule": 30.0,
+    "options": {"expires": 27},
+}
+CELERY_BEAT_SCHEDULE["alerts-prune-history"] = {
+    "task": "alerts.prune_history",
+    "schedule": 3600.0,
+    "options": {"expires": 3000},
+}

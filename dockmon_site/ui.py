@@ -10,7 +10,7 @@ from django.shortcuts import render
 from containers import stats
 from containers.models import Container, Event
 from containers.views import annotate_updates
-from dockmon_site.permissions import Visibility, visible_containers, visible_hosts
+from dockmon_site.permissions import Visibility, filter_related, visible_containers, visible_hosts
 
 
 def dashboard_data(user) -> dict:
@@ -50,13 +50,21 @@ def dashboard_data(user) -> dict:
     }
 
 
-def _open_alerts(user) -> list:
-    """Open alerts once the alerts app records them; empty until then."""
-    try:
-        from alerts.models import Alert  # noqa: F401
-    except ImportError:
-        return []
-    return []
+def _open_alerts(user, limit: int = 10) -> list:
+    """The user's visible alerts that are not resolved, most severe and most recent first (one query)."""
+    from alerts.models import OPEN_STATES, Alert
+
+    rows = (filter_related(user, Alert.objects.filter(state__in=OPEN_STATES))
+            .values("id", "title", "message", "severity", "state", "kind", "container_id", "host_id", "subject_name",
+                    "occurrences", "last_seen_at")
+            .order_by("-last_seen_at", "-id")[:limit])
+    rank = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+    return sorted(
+        ({"id": r["id"], "message": r["title"] or r["message"], "detail": r["message"], "severity": r["severity"], "state": r["state"],
+          "kind": r["kind"], "key": r["container_id"] or "", "host": str(r["host_id"] or ""), "subject": r["subject_name"],
+          "occurrences": r["occurrences"], "last_seen_at": r["last_seen_at"].isoformat().replace("+00:00", "Z")} for r in rows),
+        key=lambda a: rank.get(a["severity"], 9),
+    )
 
 
 @login_required

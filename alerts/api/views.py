@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Count, Q
+from drf_spectacular.utils import extend_schema
+from guardian.shortcuts import get_objects_for_user
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from alerts import evaluator, notify
+from alerts.api.serializers import (
+    AlertHistorySerializer,
+    AlertRuleSerializer,
+    AlertSerializer,
+    ChannelTestResultSerializer,
+    MaintenanceWindowSerializer,
+    NoteSerializer,
+    NotificationChannelSerializer,
+    NotificationSerializer,
+    SnoozeSerializer,
+)
+from alerts.choices import AlertState, HistoryAction, RuleKind, Severity
+from alerts.models import OPEN_STATES, Alert, AlertHistory, AlertRule, MaintenanceWindow, NotificationChannel
+from containers.models import Container, DockerHost
+from dockmon_site.api import PermissionedViewSetMixin
+from dockmon_site.permissions import filter_related, visible_containers, visible_hosts
+
+
+def _active(user) -> bool:
+    return bool(user and user.is_authenticated and user.is_active)
+
+
+def visible_channels(user, queryset=None):
+    """Channels a user may see: by the model permission (e.g. a role) or one granted on the channel."""
+    queryset = NotificationChannel.objects.all() if queryset is None else queryset
+    if not _active(user):
+        return queryset.none()
+    if user.is_superuser:
+        return queryset
+    return get_objects_for_user(user, "alerts.view_notificationchannel", klass=queryset, accept_global_perms=True)
+
+
+def visible_rules(user, queryset=None):
+    """Rules a user may see: by permission, and only those whose hosts and containers they can all see
+    (a rule must not reveal a host or container name to someone who cannot view it)."""
+    queryset = AlertRule.objects.all() if queryset is None else queryset
+    if not _active(user):
+        return queryset.none()
+    if user.is_superuser:
+        return queryset
+    queryset = get_objects_for_user(user, "alerts.view_alertrule", klass=queryset, accept_global_perms=True)
+    hidden_hosts = DockerHost.objects.exclude(pk__in=visible_hosts(user).values("pk")).values("pk")
+    hidden_containers = Container.objects.exclude(key__in=visible_containers(user).values("key")).values("key")
+    return queryset.exclude(hosts__in=hidden_hosts).exclude(containers__in=hidden_containers)
+
+
+class _Audited:
+    """Channel bodies hold secrets under names the audit log cannot know: note a redacted copy."""
+
+    def _audit_changes(self, serializer):
+        from accounts import audit
+        from alerts.transports import TRANSPORTS, transport_class
+
+        body = dict(self.request.data) if hasattr(self.request.data, "items") else {}
+        kind = body.get("kind") or getattr(serializer.instance, "kind", "")
+        secret = set(transport_class(kind).secret_fields) if kind in TRANSPORTS else set()
+        config = body.get("config")
+        if isinstance(config, dict):
+            body["config"] = {k: ("********" if k in secret else v) for k, v in config.items()}
+        audit.note(self.request, changes=body)
+
+
+class NotificationChannelViewSet(_Audited, PermissionedViewSetMixin, viewsets.ModelViewSet):
+    """Notification channels; their secret settings are write-only. POST /{id}/test/ sends a test
+    message now (needs change on the channel)."""
+
+    queryset = NotificationChannel.objects.all()
+    serializer_class = NotificationChannelSerializer
+    filterset_fields = ["kind", "enabled"]
+    ordering_fields = ["name", "id", "kind"]
+
+    def filter_permitted(self, queryset):
+        return visible_channels(self.request.user, queryset)
+
+    def perform_create(self, serializer):
+        self._audit_changes(serializer)
+        serializer.save()
+
+    def perform_update(self, serializer):
+        self._audit_changes(serializer)
+        serializer.save()
+
+    @extend_schema(request=None, responses=ChannelTestResultSerializer)
+    @action(detail=True, methods=["post"], required_action="change")
+    def test(self, request, pk=None):
+        channel = self.get_object()
+        return Response(notify.send_test(channel, request.user))
+
+
+class AlertRuleFilter(django_filters.FilterSet):
+    kind = django_filters.MultipleChoiceFilter(choices=RuleKind.choices)
+
+    class Meta:
+        model = AlertRule
+        fields = ["kind", "enabled", "scope", "severity"]
+
+
+class AlertRuleViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+    """Alert rules. Creating and changing one needs the model permission (the Operators role has
+    it); its hosts, containers and channels must be ones you can see."""
+
+    queryset = AlertRule.objects.prefetch_related("hosts", "containers", "tags", "channels").annotate(
+        n_open=Count("alerts", filter=~Q(alerts__state=AlertState.RESOLVED)))
+    serializer_class = AlertRuleSerializer
+    filterset_class = AlertRuleFilter
+    ordering_fields = ["name", "id", "kind", "severity"]
+
+    def filter_permitted(self, queryset):
+        return visible_rules(self.request.user, queryset)
+
+
+class AlertFilter(django_filters.FilterSet):
+    state = django_filters.CharFilter(method="filter_state", help_text="open (= not resolved: open, acknowledged, snoozed), "
+                                                                       "acknowledged, snoozed, resolved; comma-separated")
+    kind = django_filters.MultipleChoiceFilter(choices=RuleKind.choices)
+    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
+    container = django_filters.CharFilter(field_name="container_id")
+    since = django_filters.IsoDateTimeFilter(field_name="last_seen_at", lookup_expr="gte")
+
+    class Meta:
+        model = Alert
+        fields = ["state", "kind", "severity", "host", "container", "rule", "since"]
+
+    def filter_state(self, queryset, name, value):
+        states = set()
+        for part in (p.strip() for p in value.split(",")):
+            if part == "open":
+                states.update(OPEN_STATES)  # "open" = not resolved (acknowledged and snoozed too)
+            elif part == "firing":
+                states.add(AlertState.OPEN)
+            elif part in AlertState.values:
+                states.add(part)
+        return queryset.filter(state__in=states)
+
+
+class AlertViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """Alerts (open ones first in the UI; history is the resolved ones). `?state=open` lists
+    everything not resolved. Acknowledge, snooze, resolve and notes need change on the alert
+    (the Operators role, or change on its host/container)."""
+
+    queryset = Alert.objects.select_related("rule", "acknowledged_by", "resolved_by")
+    serializer_class = AlertSerializer
+    filterset_class = AlertFilter
+    ordering_fields = ["last_seen_at", "first_seen_at", "severity", "id", "occurrences"]
+
+    def filter_permitted(self, queryset):
+        return filter_related(self.request.user, queryset)
+
+    def _done(self, alert, ok: bool, verb: str):
+        alert.refresh_from_db()
+        if not ok:
+            return Response({"detail": f"This alert cannot be {verb} in its state ({alert.state})."}, status=status.HTTP_409_CONFLICT)
+        return Response(AlertSerializer(alert, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"], required_action="change")
+    def acknowledge(self, request, pk=None):
+        alert = self.get_object()
+        return self._done(alert, evaluator.acknowledge(alert, request.user), "acknowledged")
+
+    @extend_schema(request=SnoozeSerializer, responses=AlertSerializer)
+    @action(detail=True, methods=["post"], required_action="change")
+    def snooze(self, request, pk=None):
+        alert = self.get_object()
+        body = SnoozeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._done(alert, evaluator.snooze(alert, request.user, body.validated_data["until"]), "snoozed")
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    @action(detail=True, methods=["post"], required_action="change")
+    def resolve(self, request, pk=None):
+        alert = self.get_object()
+        return self._done(alert, evaluator.resolve_by_user(alert, request.user), "resolved")
+
+    @extend_schema(responses=AlertHistorySerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """What happened to the alert, with people's notes (action "note")."""
+        alert = self.get_object()
+        return Response(AlertHistorySerializer(alert.history.select_related("user"), many=True).data)
+
+    @extend_schema(request=NoteSerializer, responses=AlertHistorySerializer)
+    @action(detail=True, methods=["post"], required_action="change")
+    def notes(self, request, pk=None):
+        """Annotate the alert."""
+        alert = self.get_object()
+        body = NoteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        entry = AlertHistory.objects.create(alert=alert, action=HistoryAction.NOTE, user=request.user, text=body.validated_data["text"])
+        return Response(AlertHistorySerializer(entry).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=NotificationSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def notifications(self, request, pk=None):
+        """The delivery log: every notification of the alert with its attempts."""
+        alert = self.get_object()
+        rows = alert.notifications.select_related("channel").prefetch_related("deliveries").order_by("created_at", "id")
+        return Response(NotificationSerializer(rows, many=True).data)
+
+
+class MaintenanceWindowViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+    """Blackout windows: alerts are recorded but not sent while one covers them, and the ones
+    still open are sent once after it ends. Global when they name no host or container."""
+
+    queryset = MaintenanceWindow.objects.select_related("host", "container")
+    serializer_class = MaintenanceWindowSerializer
+    filterset_fields = ["host", "enabled", "recurrence"]
+
+    def filter_permitted(self, queryset):
+        user = self.request.user
+        related = filter_related(user, queryset)
+        if user.is_superuser or user.has_perm("alerts.view_maintenancewindow"):
+            return (related | queryset.filter(host__isnull=True, container__isnull=True)).distinct()
+        return related

@@ -1,0 +1,79 @@
+"""Notification texts: Django templates with a small set of variables, a default per kind, and
+a per-rule override.
+
+Variables: kind, rule, severity, event (fired|resolved), container, container_key, host, state,
+previous_state, exit_code, health, value, threshold, unit, current_version, latest_version, image,
+error, occurrences, first_seen, last_seen, link, message.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.template import Context, Engine, TemplateSyntaxError
+
+# Autoescape off: these texts go to chat services and mail, not to HTML pages. No loaders and
+# no extra libraries: a template can format variables and nothing else.
+_engine = Engine(autoescape=False, loaders=[], libraries={}, debug=False)
+
+VARIABLES = (
+    "kind", "rule", "severity", "event", "container", "container_key", "host", "state", "previous_state", "exit_code",
+    "health", "value", "threshold", "unit", "current_version", "latest_version", "image", "error", "occurrences",
+    "first_seen", "last_seen", "link", "message",
+)
+
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "container_stopped": ("{{ container }} stopped on {{ host }}",
+                          "{{ container }} on {{ host }} is {{ state }}{% if exit_code is not None %} (exit code {{ exit_code }}){% endif %}."),
+    "container_started": ("{{ container }} started on {{ host }}", "{{ container }} on {{ host }} is running."),
+    "container_restarted": ("{{ container }} restarted on {{ host }}",
+                            "{{ container }} on {{ host }} exited{% if exit_code is not None %} with code {{ exit_code }}{% endif %} and is running again."),
+    "restart_loop": ("{{ container }} is in a restart loop on {{ host }}",
+                     "{{ container }} on {{ host }} keeps restarting ({{ occurrences }} times). {{ error }}"),
+    "container_unhealthy": ("{{ container }} is unhealthy on {{ host }}", "Docker reports {{ container }} on {{ host }} as {{ health }}."),
+    "health_check_failed": ("Health check of {{ container }} failed", "The HTTP health check of {{ container }} on {{ host }} fails: {{ error }}"),
+    "cpu_high": ("{{ container }}: CPU {{ value }}%", "{{ container }} on {{ host }} uses {{ value }}% CPU (threshold {{ threshold }}%)."),
+    "memory_high": ("{{ container }}: memory {{ value }}{{ unit }}",
+                    "{{ container }} on {{ host }} uses {{ value }}{{ unit }} of memory (threshold {{ threshold }}{{ unit }})."),
+    "host_offline": ("Host {{ host }} is offline", "DockMon cannot reach {{ host }}{% if error %}: {{ error }}{% endif %}."),
+    "disk_high": ("Host {{ host }}: Docker disk use {{ value }}{{ unit }}",
+                  "Docker on {{ host }} uses {{ value }}{{ unit }} of disk (threshold {{ threshold }}{{ unit }})."),
+    "update_available": ("Update available for {{ container }}",
+                         "{{ image }}: {{ current_version }} → {{ latest_version }} ({{ container }} on {{ host }})."),
+    "update_succeeded": ("{{ container }} was updated", "{{ container }} on {{ host }} now runs {{ latest_version|default:image }}."),
+    "update_failed": ("Update of {{ container }} failed", "The update of {{ container }} on {{ host }} failed{% if error %}: {{ error }}{% endif %}."),
+}
+RESOLVED_TITLE = "Resolved: {{ title }}"
+RESOLVED_BODY = "{{ message }}\nResolved after {{ occurrences }} occurrence{{ occurrences|pluralize }}."
+
+
+def check(source: str) -> str:
+    """Raise ValueError when a template does not parse."""
+    try:
+        _engine.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"template error: {exc}") from None
+    return source
+
+
+def render(source: str, context: dict) -> str:
+    try:
+        return _engine.from_string(source).render(Context(context, autoescape=False)).strip()
+    except Exception as exc:  # a broken override must not stop the notification
+        return f"[template error: {exc}] {context.get('message', '')}".strip()
+
+
+def texts(kind: str, context: dict, *, title_template: str = "", body_template: str = "") -> tuple[str, str]:
+    default_title, default_body = DEFAULTS.get(kind, ("{{ kind }}", "{{ message }}"))
+    title = render(title_template or default_title, context)
+    body = render(body_template or default_body, context)
+    return title, body
+
+
+def resolved_texts(context: dict, title: str, message: str) -> tuple[str, str]:
+    data = {**context, "title": title, "message": message}
+    return render(RESOLVED_TITLE, data), render(RESOLVED_BODY, data)
+
+
+def link(path: str) -> str:
+    base = settings.DOCKMON_PUBLIC_URL.rstrip("/")
+    return f"{base}{path}" if base else path
