@@ -116,7 +116,9 @@ class Container(models.Model):
             models.Index(fields=["host", "name"]),
             models.Index(fields=["state"]),
             models.Index(fields=["name"]),
-            models.Index(fields=["removed_at"]),
+            # Lists show present containers by name: a partial index serves that order directly
+            # (a plain removed_at index misled SQLite's planner into full scans and sorts).
+            models.Index(fields=["name", "key"], condition=models.Q(removed_at__isnull=True), name="container_present_by_name"),
         ]
         permissions = [
             ("operate_container", "Can operate the container (start, stop, logs...)"),

@@ -133,13 +133,7 @@ def apply_facts(host: DockerHost | str, facts: ContainerFacts, *, existing: Cont
     key = container_key(host_id, facts.container_id)
     if existing is None:
         existing = Container.objects.filter(pk=key).first()
-    values = {name: getattr(facts, name) for name in _ALWAYS}
-    if facts.complete:
-        values.update({name: getattr(facts, name) for name in _INSPECT_ONLY})
-    values["compose_project"] = facts.labels.get(COMPOSE_PROJECT, "")
-    values["compose_service"] = facts.labels.get(COMPOSE_SERVICE, "")
-    if facts.created_at:
-        values["created_at"] = facts.created_at
+    values = _values_from_facts(facts)
 
     with transaction.atomic():
         if existing is None:
@@ -314,6 +308,46 @@ def remove_by_id(host_id, container_id: str) -> Container | None:
     return container
 
 
+def _values_from_facts(facts: ContainerFacts) -> dict:
+    values = {name: getattr(facts, name) for name in _ALWAYS}
+    if facts.complete:
+        values.update({name: getattr(facts, name) for name in _INSPECT_ONLY})
+    values["compose_project"] = facts.labels.get(COMPOSE_PROJECT, "")
+    values["compose_service"] = facts.labels.get(COMPOSE_SERVICE, "")
+    if facts.created_at:
+        values["created_at"] = facts.created_at
+    return values
+
+
+def _create_many(host_id, facts_list: list[ContainerFacts], *, log: bool) -> list[Container]:
+    """Insert many new containers at once (no predecessor to follow), with their compose tags."""
+    rows = []
+    for facts in facts_list:
+        key = container_key(host_id, facts.container_id)
+        rows.append(Container(key=key, host_id=host_id, short_id=key.split(":", 1)[1], container_id=facts.container_id, **_values_from_facts(facts)))
+    Container.objects.bulk_create(rows, batch_size=500)
+    projects = {row.compose_project for row in rows if row.compose_project}
+    if projects:
+        tags = {}
+        for project in projects:
+            tags[project], _ = Tag.objects.get_or_create(name=_compose_tag_name(project))
+        ContainerTag.objects.bulk_create(
+            [ContainerTag(container=row, tag=tags[row.compose_project], source=TagSource.COMPOSE) for row in rows if row.compose_project],
+            ignore_conflicts=True,
+        )
+    for row in rows:
+        bus.emit(
+            "container.created",
+            category=EventCategory.CONTAINER,
+            host=host_id,
+            container=row,
+            message=f"{row.name} was created ({row.image})",
+            data=container_payload(row),
+            persist=log,
+        )
+    return rows
+
+
 def reconcile(host: DockerHost | str, facts_list: list[ContainerFacts], *, initial: bool = False) -> dict:
     """Make the host's containers in the database match the engine's full list exactly."""
     host_id = getattr(host, "pk", host)
@@ -326,13 +360,27 @@ def reconcile(host: DockerHost | str, facts_list: list[ContainerFacts], *, initi
             if key not in seen and container.removed_at is None:
                 mark_removed(container)
                 removed += 1
+        # New containers that may replace an earlier one (same name gone, or a compose slot)
+        # go one by one to carry settings over; the rest are inserted together.
+        gone_names = {c.name for c in existing.values() if c.removed_at is not None and not c.replaced_by}
+        compose_slots = {(c.compose_project, c.compose_service) for c in existing.values() if c.compose_project and not c.replaced_by}
+        plain, followers = [], []
+        for key, facts in seen.items():
+            if key in existing:
+                continue
+            slot = (facts.labels.get(COMPOSE_PROJECT, ""), facts.labels.get(COMPOSE_SERVICE, ""))
+            (followers if facts.name in gone_names or slot in compose_slots else plain).append(facts)
+        _create_many(host_id, plain, log=not initial)
+        for facts in followers:
+            apply_facts(host_id, facts, log=not initial)
+        created = len(plain) + len(followers)
         for key, facts in seen.items():
             row = existing.get(key)
             if row is None:
-                created += 1
-            before = None if row is None else (row.updated_at)
+                continue
+            before = row.updated_at
             result = apply_facts(host_id, facts, existing=row, log=not initial)
-            if row is not None and result.updated_at != before:
+            if result.updated_at != before:
                 updated += 1
     return {"created": created, "updated": updated, "removed": removed, "total": len(seen)}
 

@@ -123,8 +123,9 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
     filterset_class = ContainerFilter
     lookup_field = "key"
     lookup_value_regex = r"[0-9a-fA-F-]{36}:[0-9a-f]{12}"
-    ordering_fields = ["name", "state", "image", "created_at", "started_at", "host__name"]
-    ordering = ["host__name", "name"]
+    ordering_fields = ["name", "state", "image", "created_at", "started_at", "host__name", "key"]
+    # By name (then key, for a stable order across pages): served by the partial index.
+    ordering = ["name", "key"]
 
     def get_queryset(self):
         from updates.models import ContainerUpdate  # the updates app owns update state

@@ -217,3 +217,20 @@ def test_settings_endpoint_reads_and_writes_tags_and_desired_state(admin_client,
     assert _client(changer).patch(url, {"tags": []}, format="json").data["tags"] == []
     outsider = django_user_model.objects.create_user("cfgout", password="pw-outsider-1")
     assert _client(outsider).patch(url, {"tags": []}, format="json").status_code == 404
+
+
+def test_the_fast_list_representation_equals_the_declared_fields(admin_client):
+    """The hand-built representation must say exactly what DRF's field machinery would."""
+    from rest_framework import serializers as drf_serializers
+
+    from containers.api.serializers import ContainerSerializer
+
+    host = _host("same")
+    row = _container(host, "twin", labels={"a": "1"}, ports=[{"private_port": 80}], started_at=timezone.now(), exit_code=3)
+    ContainerTag.objects.create(container=row, tag=Tag.objects.create(name="x"))
+    row = Container.objects.select_related("host").prefetch_related("tags").get(pk=row.pk)
+    fast = ContainerSerializer(row).data
+    generic = drf_serializers.ModelSerializer.to_representation(ContainerSerializer(), row)
+    assert dict(fast) == dict(generic)
+    listed = admin_client.get("/api/v1/containers/").data["results"][0]
+    assert listed == dict(fast)
