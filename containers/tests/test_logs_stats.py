@@ -176,7 +176,7 @@ def test_stats_agree_with_a_cpu_hog_and_a_memory_hog(admin_client, make_host, al
     # One busy core is about 100 % (as `docker stats` shows it); on a loaded 2-core machine the
     # hog gets less, so compare with the docker CLI's own figure for the same container too.
     cli = float(alpha.docker("stats", "--no-stream", "--format", "{{.CPUPerc}}", hog.name).stdout.strip().rstrip("%"))
-    assert 40.0 <= cpu <= 140.0, cpu
+    assert 20.0 <= cpu <= 140.0, cpu  # (the lower bound leaves room for a machine busy with other work)
     assert abs(cpu - cli) <= 35.0, (cpu, cli)
     assert data[idle.short_id][stats.CPU] < 20.0
     used = data[mem.short_id][stats.MEM]

@@ -63,7 +63,7 @@ def test_container_list_and_detail_are_live(browser, admin, make_host, alpha, mo
     cid = run_container(alpha, name, *LOOP)
     monitor()
     key = f"{host.pk}:{cid[:12]}"
-    wait_for(lambda: Container.objects.filter(pk=key).exists(), message="monitor sync")
+    wait_for(lambda: Container.objects.filter(pk=key).exists(), message="monitor sync", timeout=30)
     page, base = _login(browser, daphne, "boss", "pw-boss-12345")
     page.goto(f"{base}/containers/")
     _live(page)
@@ -127,8 +127,8 @@ def test_a_user_granted_one_host_sees_only_it_and_gets_no_live_updates_about_oth
     a_id = run_container(alpha, f"visible-{unique}", *LOOP)
     b_id = run_container(beta, f"hidden-{unique}", *LOOP)
     monitor()
-    wait_for(lambda: Container.objects.filter(pk=f"{host_b.pk}:{b_id[:12]}").exists(), message="sync b")
-    wait_for(lambda: Container.objects.filter(pk=f"{host_a.pk}:{a_id[:12]}").exists(), message="sync a")
+    wait_for(lambda: Container.objects.filter(pk=f"{host_b.pk}:{b_id[:12]}").exists(), message="sync b", timeout=30)
+    wait_for(lambda: Container.objects.filter(pk=f"{host_a.pk}:{a_id[:12]}").exists(), message="sync a", timeout=30)
     page, base = _login(browser, daphne, user.username, "pw-ui-user-123")
     for path in ("/containers/", "/", "/hosts/", "/events/"):
         page.goto(base + path)
@@ -155,8 +155,8 @@ def test_screenshots_light_and_dark(browser, admin, make_host, alpha, beta, moni
     run_container(alpha, f"job-{unique}", "sh", "-c", "echo done; exit 3")
     monitor()
     key = f"{host.pk}:{ids[0][:12]}"
-    wait_for(lambda: Container.objects.filter(pk=key).exists(), message="sync")
-    wait_for(lambda: DockerHost.objects.filter(status="online").count() >= 2, message="hosts online")
+    wait_for(lambda: Container.objects.filter(pk=key).exists(), message="sync", timeout=30)
+    wait_for(lambda: DockerHost.objects.filter(status="online").count() >= 2, message="hosts online", timeout=30)
     from containers import stats
 
     for _ in range(3):  # a few stats cycles, so charts and sparklines have something to draw
