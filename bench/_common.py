@@ -1,7 +1,7 @@
 """Shared plumbing for the benchmarks in this folder (not a benchmark itself).
 
 Every benchmark calls ``setup(name, args)`` before it imports anything from Django: it sets the
-environment (own data dir, Redis db 13, a unique channel prefix, a secret key), points Django at
+environment (own data dir /tmp/dockmon-bench-<name>/run-<pid>, Redis db 13, a unique channel prefix, a secret key), points Django at
 a fresh SQLite file or at ``--database-url`` (PostgreSQL; the database is created if missing and
 emptied with ``flush``), runs ``migrate`` and returns. ``Proc`` starts DockMon's own processes
 (daphne, monitor) against the same database and stops them by pid.
@@ -50,7 +50,9 @@ class Bench:
         self.name = name
         self.args = args
         self.run_id = uuid.uuid4().hex[:8]
-        self.data_dir = Path(f"/tmp/dockmon-bench-{name}")
+        # One folder per run, so that two runs of the same benchmark never share a SQLite file.
+        self.base_dir = Path(f"/tmp/dockmon-bench-{name}")
+        self.data_dir = self.base_dir / f"run-{os.getpid()}"
         self.log_dir = self.data_dir / "logs"
         self.database_url = args.database_url
         self.vendor = "postgresql" if self.database_url else "sqlite"
@@ -103,8 +105,12 @@ class Bench:
 
     def finish(self) -> None:
         self.stop_all()
-        if not self.args.keep_data and not self.database_url:
+        if not self.args.keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+            try:
+                self.base_dir.rmdir()  # only when no other run is using it
+            except OSError:
+                pass
 
 
 class Proc:
@@ -179,7 +185,7 @@ def _prepare_postgres(url: str) -> None:
 def setup(name: str, args) -> Bench:
     """Environment + django.setup() + migrate on an empty database. Call before importing models."""
     bench = Bench(name, args)
-    if not bench.database_url and bench.data_dir.exists():
+    if bench.data_dir.exists():
         shutil.rmtree(bench.data_dir)
     bench.data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["DOCKMON_DATA_DIR"] = str(bench.data_dir)
