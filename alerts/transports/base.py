@@ -6,7 +6,6 @@ import email.utils
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urljoin
 
 import requests
 from django.conf import settings
@@ -92,7 +91,8 @@ class Transport:
 
             parts = urlsplit(path_or_url)
             path_or_url = parts.path + (f"?{parts.query}" if parts.query else "")
-        return urljoin(self.base_url, path_or_url.lstrip("/"))
+        # Plain concatenation: urljoin would read "bot123:abc/..." as a URL scheme.
+        return self.base_url + path_or_url.lstrip("/")
 
     def send(self, message: Message) -> None:
         raise NotImplementedError
