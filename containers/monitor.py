@@ -25,6 +25,7 @@ from django.db import close_old_connections, connection
 from containers import engine, services
 from containers.choices import HostStatus
 from containers.models import Container, DockerHost
+from dockmon_site import realtime
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class Monitor:
             await self.stop_all()
             self.engine_pool.shutdown(wait=False, cancel_futures=True)
             self.db_pool.shutdown(wait=True)
+            # The publisher sends from a daemon thread: hand it everything before we exit.
+            await asyncio.to_thread(realtime.flush, 10)
             logger.info("monitor stopped")
 
     async def _run_once(self) -> None:

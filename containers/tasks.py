@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from containers import engine, stats
@@ -21,6 +22,10 @@ def prune_events() -> dict:
     cutoff = now - timedelta(days=settings.DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS)
     containers, _ = Container.objects.filter(removed_at__lt=cutoff).delete()
     disk, _ = DiskUsage.objects.filter(ts__lt=now - timedelta(days=settings.DOCKMON_DISK_USAGE_RETENTION_DAYS)).delete()
+    if connection.vendor == "sqlite":
+        # SQLite keeps no planner statistics by itself; without them it picks poor indexes.
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA optimize")
     return {"events": events, "containers": containers, "disk_usage": disk}
 
 

@@ -108,6 +108,13 @@ TEMPLATES = [
 # Database: SQLite under the data dir by default, anything dj-database-url knows otherwise
 # ---------------------------------------------------------------------------
 _database_url = envstr("DATABASE_URL")
+# Several processes (web, worker, monitor) write to SQLite: wait for the lock instead of
+# failing, take the write lock up front, and let readers run beside a writer.
+_SQLITE_OPTIONS = {
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if _database_url:
     try:
         DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=envint("DB_CONN_MAX_AGE", 60))}
@@ -116,18 +123,15 @@ if _database_url:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = envint("DB_CONNECT_TIMEOUT", 5)
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = {**_SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "dockmon.sqlite3",
-            "OPTIONS": {
-                # Several processes (web, worker, monitor) write: wait for the lock instead
-                # of failing, take the write lock up front, and let readers run beside a writer.
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": dict(_SQLITE_OPTIONS),
             # A file, not memory, so that processes started by tests (monitor, daphne) share it.
             "TEST": {"NAME": str(DATA_DIR / "test_dockmon.sqlite3")},
         }
