@@ -100,11 +100,25 @@ class ChannelTestResultSerializer(serializers.Serializer):
 # ---------------------------------------------------------------------------
 # Rules
 # ---------------------------------------------------------------------------
+class _RelatedList(serializers.ListField):
+    """A many-to-many written as a list of ids (or names) and read the same way."""
+
+    def __init__(self, *, attr: str = "pk", **kwargs):
+        self.attr = attr
+        super().__init__(required=False, default=list, **kwargs)
+
+    def to_representation(self, data):
+        if hasattr(data, "all"):
+            return [str(getattr(obj, self.attr)) if self.attr == "pk" and not isinstance(obj.pk, int) else getattr(obj, self.attr)
+                    for obj in data.all()]
+        return super().to_representation(data)
+
+
 class AlertRuleSerializer(serializers.ModelSerializer):
-    hosts = serializers.ListField(child=serializers.UUIDField(), required=False, default=list)
-    containers = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
-    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
-    channels = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+    hosts = _RelatedList(child=serializers.UUIDField())
+    containers = _RelatedList(child=serializers.CharField(max_length=64))
+    tags = _RelatedList(child=serializers.CharField(max_length=100), attr="name")
+    channels = _RelatedList(child=serializers.IntegerField())
     open_alerts = serializers.SerializerMethodField()
 
     class Meta:
@@ -120,14 +134,6 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     def get_open_alerts(self, obj) -> int:
         value = getattr(obj, "n_open", None)
         return value if value is not None else obj.alerts.exclude(state="resolved").count()
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["hosts"] = [str(h.pk) for h in instance.hosts.all()]
-        data["containers"] = [c.key for c in instance.containers.all()]
-        data["tags"] = [t.name for t in instance.tags.all()]
-        data["channels"] = [c.pk for c in instance.channels.all()]
-        return data
 
     # ---- fields ---------------------------------------------------------------------------
     def validate_name_regex(self, value: str) -> str:

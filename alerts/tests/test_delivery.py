@@ -16,7 +16,6 @@ from alerts.tests.conftest import die, make_channel, make_rule, start
 from containers.models import Event
 from dockmon_site.testing import wait_for
 
-
 # ---------------------------------------------------------------------------
 # Each transport's request
 # ---------------------------------------------------------------------------
@@ -146,9 +145,8 @@ def test_a_receiver_answering_401_disables_the_channel_with_the_reason(eager, re
     start(rows.container)
     die(rows.container)
     assert len(receiver.on("/bad")) == 1
-    from rest_framework.test import APIClient
-
     from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
 
     client = APIClient()
     client.force_authenticate(get_user_model().objects.create_superuser("chan-admin", password=None))
