@@ -384,7 +384,7 @@ def apply(rule: AlertRule, subject: Subject, what: str, ctx: dict, *, ts: dateti
             hits = [h for h in (state.hits or []) if not window or _parse(h) > ts - timedelta(seconds=window)]
             hits.append(ts.isoformat())
             state.hits = hits[-max(rule.occurrences, 1) * 2:]
-            full_ctx["occurrences"] = len(hits)
+            full_ctx["hits"] = len(hits)  # occurrences within the window (the alert counts its own)
             if what == FIRE or len(hits) >= max(rule.occurrences, 1):
                 changed = fire(rule, subject, full_ctx, now=now, new_occurrence=True, value=value)
         state.save()
