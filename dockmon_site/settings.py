@@ -277,7 +277,9 @@ DOCKMON_BACKOFF_MAX_SECONDS = envfloat("DOCKMON_BACKOFF_MAX_SECONDS", 60.0, mini
 DOCKMON_BACKOFF_INITIAL_SECONDS = envfloat("DOCKMON_BACKOFF_INITIAL_SECONDS", 1.0, minimum=0.01)
 DOCKMON_EVENT_RETENTION_DAYS = envint("DOCKMON_EVENT_RETENTION_DAYS", 30, minimum=1)
 DOCKMON_STATS_INTERVAL_SECONDS = envint("DOCKMON_STATS_INTERVAL_SECONDS", 10, minimum=2)
-DOCKMON_STATS_CONCURRENCY = envint("DOCKMON_STATS_CONCURRENCY", 64, minimum=1, maximum=512)
+# The engine takes 1-2 s per stats call, whatever the load: one thread per container up to
+# this many keeps a cycle near 2 s (measured in bench/stats_cycle.py).
+DOCKMON_STATS_CONCURRENCY = envint("DOCKMON_STATS_CONCURRENCY", 256, minimum=1, maximum=1024)
 DOCKMON_STATS_RAW_HOURS = envint("DOCKMON_STATS_RAW_HOURS", 24, minimum=1)
 DOCKMON_STATS_5M_DAYS = envint("DOCKMON_STATS_5M_DAYS", 7, minimum=1)
 DOCKMON_STATS_1H_DAYS = envint("DOCKMON_STATS_1H_DAYS", 90, minimum=1)
@@ -419,4 +421,33 @@ CELERY_BEAT_SCHEDULE["alerts-prune-history"] = {
     "task": "alerts.prune_history",
     "schedule": 3600.0,
     "options": {"expires": 3000},
+}
+
+# ---------------------------------------------------------------------------
+# Update execution (updates.executor)
+# ---------------------------------------------------------------------------
+# A new container must be running this long after its start before the health gate looks further.
+DOCKMON_UPDATE_GRACE_SECONDS = envfloat("DOCKMON_UPDATE_GRACE_SECONDS", 5.0, minimum=0)
+# How long a Docker HEALTHCHECK (and a DockMon HTTP check) may take to pass (a run may set its own).
+DOCKMON_UPDATE_HEALTH_TIMEOUT = envint("DOCKMON_UPDATE_HEALTH_TIMEOUT", 120, minimum=1)
+DOCKMON_UPDATE_CONCURRENCY_PER_HOST = envint("DOCKMON_UPDATE_CONCURRENCY_PER_HOST", 3, minimum=1, maximum=100)
+# Previous images of an updated container kept on the engine for a manual rollback (0 = remove).
+DOCKMON_UPDATE_KEEP_IMAGES = envint("DOCKMON_UPDATE_KEEP_IMAGES", 1, minimum=0, maximum=50)
+DOCKMON_UPDATE_PULL_TIMEOUT = envfloat("DOCKMON_UPDATE_PULL_TIMEOUT", 600.0, minimum=5)
+DOCKMON_UPDATE_STOP_TIMEOUT = envint("DOCKMON_UPDATE_STOP_TIMEOUT", 10, minimum=0)
+# A running run whose worker (elsewhere) has not reported for this long is taken for dead.
+DOCKMON_UPDATE_STALE_SECONDS = envint("DOCKMON_UPDATE_STALE_SECONDS", 300, minimum=30)
+# Celery queue of update runs (empty = the default queue).
+DOCKMON_UPDATE_QUEUE = envstr("DOCKMON_UPDATE_QUEUE", "")
+DOCKMON_UPDATE_REPAIR_SECONDS = envint("DOCKMON_UPDATE_REPAIR_SECONDS", 300, minimum=10)
+CELERY_BEAT_SCHEDULE["updates-repair"] = {
+    "task": "updates.tasks.repair_updates",
+    "schedule": float(DOCKMON_UPDATE_REPAIR_SECONDS),
+    "options": {"expires": DOCKMON_UPDATE_REPAIR_SECONDS * 0.9},
+}
+# Containers waiting for their maintenance window are looked at this often.
+CELERY_BEAT_SCHEDULE["updates-auto-update"] = {
+    "task": "updates.tasks.auto_update_due",
+    "schedule": 300.0,
+    "options": {"expires": 270},
 }

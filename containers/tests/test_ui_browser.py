@@ -80,10 +80,10 @@ def test_container_list_and_detail_are_live(browser, admin, make_host, alpha, mo
     page.wait_for_selector(f'tr[data-key="{new_key}"]', state="detached", timeout=2_000)
 
     # Client-side filters.
-    page.select_option("#f-state", "exited")
-    assert _row(page, key).is_visible()
     page.select_option("#f-state", "running")
-    assert not _row(page, key).is_visible()
+    page.wait_for_selector(f'tr[data-key="{key}"]', state="hidden", timeout=2_000)
+    page.select_option("#f-state", "exited")
+    page.wait_for_selector(f'tr[data-key="{key}"]', state="visible", timeout=2_000)
     page.select_option("#f-state", "")
 
     # Restart from the detail page restarts the real container.

@@ -1,0 +1,16 @@
+"""The Health checks page of the browser UI (data comes from /api/v1/health-checks/)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+from containers.models import Container
+from dockmon_site.permissions import visible_containers
+
+
+@login_required
+def check_list(request):
+    # Containers the user may add a check to (needs `change` on the container).
+    changeable = visible_containers(request.user, "change", queryset=Container.objects.present()).select_related("host").order_by("name")[:1000]
+    return render(request, "healthchecks/list.html", {"containers": changeable, "nav": "health"})
