@@ -945,3 +945,36 @@ def dependents_sharing_network(client, container_id: str) -> list[str]:
         return result
     except _ENGINE_FAILURES as exc:
         raise _wrap(exc) from exc
+
+
+# ---------------------------------------------------------------------------
+# Update executor helpers (updates.executor): finding backups, removing old images
+# ---------------------------------------------------------------------------
+def containers_by_name(client, pattern: str) -> list[dict]:
+    """[{id, name, state, image_id}] of the containers whose name matches `pattern` (the engine's
+    name filter: a regular expression on the name with its leading slash)."""
+    try:
+        items = client.api.containers(all=True, filters={"name": pattern})
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+    result = []
+    for item in items:
+        names = item.get("Names") or []
+        result.append({"id": item["Id"], "name": (names[0] if names else "").lstrip("/"), "state": item.get("State") or "",
+                       "image_id": item.get("ImageID") or ""})
+    return result
+
+
+def remove_image(client, image: str) -> bool:
+    """Remove an image that no container uses; False when it is in use (or already gone)."""
+    try:
+        client.api.remove_image(image, force=False, noprune=False)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.response is not None and exc.response.status_code == 409:
+            return False
+        raise _wrap(exc) from exc
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc

@@ -31,3 +31,38 @@ class PolicyRule(models.TextChoices):
     CONTAINER = "container", "Per-container policy"
     CATEGORY = "category", "Pattern category"
     DEFAULT = "default", "Default"
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class RunStage(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    VALIDATE = "validate", "Validating"
+    PULL = "pull", "Pulling the image"
+    INSPECT = "inspect", "Reading the configuration"
+    STOP = "stop", "Stopping the old container"
+    RENAME = "rename", "Keeping the old container as a backup"
+    CREATE = "create", "Creating the new container"
+    START = "start", "Starting the new container"
+    HEALTH = "health", "Health gate"
+    DEPENDENTS = "dependents", "Recreating dependent containers"
+    CLEANUP = "cleanup", "Removing the backup"
+    ROLLBACK = "rollback", "Rolling back"
+    REPAIR = "repair", "Repaired after a crash"
+    DONE = "done", "Done"
+
+
+class RunTrigger(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    BULK = "bulk", "Bulk"
+    AUTO = "auto", "Auto-update"
+    ADMIN = "admin", "Admin action"

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from dockmon_site.crypto import EncryptedTextField
-from updates.choices import Policy, TrackingMode, UpdateStatus
+from updates.choices import ACTIVE_RUN_STATUSES, Policy, RunStage, RunStatus, RunTrigger, TrackingMode, UpdateStatus
 from updates.registry import canonical_registry
 
 
@@ -99,3 +99,133 @@ class UpdatePolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.container_id}: {self.policy}"
+
+
+# ---------------------------------------------------------------------------
+# Update execution (updates.executor)
+# ---------------------------------------------------------------------------
+class UpdateRun(models.Model):
+    """One execution of an update: what was asked, every stage it went through, how it ended.
+
+    The container keys are plain columns (not foreign keys) so the history keeps the key the
+    container had at the time, like the event log; `container` points at the original row while
+    it exists. At most one run per container name and host is pending or running (a partial
+    unique constraint, so two requests racing cannot both get through)."""
+
+    host = models.ForeignKey("containers.DockerHost", on_delete=models.CASCADE, related_name="update_runs")
+    container = models.ForeignKey("containers.Container", null=True, blank=True, on_delete=models.SET_NULL, related_name="update_runs")
+    container_name = models.CharField(max_length=255)
+    old_key = models.CharField(max_length=64, db_index=True)
+    new_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
+    stage = models.CharField(max_length=16, choices=RunStage.choices, default=RunStage.QUEUED)
+    percent = models.PositiveSmallIntegerField(default=0)
+    trigger = models.CharField(max_length=8, choices=RunTrigger.choices, default=RunTrigger.MANUAL)
+    force = models.BooleanField(default=False)
+    batch = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    image = models.CharField(max_length=500, blank=True, default="")
+    from_digest = models.CharField(max_length=100, blank=True, default="")
+    to_digest = models.CharField(max_length=100, blank=True, default="")
+    from_image_id = models.CharField(max_length=100, blank=True, default="")
+    to_image_id = models.CharField(max_length=100, blank=True, default="")
+    old_container_id = models.CharField(max_length=64, blank=True, default="")
+    new_container_id = models.CharField(max_length=64, blank=True, default="")
+    backup_name = models.CharField(max_length=300, blank=True, default="")
+    was_running = models.BooleanField(null=True, blank=True)
+    health_timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; empty = the setting")
+    # The container's database records moved to the new key (the commitment point).
+    committed = models.BooleanField(default=False)
+    dependents = models.JSONField(default=list, blank=True, help_text="Containers sharing this one's network, recreated after it")
+    error = models.TextField(blank=True, default="")
+    log = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=255, blank=True, default="", help_text="host:pid of the worker running it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent per stage")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "container_name"],
+                condition=models.Q(status__in=ACTIVE_RUN_STATUSES),
+                name="updaterun_one_active_per_container",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "host"]), models.Index(fields=["-created_at"])]
+
+    def __str__(self) -> str:
+        return f"update #{self.pk} of {self.container_name}: {self.status}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_RUN_STATUSES
+
+    @property
+    def key(self) -> str:
+        """The container's current key as far as this run knows."""
+        return self.new_key or self.old_key
+
+
+class AutoUpdate(models.Model):
+    """A container's opt-in to auto-update, with an optional maintenance window.
+
+    Without a window an update runs right after the check that found it; with one, only when
+    the local time in `timezone` is on one of `days` (0 = Monday) between `start` and `end`
+    (a window whose end is before its start runs over midnight)."""
+
+    container = models.OneToOneField("containers.Container", on_delete=models.CASCADE, related_name="auto_update")
+    enabled = models.BooleanField(default=True)
+    days = models.JSONField(default=list, blank=True, help_text="Weekdays 0-6 (Monday = 0); empty = every day")
+    start = models.TimeField(null=True, blank=True, help_text="Window start (local time); empty = no window")
+    end = models.TimeField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["container__name"]
+
+    def __str__(self) -> str:
+        return f"{self.container_id}: auto-update {'on' if self.enabled else 'off'}"
+
+    @property
+    def has_window(self) -> bool:
+        return self.start is not None and self.end is not None
+
+    def in_window(self, when) -> bool:
+        from zoneinfo import ZoneInfo
+
+        if not self.has_window:
+            return True
+        local = when.astimezone(ZoneInfo(self.timezone or "UTC"))
+        now_t = local.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            day = local.weekday()
+            inside = self.start <= now_t < self.end
+        elif now_t >= self.start:
+            day, inside = local.weekday(), True
+        else:
+            # After midnight in a window that began the evening before: that evening's day counts.
+            day, inside = (local.weekday() - 1) % 7, now_t < self.end
+        return inside and (not self.days or day in self.days)
+
+
+class RolledBackDigest(models.Model):
+    """A release that failed the health gate on this container: auto-update does not retry it."""
+
+    container = models.ForeignKey("containers.Container", on_delete=models.CASCADE, related_name="rolled_back_digests")
+    digest = models.CharField(max_length=100)
+    run = models.ForeignKey(UpdateRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["container", "digest"], name="rolledback_digest_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.container_id}: {self.digest[:19]}"

@@ -179,3 +179,66 @@ class TrackingSerializer(serializers.ModelSerializer):
     class Meta:
         model = ContainerUpdate
         fields = ["tracking_mode", "include_prerelease"]
+
+
+# ---------------------------------------------------------------------------
+# Update runs and auto-update (updates.executor / updates.autoupdate)
+# ---------------------------------------------------------------------------
+class MaintenanceWindowSerializer(serializers.Serializer):
+    """When auto-update may run: weekdays (0 = Monday; empty = every day) and a local time range."""
+
+    days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6), required=False, max_length=7)
+    start = serializers.TimeField(format="%H:%M")
+    end = serializers.TimeField(format="%H:%M")
+    timezone = serializers.CharField(max_length=64, required=False, default="UTC")
+
+    def validate_timezone(self, value):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(f"{value!r} is not a time zone (e.g. Europe/Berlin or UTC).") from None
+        return value
+
+    def validate_days(self, value):
+        return sorted(set(value))
+
+    def validate(self, attrs):
+        if attrs["start"] == attrs["end"]:
+            raise serializers.ValidationError({"end": ["The window must not be empty (start equals end)."]})
+        return attrs
+
+
+class UpdateRequestSerializer(serializers.Serializer):
+    force = serializers.BooleanField(required=False, default=False, help_text="Needed when the policy is warn")
+    health_timeout = serializers.IntegerField(required=False, min_value=1, max_value=3600, allow_null=True,
+                                              help_text="Seconds the new container has to turn healthy (default: the setting)")
+
+
+class BulkUpdateSerializer(UpdateRequestSerializer):
+    containers = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=1000)
+
+
+class UpdateRunSerializer(serializers.ModelSerializer):
+    run = serializers.IntegerField(source="pk", read_only=True)
+    key = serializers.CharField(read_only=True)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
+    host = serializers.UUIDField(source="host_id", read_only=True)
+
+    class Meta:
+        from updates.models import UpdateRun
+
+        model = UpdateRun
+        fields = [
+            "id", "run", "status", "stage", "percent", "log", "error", "old_key", "new_key", "key", "host", "container_name",
+            "trigger", "force", "batch", "requested_by", "image", "from_digest", "to_digest", "from_image_id", "to_image_id",
+            "backup_name", "was_running", "health_timeout", "dependents", "timings", "created_at", "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class BulkResultSerializer(serializers.Serializer):
+    batch = serializers.CharField()
+    runs = UpdateRunSerializer(many=True)
+    refused = serializers.ListField(child=serializers.DictField())

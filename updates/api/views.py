@@ -18,8 +18,11 @@ from rest_framework.views import APIView
 
 from containers.models import Container
 from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import has_container_perm, visible_containers
+from dockmon_site.permissions import has_container_perm, visible_containers, visible_hosts
+from updates import executor
 from updates.api.serializers import (
+    BulkResultSerializer,
+    BulkUpdateSerializer,
     CheckAcceptedSerializer,
     CheckRequestSerializer,
     ContainerUpdateSerializer,
@@ -27,8 +30,10 @@ from updates.api.serializers import (
     PolicyCategorySerializer,
     RegistryCredentialSerializer,
     UpdatePolicySerializer,
+    UpdateRequestSerializer,
+    UpdateRunSerializer,
 )
-from updates.choices import UpdateStatus
+from updates.choices import RunStatus, RunTrigger, UpdateStatus
 from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
 from updates.policies import decide, decide_many
 from updates.tasks import check_updates
@@ -233,3 +238,107 @@ class RegistryCredentialViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet)
             return queryset
         return queryset.none()
 
+
+
+# ---------------------------------------------------------------------------
+# Update runs
+# ---------------------------------------------------------------------------
+def runs_visible_to(user, queryset=None):
+    """Runs of hosts the user sees, or of a container key (old or new) the user sees: a grant
+    on one container follows it across updates, and so does its history."""
+    from updates.models import UpdateRun
+
+    queryset = UpdateRun.objects.all() if queryset is None else queryset
+    if user.is_superuser:
+        return queryset
+    keys = visible_containers(user).values("key")
+    return queryset.filter(Q(host__in=visible_hosts(user).values("pk")) | Q(old_key__in=keys) | Q(new_key__in=keys))
+
+
+class UpdateRunFilter(django_filters.FilterSet):
+    container = django_filters.CharFilter(method="filter_container", help_text="A container key (old or new)")
+    host = django_filters.UUIDFilter(field_name="host_id")
+    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
+    trigger = django_filters.ChoiceFilter(choices=RunTrigger.choices)
+    batch = django_filters.CharFilter()
+
+    class Meta:
+        from updates.models import UpdateRun
+
+        model = UpdateRun
+        fields = ["container", "host", "status", "trigger", "batch"]
+
+    def filter_container(self, queryset, name, value):
+        return queryset.filter(Q(old_key=value) | Q(new_key=value))
+
+
+class UpdateRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Update runs: what was updated, every stage, the log, and how it ended."""
+
+    serializer_class = UpdateRunSerializer
+    filterset_class = UpdateRunFilter
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    ordering_fields = ["created_at", "finished_at", "status"]
+
+    def get_permissions(self):
+        return [permissions.IsAuthenticated(), _token_write_permission()]
+
+    def get_queryset(self):
+        from updates.models import UpdateRun
+
+        return runs_visible_to(self.request.user, UpdateRun.objects.select_related("requested_by"))
+
+    @extend_schema(request=BulkUpdateSerializer, responses={202: BulkResultSerializer})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """Update a selection: one run per container, at most DOCKMON_UPDATE_CONCURRENCY_PER_HOST
+        at a time on any host; refused containers are listed with why."""
+        serializer = BulkUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        keys = list(dict.fromkeys(data["containers"]))
+        found = {c.pk: c for c in visible_containers(request.user, queryset=Container.objects.select_related("host").filter(pk__in=keys))}
+        batch = uuid.uuid4().hex[:12]
+        runs, refused, hosts = [], [], set()
+        for key in keys:
+            container = found.get(key)
+            if container is None:
+                refused.append({"key": key, "status": 404, "error": "Not found."})
+                continue
+            try:
+                run = executor.request_update(container, user=request.user, force=data["force"], trigger=RunTrigger.BULK,
+                                              batch=batch, health_timeout=data.get("health_timeout"), enqueue=False)
+            except executor.RunRefused as exc:
+                refused.append({"key": key, "status": exc.status, "error": str(exc)})
+                continue
+            runs.append(run)
+            hosts.add(container.host_id)
+        for host_id in hosts:
+            executor.kick(host_id)
+        for run in runs:
+            run.refresh_from_db()
+        return Response({"batch": batch, "runs": UpdateRunSerializer(runs, many=True).data, "refused": refused},
+                        status=status.HTTP_202_ACCEPTED if runs else status.HTTP_400_BAD_REQUEST)
+
+
+class ContainerUpdateRunView(APIView):
+    """POST /api/v1/containers/{key}/update/ {force?, health_timeout?} → 202 {run, ...}."""
+
+    def get_permissions(self):
+        return [permissions.IsAuthenticated(), _token_write_permission()]
+
+    @extend_schema(request=UpdateRequestSerializer, responses={202: UpdateRunSerializer})
+    def post(self, request, key):
+        container = get_object_or_404(visible_containers(request.user, queryset=Container.objects.select_related("host")), pk=key)
+        serializer = UpdateRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = executor.request_update(container, user=request.user, force=serializer.validated_data["force"],
+                                          trigger=RunTrigger.MANUAL, health_timeout=serializer.validated_data.get("health_timeout"))
+        except executor.RunRefused as exc:
+            body = {"detail": str(exc)}
+            if exc.run is not None and runs_visible_to(request.user).filter(pk=exc.run.pk).exists():
+                body["run"] = exc.run.pk
+            return Response(body, status=exc.status)
+        run.refresh_from_db()
+        return Response(UpdateRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
