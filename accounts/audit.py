@@ -51,10 +51,14 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if _depth > 8:
         return "…"
     if isinstance(value, dict):
-        return {str(k): (REDACTED if is_secret_key(k) and v not in (None, "") else redact(v, _depth + 1)) for k, v in value.items()}
+        return {
+            _clean_text(str(k)): (REDACTED if is_secret_key(k) and v not in (None, "") else redact(v, _depth + 1))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [redact(v, _depth + 1) for v in value[:200]]
     if isinstance(value, str):
+        value = _clean_text(value)
         return value if len(value) <= MAX_VALUE_LENGTH else value[:MAX_VALUE_LENGTH] + "…"
     if value is None or isinstance(value, (bool, int, float)):
         return value
@@ -63,6 +67,11 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
     except TypeError:
         return str(value)
+
+
+def _clean_text(value: str) -> str:
+    # PostgreSQL stores no NUL character in text or JSON; the record must still be written.
+    return value.replace("\x00", "\ufffd")
 
 
 def client_ip(request) -> str | None:
@@ -178,12 +187,13 @@ def _write(request, user, fields: dict, source: str | None):
     from accounts.choices import AuditSource
     from accounts.models import AuditEntry
 
+    fields = {k: _clean_text(v) if isinstance(v, str) else v for k, v in fields.items()}
     entry = AuditEntry(user=user, username=getattr(user, "username", "") or "", **fields)
     if request is not None:
         raw = _raw_request(request)
         entry.ip = client_ip(raw)
         entry.method = (raw.method or "")[:10]
-        entry.path = (raw.get_full_path() if hasattr(raw, "get_full_path") else "")[:500]
+        entry.path = _clean_text(raw.get_full_path() if hasattr(raw, "get_full_path") else "")[:500]
         entry.token_id = _token_id_of(raw)
         entry.source = source or source_for_path(raw.path)
         pending = getattr(raw, "_dockmon_audit", None)

@@ -1,9 +1,13 @@
+import ipaddress
+
 import django_filters
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from rest_framework.exceptions import ValidationError
 
 from accounts.choices import AuditSource
 from accounts.models import AuditEntry
+from dockmon_site.api import UTCDateTimeFilter
 
 
 class AuditFilter(django_filters.FilterSet):
@@ -15,9 +19,9 @@ class AuditFilter(django_filters.FilterSet):
     source = django_filters.ChoiceFilter(choices=AuditSource.choices)
     method = django_filters.CharFilter(lookup_expr="iexact")
     status_code = django_filters.NumberFilter()
-    ip = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lt")
+    ip = django_filters.CharFilter(method="filter_ip", help_text="IPv4 or IPv6 address")
+    since = UTCDateTimeFilter(field_name="ts", lookup_expr="gte")
+    until = UTCDateTimeFilter(field_name="ts", lookup_expr="lt")
     search = django_filters.CharFilter(method="filter_search")
 
     class Meta:
@@ -26,6 +30,14 @@ class AuditFilter(django_filters.FilterSet):
 
     def filter_search(self, queryset, name, value):
         return queryset.filter(Q(object_repr__icontains=value) | Q(path__icontains=value) | Q(action__icontains=value))
+
+    def filter_ip(self, queryset, name, value):
+        # The column is an address type on PostgreSQL: anything else must be a 400, not a query.
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise ValidationError({"ip": ["Enter a valid IPv4 or IPv6 address."]}) from None
+        return queryset.filter(ip=str(address))
 
 
 class UserFilter(django_filters.FilterSet):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 
+import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
 from django_filters.rest_framework import DjangoFilterBackend
@@ -34,6 +36,25 @@ def exception_handler(exc, context):
         logger.exception("database error while serving %s", context.get("view"))
         return Response({"detail": "The database is unavailable; try again shortly."}, status=503)
     return None
+
+
+# ---------------------------------------------------------------------------
+# Filters
+# ---------------------------------------------------------------------------
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time filter that queries in UTC.
+
+    PostgreSQL refuses offsets beyond ±15:59 and some far-off dates that Python accepts; a
+    value it cannot store is a 400, not a database error.
+    """
+
+    def filter(self, qs, value):
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except (OverflowError, ValueError):
+                raise serializers.ValidationError({self.field_name: ["Enter a date and time within years 1-9999."]}) from None
+        return super().filter(qs, value)
 
 
 # ---------------------------------------------------------------------------

@@ -154,3 +154,16 @@ def test_an_operation_recorded_by_a_service_during_an_api_call_is_one_row(world,
         ("container.stop", world.a1.key, "127.0.0.8", 200),
     ]
     assert rows[1].changes == {"timeout": 0} and rows[1].path == "/api/v1/containers/bulk/"
+
+
+def test_values_postgresql_cannot_store_are_handled(world):
+    # Found by the fuzzer on PostgreSQL: a NUL character in a body, an offset beyond ±15:59.
+    row = audit.record(world.admin, "x.nul", changes={"a\x00b": "c\x00d"}, object_repr="r\x00")
+    assert row is not None and AuditEntry.objects.get(pk=row.pk).changes == {"a\ufffdb": "c\ufffdd"}
+    admin = world.client("admin")
+    for value in ("0219-12-22T08:36:28.715717+18:00", "2026-01-01T00:00:00Z"):
+        for url in ("/api/v1/audit/", "/api/v1/audit/export/"):
+            assert admin.get(url, {"until": value}).status_code == 200, (url, value)
+    assert admin.get("/api/v1/audit/", {"since": "0001-01-01T00:00:00+05:00"}).status_code == 400
+    assert admin.get("/api/v1/audit/", {"ip": "not-an-address"}).status_code == 400
+    assert admin.get("/api/v1/audit/", {"ip": "127.0.0.1"}).status_code == 200

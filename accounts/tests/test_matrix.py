@@ -260,7 +260,8 @@ def test_every_field_marked_secret_is_write_only_in_the_schema():
     schema = SchemaGenerator().get_schema(request=None, public=True)
     for name, component in schema["components"]["schemas"].items():
         for field, spec in (component.get("properties") or {}).items():
-            # Booleans such as has_password say whether a secret is set, not what it is.
-            if any(part in field for part in ("password", "tls_key", "secret")) and spec.get("type") != "boolean":
+            # Only text can hold a secret: has_password (a boolean) or secret_fields_set (a list
+            # of names) say whether secrets are set, not what they are.
+            if any(part in field for part in ("password", "tls_key", "secret")) and spec.get("type") == "string":
                 assert spec.get("writeOnly") is True, (name, field)
     assert json.dumps(schema)  # the schema is plain JSON
