@@ -46,8 +46,9 @@ def containers_to_remove():
 def run_container(containers_to_remove, testbed):
     """Start a busybox container on an engine; removed after the test."""
 
-    def run(engine, name: str, *cmd: str, image: str = "dockmon/busybox:latest", detach: bool = True, extra: tuple = ()):
-        args = ["run", "--network", "none", "--name", name, *extra]
+    def run(engine, name: str, *cmd: str, image: str = "dockmon/busybox:latest", detach: bool = True, extra: tuple = (), network: str = "none"):
+        # Only "none" or "host" (listening on 127.0.0.1): engines here have no bridge network.
+        args = ["run", "--network", network, "--name", name, *extra]
         if detach:
             args.insert(1, "-d")
         containers_to_remove.append((engine, name))

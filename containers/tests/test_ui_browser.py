@@ -172,3 +172,30 @@ def test_screenshots_light_and_dark(browser, admin, make_host, alpha, beta, moni
             page.screenshot(path=str(SCREENSHOTS / f"{name}-{suffix}.png"), full_page=True)
             assert (SCREENSHOTS / f"{name}-{suffix}.png").stat().st_size > 10_000
         page.context.close()
+
+
+def test_health_checks_page_tests_a_real_endpoint_and_shows_status_changes_live(
+    browser, admin, make_host, alpha, daphne, run_container, sync_container, unique
+):
+    from dockmon_site import bus
+    from dockmon_site.testing import free_port
+    from healthchecks.models import HealthCheck
+
+    host = make_host(alpha)
+    port = free_port()
+    serve = f"mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"
+    row = sync_container(host, run_container(alpha, f"web-{unique}", "sh", "-c", serve, network="host"))
+    check = HealthCheck.objects.create(container=row, name=f"home-{unique}", url=f"http://127.0.0.1:{port}/", interval_seconds=30)
+    page, base = _login(browser, daphne, "boss", "pw-boss-12345")
+    page.goto(f"{base}/health/")
+    _live(page)
+    page.wait_for_selector(f'tr[data-id="{check.pk}"]')
+    page.click(f'tr[data-id="{check.pk}"] button.test')
+    page.wait_for_selector(".toast >> text=OK: 200")
+    # A status change arrives over the WebSocket and shows without a reload.
+    bus.emit("health.status", category="health", host=host.pk, container=row, message="unhealthy",
+             data={"key": row.key, "check": check.pk, "status": "unhealthy", "previous": "unknown", "response_ms": 7})
+    page.wait_for_selector(f'tr[data-id="{check.pk}"] .badge.status.unhealthy', timeout=5_000)
+    page.click(f'tr[data-id="{check.pk}"] a.open')
+    page.wait_for_selector("#detail-summary >> text=checks")
+    page.context.close()
