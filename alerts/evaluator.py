@@ -529,7 +529,7 @@ def snooze(alert: Alert, user, until: datetime) -> bool:
 
 def resolve_by_user(alert: Alert, user) -> bool:
     with transaction.atomic():
-        locked = Alert.objects.select_for_update().select_related("rule").filter(pk=alert.pk).first()
+        locked = Alert.objects.select_for_update(of=("self",)).select_related("rule").filter(pk=alert.pk).first()
         return bool(locked) and resolve(locked, user=user, reason="resolved by hand")
 
 

@@ -38,7 +38,8 @@ def visible_channels(user, queryset=None):
         return queryset.none()
     if user.is_superuser:
         return queryset
-    return get_objects_for_user(user, "alerts.view_notificationchannel", klass=queryset, accept_global_perms=True)
+    # guardian's filter drops the model ordering; paginated lists need a stable one.
+    return get_objects_for_user(user, "alerts.view_notificationchannel", klass=queryset, accept_global_perms=True).order_by("name", "id")
 
 
 def visible_rules(user, queryset=None):
@@ -52,7 +53,7 @@ def visible_rules(user, queryset=None):
     queryset = get_objects_for_user(user, "alerts.view_alertrule", klass=queryset, accept_global_perms=True)
     hidden_hosts = DockerHost.objects.exclude(pk__in=visible_hosts(user).values("pk")).values("pk")
     hidden_containers = Container.objects.exclude(key__in=visible_containers(user).values("key")).values("key")
-    return queryset.exclude(hosts__in=hidden_hosts).exclude(containers__in=hidden_containers)
+    return queryset.exclude(hosts__in=hidden_hosts).exclude(containers__in=hidden_containers).order_by("name", "id")
 
 
 class _Audited:
