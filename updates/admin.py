@@ -6,7 +6,15 @@ from django.contrib import admin, messages
 from dockmon_site.admin_mixins import ObjectPermissionAdmin
 from dockmon_site.permissions import has_container_perm, visible_containers
 from updates import services
-from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
+from updates.models import (
+    AutoUpdate,
+    ContainerUpdate,
+    PolicyCategory,
+    RegistryCredential,
+    RolledBackDigest,
+    UpdatePolicy,
+    UpdateRun,
+)
 from updates.policies import decide
 
 
@@ -182,3 +190,106 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
     def forget_cached_answers(self, request, queryset):
         services.clear_cache()
         self.message_user(request, "Cached registry answers forgotten.", messages.SUCCESS)
+
+
+# ---------------------------------------------------------------------------
+# Update runs, auto-update, rolled-back digests
+# ---------------------------------------------------------------------------
+def _update_selected(modeladmin, request, containers, *, force: bool) -> None:
+    from updates import executor
+    from updates.choices import RunTrigger
+
+    started, refused = 0, []
+    for container in containers:
+        try:
+            executor.request_update(container, user=request.user, force=force, trigger=RunTrigger.ADMIN)
+            started += 1
+        except executor.RunRefused as exc:
+            refused.append(f"{container.name}: {exc}")
+    if started:
+        modeladmin.message_user(request, f"{started} update(s) started; follow them under Update runs.", messages.SUCCESS)
+    for text in refused[:20]:
+        modeladmin.message_user(request, text, messages.WARNING)
+
+
+@admin.action(description="Update the selected containers now (policy allow)")
+def update_now(modeladmin, request, queryset):
+    _update_selected(modeladmin, request, [row.container for row in queryset.select_related("container__host")], force=False)
+
+
+@admin.action(description="Update the selected containers now, forcing warn policies")
+def update_now_forced(modeladmin, request, queryset):
+    _update_selected(modeladmin, request, [row.container for row in queryset.select_related("container__host")], force=True)
+
+
+ContainerUpdateAdmin.actions = [*ContainerUpdateAdmin.actions, update_now, update_now_forced]
+
+
+@admin.register(UpdateRun)
+class UpdateRunAdmin(admin.ModelAdmin):
+    """Runs are written by the executor only: read-only here, visible as their container is."""
+
+    list_display = ["id", "container_name", "host", "status", "stage", "trigger", "requested_by", "created_at", "finished_at"]
+    list_filter = ["status", "stage", "trigger", "host"]
+    search_fields = ["container_name", "old_key", "new_key", "image", "error", "batch"]
+    list_select_related = ["host", "requested_by"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in UpdateRun._meta.fields]
+    actions = ["repair_now"]
+
+    def get_queryset(self, request):
+        from updates.api.views import runs_visible_to
+
+        return runs_visible_to(request.user, super().get_queryset(request))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and (obj is None or not obj.is_active)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    @admin.action(description="Repair interrupted updates and orphaned backups now")
+    def repair_now(self, request, queryset):
+        from updates import executor
+
+        if not request.user.is_superuser:
+            self.message_user(request, "Only administrators may run the repair.", messages.ERROR)
+            return
+        summary = executor.repair()
+        self.message_user(request, f"Repaired {len(summary['runs'])} run(s); backups: {summary['backups'] or 'none'}.", messages.SUCCESS)
+
+
+@admin.register(AutoUpdate)
+class AutoUpdateAdmin(ContainerScopedAdmin):
+    list_display = ["container", "enabled", "days", "start", "end", "timezone", "updated_at"]
+    list_filter = ["enabled", "timezone"]
+    search_fields = ["container__name", "container__key"]
+    list_select_related = ["container"]
+    raw_id_fields = ["container"]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request)
+        return has_container_perm(request.user, "update", obj.container)
+
+
+@admin.register(RolledBackDigest)
+class RolledBackDigestAdmin(ContainerScopedAdmin):
+    """Deleting a row lets auto-update try that release again."""
+
+    list_display = ["container", "digest", "run", "created_at"]
+    search_fields = ["container__name", "container__key", "digest"]
+    list_select_related = ["container"]
+    readonly_fields = ["container", "digest", "run", "reason", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
