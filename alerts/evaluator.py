@@ -183,8 +183,12 @@ def decide(kind: str, event, subject: Subject) -> tuple[str, dict] | None:
             return CLEAR, ctx
         return None
     if etype.startswith("update."):
-        ctx = {"image": data.get("image", ""), "current_version": data.get("current_version") or (data.get("current_digest") or "")[:19],
-               "latest_version": data.get("latest_version") or (data.get("latest_digest") or "")[:19], "error": data.get("error", "")}
+        # update.available (updates app) names versions/digests as current_*/latest_*; the
+        # executor's update.* events say from_digest/to_digest and put the reason in the message.
+        ctx = {"image": data.get("image", ""),
+               "current_version": data.get("current_version") or (data.get("current_digest") or data.get("from_digest") or "")[:19],
+               "latest_version": data.get("latest_version") or (data.get("latest_digest") or data.get("to_digest") or "")[:19],
+               "error": data.get("error") or (event.message if etype in ("update.failed", "update.rolled_back") else "")}
         if kind == K.UPDATE_AVAILABLE:
             return (BREACH, ctx) if etype == "update.available" else (CLEAR, ctx)
         return HIT, ctx
