@@ -187,7 +187,7 @@ class StatsBatch(models.Model):
     hundreds of containers writes one row per cycle instead of hundreds; a range query pulls one
     container's points out with a JSON key lookup in the database.
 
-    raw rows:     data[short_id] = [cpu, mem, mem_limit, net_rx, net_tx, blk_read, blk_write, pids]
+    raw rows:     data[short_id] = [cpu, mem, mem_limit, net_rx, net_tx, blk_read, blk_write, pids]  (sizes in KiB)
     rollup rows:  data[short_id] = [cpu_avg, cpu_min, cpu_max, mem_avg, mem_min, mem_max, mem_limit,
                                     net_rx, net_tx, blk_read, blk_write, pids, samples]
     data["_host"] = the rollup shape, summed over the host's containers (see containers.stats).

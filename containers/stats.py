@@ -37,17 +37,23 @@ RANGES = {
 _FINER = {StatsTier.HOUR: StatsTier.FIVE_MINUTES, StatsTier.FIVE_MINUTES: StatsTier.RAW}
 
 
+def _kib(value: int) -> int:
+    return (int(value) + 512) // 1024
+
+
 def _point(sample: engine.StatsSample) -> list:
-    """A raw point is short (min = avg = max for one sample): raw rows are the bulk of storage."""
-    return [round(sample.cpu_percent, 2), sample.mem_bytes, sample.mem_limit, sample.net_rx, sample.net_tx,
-            sample.blk_read, sample.blk_write, sample.pids]
+    """A raw point is short: one value per metric (min = avg = max for one sample) and byte
+    counts in KiB (three digits fewer each). Raw rows are most of the stats storage."""
+    return [round(sample.cpu_percent, 2), _kib(sample.mem_bytes), _kib(sample.mem_limit), _kib(sample.net_rx), _kib(sample.net_tx),
+            _kib(sample.blk_read), _kib(sample.blk_write), sample.pids]
 
 
 def full(point: list) -> list:
-    """Any stored point (raw or rolled up) in the 13-value rollup shape."""
+    """Any stored point (raw or rolled up) in the 13-value rollup shape, sizes in bytes."""
     if len(point) == 13:
         return point
     cpu, mem, limit, rx, tx, read, write, pids = point
+    mem, limit, rx, tx, read, write = (v * 1024 for v in (mem, limit, rx, tx, read, write))
     return [cpu, cpu, cpu, mem, mem, mem, limit, rx, tx, read, write, pids, 1]
 
 

@@ -191,6 +191,7 @@ def test_stats_agree_with_a_cpu_hog_and_a_memory_hog(admin_client, make_host, al
 
 
 def _raw(host, ts, **points):
+    # Raw rows keep sizes in KiB: these become 100, 300... KiB (×1024 bytes) when read.
     data = {short: [v, m, 1000, rx, 0, 0, 0, 1] for short, (v, m, rx) in points.items()}
     StatsBatch.objects.create(host=host, tier=StatsTier.RAW, ts=ts, data=data)
 
@@ -209,12 +210,12 @@ def test_rollups_keep_min_avg_max_across_tiers_and_retention_prunes(make_host, a
     assert stats.rollup_host(host.pk, StatsTier.FIVE_MINUTES, now=now) == 0  # idempotent
     first = StatsBatch.objects.get(host=host, tier=StatsTier.FIVE_MINUTES, ts=base).data["c1"]
     assert first[stats.CPU] == 20.0 and first[stats.CPU_MIN] == 10.0 and first[stats.CPU_MAX] == 30.0
-    assert first[stats.MEM] == 200 and first[stats.NET_RX] == 2 and first[stats.COUNT] == 2
+    assert first[stats.MEM] == 200 * 1024 and first[stats.NET_RX] == 2 * 1024 and first[stats.COUNT] == 2
     assert stats.rollup_host(host.pk, StatsTier.HOUR, now=now) == 1
     hour = StatsBatch.objects.get(host=host, tier=StatsTier.HOUR, ts=base).data["c1"]
     assert hour[stats.CPU] == 45.0 and hour[stats.CPU_MIN] == 10.0 and hour[stats.CPU_MAX] == 90.0
-    assert (hour[stats.MEM], hour[stats.MEM_MIN], hour[stats.MEM_MAX]) == (450, 100, 900)
-    assert hour[stats.NET_RX] == 4 and hour[stats.COUNT] == 4
+    assert (hour[stats.MEM], hour[stats.MEM_MIN], hour[stats.MEM_MAX]) == (450 * 1024, 100 * 1024, 900 * 1024)
+    assert hour[stats.NET_RX] == 4 * 1024 and hour[stats.COUNT] == 4
     # A 30-day query uses the hour tier, then finer tiers for anything newer.
     series = stats.series(host.pk, "c1", "30d", now=now)
     assert [p["cpu_percent"] for p in series] == [45.0]
