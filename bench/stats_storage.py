@@ -121,7 +121,9 @@ class Box:
         self.advance(INTERVAL)
         g, u = self._next()
         cpu = 0.0 if self.idle and u < 0.7 else round(max(0.0, self.cpu * (1 + 0.35 * g)), 2)
-        return [cpu, int(self.mem * (1 + 0.01 * g)), self.limit, self.rx, self.tx, self.read, self.write, self.pids]
+        from containers.stats import _kib as kib  # raw points keep sizes in KiB, as stats._point does
+
+        return [cpu, kib(int(self.mem * (1 + 0.01 * g))), kib(self.limit), kib(self.rx), kib(self.tx), kib(self.read), kib(self.write), self.pids]
 
     def window(self, seconds: int) -> list:
         """A rollup point generated directly (13 values, min <= avg <= max)."""
