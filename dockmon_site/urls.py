@@ -8,6 +8,7 @@ from containers import views as container_views
 from dockmon_site import ui, views
 from dockmon_site.metrics import metrics_view
 from healthchecks import views as health_views
+from updates import views as update_views
 
 api_v1 = [
     path("", include("accounts.api.urls")),
@@ -37,6 +38,7 @@ urlpatterns = [
     path("hosts/<uuid:pk>/", container_views.host_detail, name="ui-host"),
     path("events/", container_views.event_list, name="ui-events"),
     path("health/", health_views.check_list, name="ui-health"),
+    path("updates/", update_views.update_list, name="ui-updates"),
     path("alerts/", alert_views.alert_list, name="ui-alerts"),
     path("alerts/channels/", alert_views.channel_list, name="ui-channels"),
 ]

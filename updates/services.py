@@ -440,6 +440,7 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
         _save_rows(rows.values())
         for key in summary.newly_available:
             _announce(by_key[key], rows[key])
+    _progress_events(summary.check, containers, rows)
 
     counts: dict[str, int] = defaultdict(int)
     for row in rows.values():
@@ -454,6 +455,31 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
              data={"check": summary.check, "stage": "finished", "total": summary.total,
                    "updates": len(summary.updates), "statuses": summary.statuses, "seconds": round(summary.seconds, 3)})
     return summary
+
+
+# Per-container results of a check go out live (the Updates page) for checks up to this size;
+# bigger ones send one summary per host, which keeps a full check of thousands cheap.
+CHECK_EVENTS_PER_CONTAINER_LIMIT = 500
+
+
+def _progress_events(check_id: str, containers, rows) -> None:
+    """`update.check` results that reach everyone allowed to see them: staff-only events (no host,
+    no container) would leave users granted a host or a container without live progress."""
+    if len(containers) <= CHECK_EVENTS_PER_CONTAINER_LIMIT:
+        for container in containers:
+            row = rows[container.pk]
+            bus.emit("update.check", category=EventCategory.UPDATE, persist=False, host=container.host_id, container=container,
+                     data={"check": check_id, "stage": "container", "key": container.pk, "status": row.status,
+                           "update_available": row.update_available, "latest_version": row.latest_version,
+                           "latest_digest": row.latest_digest, "error": row.error})
+        return
+    per_host: dict = defaultdict(lambda: [0, 0])
+    for container in containers:
+        per_host[container.host_id][0] += 1
+        per_host[container.host_id][1] += int(rows[container.pk].update_available)
+    for host_id, (total, updates) in per_host.items():
+        bus.emit("update.check", category=EventCategory.UPDATE, persist=False, host=host_id,
+                 data={"check": check_id, "stage": "host", "host": str(host_id), "total": total, "updates": updates})
 
 
 def _save_rows(rows) -> None:
