@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from alerts.api.views import visible_channels, visible_rules
-from alerts.choices import AlertState
+from alerts.choices import AlertState, RuleKind, Severity
 from alerts.models import OPEN_STATES, Alert, MaintenanceWindow
 from alerts.transports import CHANNEL_KINDS
 from dockmon_site.permissions import filter_related
@@ -33,6 +33,9 @@ def alert_list(request):
         "windows": filter_related(user, windows) if not user.is_superuser else windows,
         "can_change": user.is_superuser or user.has_perm("alerts.change_alert"),
         "can_edit_rules": user.is_superuser or user.has_perm("alerts.change_alertrule"),
+        "kinds": RuleKind.choices,
+        "severities": Severity.choices,
+        "channels": visible_channels(user),
         "nav": "alerts",
     })
 

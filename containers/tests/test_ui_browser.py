@@ -199,3 +199,32 @@ def test_health_checks_page_tests_a_real_endpoint_and_shows_status_changes_live(
     page.click(f'tr[data-id="{check.pk}"] a.open')
     page.wait_for_selector("#detail-summary >> text=checks")
     page.context.close()
+
+
+def test_alerts_page_creates_rules_and_shows_alerts_live(browser, admin, make_host, alpha, daphne, unique):
+    from alerts.models import Alert, AlertRule
+    from dockmon_site import bus
+
+    host = make_host(alpha)
+    row = Container.objects.create(host=host, short_id="abcabcabcabc", container_id="abcabcabcabc" + "0" * 52, name=f"db-{unique}", state="exited")
+    page, base = _login(browser, daphne, "boss", "pw-boss-12345")
+    page.goto(f"{base}/alerts/")
+    _live(page)
+    page.click("#rule-panel summary")
+    page.fill("#rule-form [name=name]", f"stopped-{unique}")
+    page.select_option("#rule-form [name=kind]", "container_stopped")
+    page.click("#rule-form button[type=submit]")
+    page.wait_for_selector(f"#rules-table >> text=stopped-{unique}")
+    rule = AlertRule.objects.get(name=f"stopped-{unique}")
+    assert rule.kind == "container_stopped" and rule.enabled
+    # An alert that fires while the page is open appears without a reload; Ack changes it in place.
+    alert = Alert.objects.create(rule=rule, kind="container_stopped", dedup_key=f"{rule.pk}|container_stopped|container:{row.key}",
+                                 scope_type="container", scope_id=row.key, host=host, container=row, subject_name=row.name,
+                                 title=f"{row.name} stopped", message="exit code 1")
+    bus.emit("alert.fired", category="alert", host=host.pk, container=row, message=alert.title,
+             data={"alert": alert.pk, "rule": rule.pk, "kind": alert.kind, "state": "open", "title": alert.title})
+    page.wait_for_selector(f'tr[data-alert="{alert.pk}"] >> text={row.name} stopped', timeout=5_000)
+    page.click(f'tr[data-alert="{alert.pk}"] button[data-act="acknowledge"]')
+    page.wait_for_selector(f'tr[data-alert="{alert.pk}"] .badge.acknowledged', timeout=5_000)
+    assert Alert.objects.get(pk=alert.pk).state == "acknowledged"
+    page.context.close()
