@@ -356,8 +356,9 @@ CELERY_BEAT_SCHEDULE["check-updates"] = {
 # Health checks and auto-restart (healthchecks app)
 # ---------------------------------------------------------------------------
 DOCKMON_HEALTH_DISPATCH_SECONDS = envfloat("DOCKMON_HEALTH_DISPATCH_SECONDS", 1.0, minimum=0.2)
-# Checks due within this many seconds are claimed early and started at their due time.
-DOCKMON_HEALTH_LOOKAHEAD_SECONDS = envfloat("DOCKMON_HEALTH_LOOKAHEAD_SECONDS", DOCKMON_HEALTH_DISPATCH_SECONDS, minimum=0)
+# Checks due within this many seconds are claimed early and started at their due time (two
+# dispatch periods: the batch also has to travel through the broker before its checks are due).
+DOCKMON_HEALTH_LOOKAHEAD_SECONDS = envfloat("DOCKMON_HEALTH_LOOKAHEAD_SECONDS", 2 * DOCKMON_HEALTH_DISPATCH_SECONDS, minimum=0)
 DOCKMON_HEALTH_BATCH_SIZE = envint("DOCKMON_HEALTH_BATCH_SIZE", 100, minimum=1, maximum=5000)
 DOCKMON_HEALTH_MAX_BATCHES = envint("DOCKMON_HEALTH_MAX_BATCHES", 50, minimum=1)
 DOCKMON_HEALTH_CONCURRENCY = envint("DOCKMON_HEALTH_CONCURRENCY", 256, minimum=1, maximum=4096)

@@ -4,7 +4,7 @@ with `auto_restart` fails, are restarted with growing delays, then left alone.
 1. Triggers arrive through the event bus (`on_event`, registered in AppConfig.ready()): a
    `container.state` event into exited/dead for a container with an enabled AutoRestartConfig
    whose desired state is not "stopped" (a stop through DockMon, or a `docker stop` / `docker
-   kill` seen by the monitor, sets it), and from services.record() when a check with
+   kill` seen by the monitor, sets it), and from services.record_many() when a check with
    auto_restart reaches its failure threshold.
 2. request_restart() does not restart anything: it writes a pending RestartAttempt due after
    initial_delay × factor^(n-1) (capped at max_delay). After max_retries restarts without

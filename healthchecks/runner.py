@@ -12,6 +12,8 @@ leases run out and the next dispatch claims them again.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -44,18 +46,18 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _wait_until(when: datetime | None) -> None:
-    """Sleep until a check's due time (checks are claimed up to `lookahead` seconds early so
-    that they start on time, not at the next dispatch tick)."""
+def _delay(when: datetime | None) -> float:
+    """Seconds until a check's due time (checks are claimed up to `lookahead` seconds early so
+    that they start on time, not at the next dispatch tick); 0 when due or far off."""
     if when is None:
-        return
+        return 0.0
     delay = (when - timezone.now()).total_seconds()
-    if 0 < delay <= settings.DOCKMON_HEALTH_LOOKAHEAD_SECONDS + 1:
-        time.sleep(delay)
+    return delay if 0 < delay <= settings.DOCKMON_HEALTH_LOOKAHEAD_SECONDS + 1 else 0.0
 
 
-def _run(job) -> tuple[datetime, ProbeResult]:
-    _wait_until(job.scheduled_at)
+def _run(job, *, wait: bool = False) -> tuple[datetime, ProbeResult]:
+    if wait:
+        time.sleep(_delay(job.scheduled_at))
     started_at = timezone.now()
     return started_at, probe(job.spec)
 
@@ -69,31 +71,86 @@ def _run_and_queue(job) -> None:
     _results.put((job, started_at, result))
 
 
+# Jobs claimed early wait here, not in a pool thread: a thread sleeping until its check is due
+# is a thread a hanging endpoint elsewhere cannot use.
+_timer_lock = threading.Condition()
+_timers: list = []
+_timer_seq = itertools.count()
+_timer_thread: threading.Thread | None = None
+
+
+def _release_due_forever() -> None:
+    while True:
+        with _timer_lock:
+            while not _timers:
+                _timer_lock.wait()
+            wait = _timers[0][0] - time.monotonic()
+            if wait > 0:
+                _timer_lock.wait(wait)
+                continue
+            due = []
+            while _timers and _timers[0][0] <= time.monotonic():
+                due.append(heapq.heappop(_timers)[2])
+        pool = _executor()
+        for job in due:
+            pool.submit(_run_and_queue, job)
+
+
 def submit(jobs) -> None:
+    global _timer_thread
     pool = _executor()
     for job in jobs:
-        pool.submit(_run_and_queue, job)
+        delay = _delay(job.scheduled_at)
+        if delay <= 0:
+            pool.submit(_run_and_queue, job)
+            continue
+        with _timer_lock:
+            if _timer_thread is None or not _timer_thread.is_alive():
+                _timer_thread = threading.Thread(target=_release_due_forever, name="probe-timer", daemon=True)
+                _timer_thread.start()
+            heapq.heappush(_timers, (time.monotonic() + delay, next(_timer_seq), job))
+            _timer_lock.notify()
 
 
 def run_now(jobs) -> list:
     """Run the jobs concurrently and wait for them: [(job, started_at, result)]."""
     pool = _executor()
-    futures = [(job, pool.submit(_run, job)) for job in jobs]
+    futures = [(job, pool.submit(_run, job, wait=True)) for job in jobs]
     return [(job, *future.result()) for job, future in futures]
 
 
+RECORD_BATCH = 200
+
+
 def _record_forever() -> None:
+    """Write results as they come, many per transaction when they come fast (one commit and a
+    few set-based statements per batch instead of several statements per result)."""
     from healthchecks import services
 
     while True:
-        job, started_at, result = _results.get()
+        items = [_results.get()]
+        while len(items) < RECORD_BATCH:
+            try:
+                items.append(_results.get_nowait())
+            except queue.Empty:
+                break
+        outcomes = [services.Outcome(job.check_id, job.owner, result, started_at, job.scheduled_at)
+                    for job, started_at, result in items]
         try:
             close_old_connections()
-            services.record(job.check_id, job.owner, result, started_at=started_at, scheduled_at=job.scheduled_at)
-        except Exception:  # the database may be restarting: the lease runs out and the check runs again
-            logger.exception("could not record the result of health check %s", job.check_id)
+            try:
+                services.record_many(outcomes)
+            except Exception:
+                # One bad item must not lose the others: write them one by one.
+                logger.exception("batch of %d health results failed; recording them one by one", len(items))
+                for outcome in outcomes:
+                    try:
+                        services.record_many([outcome])
+                    except Exception:  # the database may be restarting: the lease runs out and the check runs again
+                        logger.exception("could not record the result of health check %s", outcome.check_id)
         finally:
-            _results.task_done()
+            for _ in items:
+                _results.task_done()
 
 
 def drain(timeout: float = 30.0) -> bool:

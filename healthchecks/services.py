@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from containers.choices import EventCategory, Severity
+from containers.models import Container
 from dockmon_site import bus
 from healthchecks.choices import CheckStatus, ResultStatus
 from healthchecks.models import TIMEOUT_MAX, CheckResult, HealthCheck
@@ -92,8 +93,11 @@ def dispatch_due(*, batch_size: int | None = None, max_batches: int | None = Non
     max_batches = max_batches or settings.DOCKMON_HEALTH_MAX_BATCHES
     lookahead = settings.DOCKMON_HEALTH_LOOKAHEAD_SECONDS if lookahead is None else lookahead
     sent = 0
+    # One horizon for the whole run: with a moving one, checks that became due while this loop
+    # ran would trickle out as many tiny batches (a task each) instead of waiting for the next tick.
+    now = timezone.now()
     for _ in range(max_batches):
-        owner, ids = claim_due(limit=batch_size, lookahead=lookahead)
+        owner, ids = claim_due(limit=batch_size, lookahead=lookahead, now=now)
         if not ids:
             break
         try:
@@ -103,6 +107,8 @@ def dispatch_due(*, batch_size: int | None = None, max_batches: int | None = Non
             release(ids, owner)
             raise
         sent += len(ids)
+        if len(ids) < batch_size:
+            break
     return sent
 
 
@@ -132,8 +138,7 @@ def run_claimed(ids: list[int], owner: str, *, wait: bool = False) -> list[tuple
         runner.submit(jobs)
         return None
     done = runner.run_now(jobs)
-    for job, started_at, result in done:
-        record(job.check_id, job.owner, result, started_at=started_at, scheduled_at=job.scheduled_at)
+    record_many([Outcome(job.check_id, job.owner, result, started_at, job.scheduled_at) for job, started_at, result in done])
     return [(job, result) for job, _, result in done]
 
 
@@ -149,53 +154,109 @@ def next_due(scheduled_at: datetime | None, interval: int, now: datetime) -> dat
     return following
 
 
-def record(check_id: int, owner: str, result: ProbeResult, *, started_at: datetime, scheduled_at: datetime | None,
-           reschedule: bool = True) -> HealthCheck | None:
-    """Write one result: the check's current state by its thresholds, a CheckResult row, a
-    health.status event when the status changes, and a restart request when it should.
+@dataclass
+class Outcome:
+    """One finished probe, to be recorded."""
 
-    Dropped (returns None) when the lease is no longer ours: the check was deleted, or its lease
-    ran out and another worker has it now."""
+    check_id: int
+    owner: str
+    result: ProbeResult
+    started_at: datetime
+    scheduled_at: datetime | None
+    reschedule: bool = True
+
+
+_STATE_FIELDS = ["status", "status_changed_at", "consecutive_failures", "consecutive_successes", "last_checked_at",
+                 "last_response_ms", "last_status_code", "last_error", "lease_owner", "lease_expires_at", "next_due_at",
+                 "updated_at"]
+
+
+def record_many(outcomes: list[Outcome]) -> dict[int, HealthCheck]:
+    """Write finished probes: each check's state by its thresholds, CheckResult rows, a
+    health.status event per status change, a restart request where one is due. Set-based (one
+    locking SELECT, one bulk UPDATE, one bulk INSERT per batch) because it runs for every check
+    every interval. Returns the updated checks by id.
+
+    An outcome whose lease is no longer held by its owner is dropped: the check was deleted, or
+    its lease ran out and another worker has it now."""
     from healthchecks import restarts
 
+    if not outcomes:
+        return {}
     now = timezone.now()
     with transaction.atomic():
-        check = HealthCheck.objects.select_for_update().select_related("container").filter(pk=check_id, lease_owner=owner).first()
-        if check is None:
-            return None
-        previous, status = check.apply_outcome(result.ok)
-        check.last_checked_at = started_at
-        check.last_response_ms = result.response_ms
-        check.last_status_code = result.status_code
-        check.last_error = result.error
-        check.lease_owner = ""
-        check.lease_expires_at = None
-        fields = ["status", "consecutive_failures", "consecutive_successes", "last_checked_at", "last_response_ms",
-                  "last_status_code", "last_error", "lease_owner", "lease_expires_at"]
-        if reschedule:
-            check.next_due_at = next_due(scheduled_at, check.interval_seconds, now)
-            fields.append("next_due_at")
-        if status != previous:
-            check.status_changed_at = now
-            fields.append("status_changed_at")
-        check.save(update_fields=fields)
-        CheckResult.objects.create(
-            health_check=check,
-            ts=started_at,
-            scheduled_at=scheduled_at,
-            status=ResultStatus.SUCCESS if result.ok else ResultStatus.FAILURE,
-            response_ms=result.response_ms,
-            status_code=result.status_code,
-            error=result.error,
-        )
-        if status != previous:
+        # Locked in id order, so that two recorders never wait on each other in a cycle.
+        locked = HealthCheck.objects.select_for_update().filter(pk__in={o.check_id for o in outcomes}).order_by("pk")
+        checks = {check.pk: check for check in locked}
+        updated: dict[int, HealthCheck] = {}
+        rows, changes, restart_due = [], [], []
+        for outcome in outcomes:
+            check = checks.get(outcome.check_id)
+            if check is None or check.lease_owner != outcome.owner:
+                continue
+            result = outcome.result
+            previous, status = check.apply_outcome(result.ok)
+            check.last_checked_at = outcome.started_at
+            check.last_response_ms = result.response_ms
+            check.last_status_code = result.status_code
+            check.last_error = result.error
+            check.lease_owner = ""
+            check.lease_expires_at = None
+            check.updated_at = now
+            if outcome.reschedule:
+                check.next_due_at = next_due(outcome.scheduled_at, check.interval_seconds, now)
+            if status != previous:
+                check.status_changed_at = now
+                changes.append((check, previous, result))
+            if not result.ok and check.restart_due():
+                restart_due.append((check, result))
+            updated[check.pk] = check
+            rows.append(CheckResult(
+                health_check=check,
+                ts=outcome.started_at,
+                scheduled_at=outcome.scheduled_at,
+                status=ResultStatus.SUCCESS if result.ok else ResultStatus.FAILURE,
+                response_ms=result.response_ms,
+                status_code=result.status_code,
+                error=result.error,
+            ))
+        if updated:
+            _write_state(list(updated.values()))
+            CheckResult.objects.bulk_create(rows)
+        needing_container = [check for check, *_ in changes + restart_due]
+        if needing_container:
+            containers = Container.objects.in_bulk({check.container_id for check in needing_container})
+            for check in needing_container:
+                check.container = containers[check.container_id]
+        for check, previous, result in changes:
             _announce(check, previous, result)
-        if not result.ok and check.restart_due():
+        for check, result in restart_due:
             restarts.request_restart(
                 check.container, trigger="health_check", health_check=check,
                 reason=f"health check {check.name or check.url} failed {check.consecutive_failures} times: {result.error}",
             )
-    return check
+    return updated
+
+
+def _write_state(checks: list[HealthCheck]) -> None:
+    """One UPDATE statement run for many rows (executemany). Django's bulk_update builds a CASE
+    expression per field and row, which costs milliseconds of Python per row: too slow for a
+    recorder that writes every check every few seconds."""
+    fields = [HealthCheck._meta.get_field(name) for name in _STATE_FIELDS]
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(HealthCheck._meta.db_table)} SET "
+           + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+           + f" WHERE {quote(HealthCheck._meta.pk.column)} = %s")
+    params = [[field.get_db_prep_value(getattr(check, field.attname), connection) for field in fields] + [check.pk]
+              for check in checks]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def record(check_id: int, owner: str, result: ProbeResult, *, started_at: datetime, scheduled_at: datetime | None,
+           reschedule: bool = True) -> HealthCheck | None:
+    """record_many() for one result; the updated check, or None when the lease was lost."""
+    return record_many([Outcome(check_id, owner, result, started_at, scheduled_at, reschedule)]).get(check_id)
 
 
 def _announce(check: HealthCheck, previous: str, result: ProbeResult) -> None:
