@@ -3,6 +3,7 @@ from django.db.models import Q
 
 from containers.choices import ContainerState, EventCategory, Health, HostStatus, Severity
 from containers.models import Container, DockerHost, Event
+from dockmon_site.api import UTCDateTimeFilter
 
 
 class HostFilter(django_filters.FilterSet):
@@ -60,8 +61,8 @@ class EventFilter(django_filters.FilterSet):
     type = django_filters.CharFilter()
     host = django_filters.UUIDFilter(field_name="host_id")
     container = django_filters.CharFilter(field_name="container_key")
-    since = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lt")
+    since = UTCDateTimeFilter(field_name="ts", lookup_expr="gte")
+    until = UTCDateTimeFilter(field_name="ts", lookup_expr="lt")
     search = django_filters.CharFilter(method="filter_search")
 
     class Meta:

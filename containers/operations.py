@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.db import close_old_connections
 
+from accounts import audit
 from containers import engine, services
 from containers.choices import DesiredState, EventCategory, Severity
 from containers.models import Container
@@ -70,6 +71,10 @@ def _refresh(client, container: Container) -> Container:
 
 
 def _log(container: Container, action: str, user, detail: str = "", severity: str = Severity.INFO, **data) -> None:
+    # The audit log gets every operation, whatever started it (API, admin action, UI, bulk,
+    # auto-restart); within an API call this fills in that call's own audit row.
+    audit.record(user, f"container.{action}", obj=container, changes={k: v for k, v in data.items() if k != "ok"} or None,
+                 status=200 if data.get("ok") else 409)
     who = getattr(user, "username", None) or "DockMon"
     bus.emit(
         "container.operation",

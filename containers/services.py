@@ -85,19 +85,48 @@ def _sync_compose_tag(container: Container) -> None:
         ContainerTag.objects.get_or_create(container=container, tag=tag, defaults={"source": TagSource.COMPOSE})
 
 
+def _same_compose_slot(a: Container, b: Container) -> bool:
+    number = a.labels.get(COMPOSE_NUMBER)
+    return bool(
+        a.compose_project and a.compose_service and number
+        and (a.compose_project, a.compose_service) == (b.compose_project, b.compose_service)
+        and b.labels.get(COMPOSE_NUMBER) == number
+    )
+
+
 def _find_predecessor(container: Container) -> Container | None:
-    """The container this one replaces: same host and name (gone), or the same compose slot."""
-    candidates = Container.objects.filter(host_id=container.host_id, replaced_by="").exclude(key=container.key)
-    previous = candidates.filter(name=container.name, removed_at__isnull=False).order_by("-removed_at").first()
+    """The removed container this one replaces: same host and name, or the same compose slot.
+
+    Only containers that are gone count: one that still exists (a compose replica, or an
+    update's backup) is not replaced yet. When it goes, `_find_successor` links them.
+    """
+    candidates = Container.objects.filter(host_id=container.host_id, replaced_by="", removed_at__isnull=False).exclude(key=container.key)
+    previous = candidates.filter(name=container.name).order_by("-removed_at").first()
     if previous is not None:
         return previous
-    number = container.labels.get(COMPOSE_NUMBER)
-    if container.compose_project and container.compose_service and number:
-        for other in candidates.filter(
-            compose_project=container.compose_project, compose_service=container.compose_service
-        ).order_by("-updated_at")[:20]:
-            if other.labels.get(COMPOSE_NUMBER) == number and other.first_seen_at <= container.first_seen_at:
+    if container.compose_project and container.compose_service:
+        for other in candidates.filter(compose_project=container.compose_project, compose_service=container.compose_service).order_by("-removed_at")[:20]:
+            if _same_compose_slot(container, other):
                 return other
+    return None
+
+
+def _find_successor(container: Container) -> Container | None:
+    """For a container just removed: the present one that took its compose slot after it
+    (compose renames the old container, creates the new one, then removes the old)."""
+    if not (container.compose_project and container.compose_service):
+        return None
+    taken = Container.objects.filter(host_id=container.host_id).exclude(replaced_by="").values("replaced_by")
+    for other in (
+        Container.objects.present()
+        .filter(host_id=container.host_id, compose_project=container.compose_project, compose_service=container.compose_service,
+                first_seen_at__gte=container.first_seen_at)
+        .exclude(key=container.key)
+        .exclude(key__in=taken)
+        .order_by("-first_seen_at")[:20]
+    ):
+        if _same_compose_slot(other, container):
+            return other
     return None
 
 
@@ -298,6 +327,10 @@ def mark_removed(container: Container, *, log: bool = True) -> Container:
         data={"key": container.key, "name": container.name, "host": str(container.host_id)},
         persist=log,
     )
+    if not container.replaced_by:
+        successor = _find_successor(container)
+        if successor is not None:
+            rekey(container, successor)
     return container
 
 

@@ -97,7 +97,19 @@ def test_a_compose_recreate_is_followed_even_when_the_old_container_was_renamed(
     ContainerTag.objects.create(container=old, tag=Tag.objects.create(name="keep"))
     services.apply_facts(host, _facts("f0f0", "f0f0_p-s-1", labels=labels))  # compose renames the old one first
     new = services.apply_facts(host, _facts("f1f1", "p-s-1", labels=labels))
+    # The old one still exists (a replica, or about to go): nothing moves yet.
+    assert "keep" not in set(new.tags.values_list("name", flat=True))
+    services.remove_by_id(host.pk, "f0f0".ljust(64, "0"))  # compose removes the old one last
     assert "keep" in set(new.tags.values_list("name", flat=True))
+    assert Container.objects.get(pk=old.pk).replaced_by == new.key
+
+
+def test_a_compose_replica_that_still_runs_is_not_taken_for_a_predecessor(host):
+    labels = {"com.docker.compose.project": "p", "com.docker.compose.service": "s", "com.docker.compose.container-number": "1"}
+    first = services.apply_facts(host, _facts("a0a0", "p-s-1", labels=labels))
+    second = services.apply_facts(host, _facts("a1a1", "p-s-1-copy", labels=labels))
+    assert Container.objects.get(pk=first.pk).replaced_by == "" and not Event.objects.filter(type="container.recreated").exists()
+    assert second.replaced_by == ""
 
 
 def test_host_status_changes_are_logged_once(host):
