@@ -537,6 +537,9 @@ def _ensure_core_packages() -> None:
         need.add("busybox-static")
     if not shutil.which("openssl"):
         need.add("openssl")
+    # The browser tests drive Debian's Chromium through Playwright (no browser download).
+    if not os.path.exists("/usr/bin/chromium"):
+        need.add("chromium")
     apt_install(need)
     if static_busybox() is None:
         raise TestbedError("no static busybox at /bin/busybox after installing busybox-static")
