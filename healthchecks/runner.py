@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from healthchecks.probe import ProbeResult, probe
@@ -120,6 +120,8 @@ def run_now(jobs) -> list:
 
 
 RECORD_BATCH = 200
+IDLE_CLOSE_SECONDS = 5.0
+_CLOSE = object()
 
 
 def _record_forever() -> None:
@@ -128,7 +130,16 @@ def _record_forever() -> None:
     from healthchecks import services
 
     while True:
-        items = [_results.get()]
+        try:
+            first = _results.get(timeout=IDLE_CLOSE_SECONDS)
+        except queue.Empty:
+            connection.close()  # idle: do not hold a database connection (and its locks) for nothing
+            continue
+        if first is _CLOSE:
+            connection.close()
+            _results.task_done()
+            continue
+        items = [first]
         while len(items) < RECORD_BATCH:
             try:
                 items.append(_results.get_nowait())
@@ -151,6 +162,14 @@ def _record_forever() -> None:
         finally:
             for _ in items:
                 _results.task_done()
+
+
+def close_db(timeout: float = 30.0) -> None:
+    """Have the recorder thread close its database connection (tests: before the test database
+    is dropped)."""
+    if _recorder is not None and _recorder.is_alive():
+        _results.put(_CLOSE)
+        drain(timeout)
 
 
 def drain(timeout: float = 30.0) -> bool:

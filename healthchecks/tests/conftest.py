@@ -121,6 +121,16 @@ class HangingServer:
             conn.close()
 
 
+@pytest.fixture(autouse=True)
+def _recorder_lets_go_of_the_database():
+    """The runner's recorder thread holds its own connection; release it after each test so the
+    test database can be flushed or dropped."""
+    yield
+    from healthchecks import runner
+
+    runner.close_db()
+
+
 @pytest.fixture
 def local_server():
     server = LocalServer()
