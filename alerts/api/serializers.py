@@ -118,7 +118,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     hosts = _RelatedList(child=serializers.UUIDField())
     containers = _RelatedList(child=serializers.CharField(max_length=64))
     tags = _RelatedList(child=serializers.CharField(max_length=100), attr="name")
-    channels = _RelatedList(child=serializers.IntegerField())
+    channels = _RelatedList(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1))  # ids the database can hold
     open_alerts = serializers.SerializerMethodField()
 
     class Meta:

@@ -346,3 +346,11 @@ def test_alert_admin_shows_only_visible_alerts(people, client):
         assert client.get(f"/admin/alerts/{path}/").status_code == 200, path
     assert AlertHistory.objects.count() == 0
     assert AlertRule.objects.count() == 1
+
+
+def test_out_of_range_channel_ids_are_a_400_not_a_500(people):
+    """Found by the schema fuzzer: an id too big for the database's integer must be refused up front."""
+    response = people.client("admin").post(
+        "/api/v1/alert-rules/", {"name": "big", "kind": "container_stopped", "channels": [2**70]}, format="json"
+    )
+    assert response.status_code == 400 and "channels" in response.data
