@@ -282,7 +282,9 @@ def bench_http(base: str, n: int, n_containers: int) -> dict:
             t2 = time.perf_counter()
         if r.status_code != 200:
             raise SystemExit(f"GET /containers/ -> {r.status_code}")
-        rows = body.count(b"<tr data-key=")
+        # The rows travel as compact JSON in <script id="rows"> and the page script draws them.
+        start = body.index(b'<script id="rows" type="application/json">') + len(b'<script id="rows" type="application/json">')
+        rows = len(json.loads(body[start:body.index(b"</script>", start)]))
         if rows != n_containers:
             raise SystemExit(f"page lists {rows} rows, expected {n_containers}")
         if i == 0:
@@ -396,8 +398,8 @@ ROW_STATE = """
 (keys) => keys.map(function (k) {
   const tr = document.querySelector('tr[data-key="' + k + '"]');
   if (!tr) return null;
-  return { state: tr.dataset.state, badge: tr.querySelector(".badge.state").textContent,
-           health: tr.dataset.health, status: tr.querySelector(".status").textContent };
+  return { state: tr.querySelector(".badge.state").textContent, badge: tr.querySelector(".badge.state").textContent,
+           health: tr.querySelector(".badge.health").textContent, status: tr.querySelector(".status").textContent };
 })
 """
 
