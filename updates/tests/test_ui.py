@@ -133,7 +133,7 @@ def test_update_button_shows_live_progress_in_the_browser(testbed, alpha, admin,
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"])
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             page = browser.new_page()
             page.set_default_timeout(15_000)
             base = f"http://127.0.0.1:{daphne.port}"
