@@ -51,6 +51,10 @@ class APITokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if count:
+            from accounts.grants import announce_permissions_changed
+
+            announce_permissions_changed("tokens revoked")  # open WebSockets with these tokens close
         self.message_user(request, f"{count} token(s) revoked.")
 
 

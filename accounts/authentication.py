@@ -62,12 +62,12 @@ class TokenWritePermission(BasePermission):
 
 
 @database_sync_to_async
-def _user_for_token(raw: str):
+def _token_for(raw: str):
     token = APIToken.authenticate(raw)
     if token is None:
         return None
     token.mark_used()
-    return token.user
+    return token
 
 
 class TokenAuthMiddleware(BaseMiddleware):
@@ -84,10 +84,12 @@ class TokenAuthMiddleware(BaseMiddleware):
                     raw = _token_from_header(value)
                     break
         if raw is not None:
-            user = await _user_for_token(raw)
+            token = await _token_for(raw)
             scope = dict(scope)
-            if user is not None:
-                scope["user"] = user
+            if token is not None:
+                scope["user"] = token.user
+                # Consumers re-check the token while the socket is open: revoking it ends the stream.
+                scope["token_id"] = token.pk
             else:
                 from django.contrib.auth.models import AnonymousUser
 

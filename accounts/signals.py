@@ -78,6 +78,11 @@ def _user_saved(sender, instance=None, created=False, raw=False, update_fields=N
     _announce("user")
 
 
+def _token_saved(sender, instance=None, raw=False, **kwargs):
+    if not raw and instance is not None and instance.revoked_at is not None:
+        _announce("token revoked")
+
+
 def connect_permission_signals() -> None:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
@@ -92,3 +97,7 @@ def connect_permission_signals() -> None:
     m2m_changed.connect(_membership_changed, sender=User.user_permissions.through, dispatch_uid="accounts.user_perms")
     m2m_changed.connect(_membership_changed, sender=Group.permissions.through, dispatch_uid="accounts.group_perms")
     post_save.connect(_user_saved, sender=User, dispatch_uid="accounts.user_saved")
+    from accounts.models import APIToken
+
+    post_save.connect(_token_saved, sender=APIToken, dispatch_uid="accounts.token_saved")
+    post_delete.connect(lambda **kwargs: _announce("token deleted"), sender=APIToken, weak=False, dispatch_uid="accounts.token_deleted")

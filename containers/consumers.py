@@ -46,6 +46,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.hosts_filter = self._parse_hosts(self.scope.get("query_string", b"").decode(errors="replace"))
         self.visibility = await self._load_visibility()
+        if self.visibility is None:
+            await self.close(code=4401)
+            return
         self.visibility_at = time.monotonic()
         self.follows: dict[str, list[StreamPump]] = {}
         self.log_buffers: dict[tuple[str, str], bytes] = {}
@@ -65,22 +68,30 @@ class EventsConsumer(AsyncWebsocketConsumer):
         return hosts or None
 
     @database_sync_to_async
-    def _load_visibility(self) -> Visibility:
+    def _load_visibility(self) -> Visibility | None:
         from django.contrib.auth import get_user_model
 
-        # Re-read the user too: deactivation or a role change applies to open sockets.
-        user = get_user_model().objects.filter(pk=self.user.pk).first()
+        from accounts.models import APIToken
+
+        # Re-read the user too: deactivation or a role change applies to open sockets; so does
+        # revoking (or the expiry of) the token the socket was opened with. None = must close.
+        token_id = self.scope.get("token_id")
+        if token_id is not None and not APIToken.objects.usable().filter(pk=token_id).exists():
+            return None
+        user = get_user_model().objects.filter(pk=self.user.pk, is_active=True).first()
+        if user is None:
+            return None
         return Visibility.for_user(user)
 
     async def disconnect(self, code):
         if not hasattr(self, "user"):
             return
         await self.channel_layer.group_discard(realtime.BROADCAST_GROUP, self.channel_name)
-        for host_id in list(self.stats_hosts):
+        for host_id in list(getattr(self, "stats_hosts", ())):
             await self.channel_layer.group_discard(realtime.stats_group(host_id), self.channel_name)
-        for key in list(self.follows):
+        for key in list(getattr(self, "follows", {})):
             await self._unfollow(key)
-        for session_id in list(self.profiles):
+        for session_id in list(getattr(self, "profiles", {})):
             await self._stop_profile(session_id, "disconnected")
 
     async def _reply(self, type_: str, data: dict) -> None:
@@ -130,13 +141,19 @@ class EventsConsumer(AsyncWebsocketConsumer):
     # --- broadcast and group messages -----------------------------------------------------
     async def _fresh_visibility(self) -> Visibility:
         if time.monotonic() - self.visibility_at > VISIBILITY_TTL_SECONDS:
-            self.visibility = await self._load_visibility()
+            visibility = await self._load_visibility()
+            if visibility is None:
+                self.revoked = True
+                await self.close(code=4403)
+                return Visibility()  # sees nothing while the close goes out
+            self.visibility = visibility
             self.visibility_at = time.monotonic()
         return self.visibility
 
     async def dockmon_event(self, event):
         if event.get("event_type") == "permissions.changed":
             self.visibility_at = 0
+            await self._fresh_visibility()  # re-read now: a revoked token closes the socket at once
             return
         visibility = await self._fresh_visibility()
         host, key = event.get("host", ""), event.get("key", "")

@@ -188,3 +188,36 @@ def test_the_websocket_origin_check_stays_in_place():
 
     assert websocket_app.valid_origin(urlparse("http://127.0.0.1:8000")) is True
     assert websocket_app.valid_origin(urlparse("http://evil.example")) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_revoking_a_token_closes_the_websocket_opened_with_it(django_user_model):
+    """The socket was opened with the token; once revoked, nothing more flows and it closes."""
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from dockmon_site import realtime
+    from dockmon_site.asgi import application
+
+    owner = django_user_model.objects.create_superuser("wsowner", password="pw-wsowner-123")
+    token, raw = APIToken.issue(owner, name="ws")
+
+    async def scenario():
+        from asgiref.sync import sync_to_async
+
+        communicator = WebsocketCommunicator(application, f"/ws/events/?token={raw}")
+        connected, _ = await communicator.connect()
+        assert connected
+        await communicator.receive_json_from(timeout=5)  # hello
+        client = APIClient()
+        client.force_authenticate(owner)
+        response = await sync_to_async(client.delete)(f"/api/v1/tokens/{token.pk}/")
+        assert response.status_code == 204
+        await sync_to_async(realtime.flush)(5)
+        output = await communicator.receive_output(timeout=10)
+        while output["type"] == "websocket.send":
+            output = await communicator.receive_output(timeout=10)
+        assert output["type"] == "websocket.close" and output["code"] == 4403
+        await communicator.disconnect(timeout=5)
+
+    async_to_sync(scenario)()
