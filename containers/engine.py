@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+import docker
 import docker.errors
 import docker.tls
 import requests.exceptions
 from django.conf import settings
-
-import docker
 
 logger = logging.getLogger(__name__)
 
