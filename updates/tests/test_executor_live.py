@@ -266,3 +266,37 @@ def test_dependents_sharing_the_network_are_recreated_after_it(testbed, alpha, m
     finally:
         _cleanup(alpha, name)
         _cleanup(alpha, side)
+
+
+def test_a_release_that_fails_the_dockmon_http_check_is_rolled_back(testbed, alpha, make_host, sync, release, unique, containers_to_remove):
+    """GIVEN a container serving HTTP on 127.0.0.1 with a DockMon HTTP check WHEN the new release
+    runs but no longer serves THEN the gate fails on the HTTP check and the original comes back."""
+    from dockmon_site.testing import free_port
+    from healthchecks.models import HealthCheck
+
+    port = free_port()
+    serve = ["sh", "-c", f"mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"]
+    ref, first = release("1.0", "one", cmd=serve)
+    name = f"http-{unique}"
+    containers_to_remove.append((alpha, name))
+    alpha.docker("run", "-d", "--network", "host", "--name", name, ref)
+    before = _inspect(alpha, name)
+    host = make_host(alpha)
+    sync(host)
+    old = Container.objects.get(host=host, name=name)
+    HealthCheck.objects.create(container=old, name="home", url=f"http://127.0.0.1:{port}/", interval_seconds=30, timeout_seconds=1)
+    testbed.build_image("beta", ref, "two", cmd=LOOP)  # runs, but serves nothing
+    second = testbed.push("beta", ref)
+
+    with override_settings(DOCKMON_UPDATE_HEALTH_TIMEOUT=4):
+        run = _update(old, health_timeout=4)
+    try:
+        assert run.status == RunStatus.ROLLED_BACK, run.log
+        assert "HTTP check" in run.error, run.error
+        after = _inspect(alpha, name)
+        assert after["Id"] == before["Id"] and after["State"]["Running"] is True
+        assert run.to_digest == second and run.from_digest == first
+        # The check is back on the original container, and passes there again.
+        assert HealthCheck.objects.get(name="home").container_id == old.key
+    finally:
+        _cleanup(alpha, name)
