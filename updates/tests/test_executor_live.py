@@ -300,3 +300,28 @@ def test_a_release_that_fails_the_dockmon_http_check_is_rolled_back(testbed, alp
         assert HealthCheck.objects.get(name="home").container_id == old.key
     finally:
         _cleanup(alpha, name)
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_old_images_beyond_the_last_n_are_removed(testbed, alpha, make_host, sync, release, unique, containers_to_remove, keep):
+    """GIVEN DOCKMON_UPDATE_KEEP_IMAGES=N WHEN an update succeeds THEN the image it ran before is
+    kept for a manual rollback when N >= 1 and removed from the engine when N = 0."""
+    ref, _ = release("1.0", "one")
+    name = f"prune-{unique}"
+    containers_to_remove.append((alpha, name))
+    alpha.docker("run", "-d", "--network", "none", "--name", name, ref)
+    old_image = _inspect(alpha, name)["Image"]
+    host = make_host(alpha)
+    sync(host)
+    old = Container.objects.get(host=host, name=name)
+    testbed.build_image("beta", ref, "two", cmd=LOOP)
+    testbed.push("beta", ref)
+    with override_settings(DOCKMON_UPDATE_KEEP_IMAGES=keep):
+        run = _update(old)
+    try:
+        assert run.status == RunStatus.SUCCEEDED, run.log
+        assert _inspect(alpha, name)["Image"] != old_image
+        still_there = alpha.docker("image", "inspect", old_image, check=False).returncode == 0
+        assert still_there is (keep >= 1), run.log
+    finally:
+        _cleanup(alpha, name)
