@@ -116,7 +116,8 @@ class ContainerSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_tags(self, obj) -> list[str]:
-        return sorted(tag.name for tag in obj.tags.all())
+        tags = getattr(obj, "tag_list", None)  # prefetched as a list by the list view
+        return sorted(tag.name for tag in (tags if tags is not None else obj.tags.all()))
 
     def get_update_available(self, obj) -> bool:
         # Filled in by the updates app's annotation once an update check has run.

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from guardian.shortcuts import assign_perm
@@ -32,7 +32,7 @@ from containers.api.serializers import (
 )
 from containers.choices import EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
-from containers.models import Container, DockerHost, Event
+from containers.models import Container, DockerHost, Event, Tag
 from dockmon_site import bus
 from dockmon_site.api import PermissionedViewSetMixin
 from dockmon_site.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
@@ -132,7 +132,10 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
 
         # update_available comes from the last update check, in the same query (no per-row lookups).
         has_update = ContainerUpdate.objects.filter(container=OuterRef("pk"), update_available=True)
-        return Container.objects.select_related("host").prefetch_related("tags").annotate(update_available=Exists(has_update))
+        # Tags land in a plain list: reading them through `obj.tags.all()` builds a related manager
+        # and a queryset per row, which was a large part of a list request.
+        tags = Prefetch("tags", queryset=Tag.objects.only("id", "name"), to_attr="tag_list")
+        return Container.objects.select_related("host").prefetch_related(tags).annotate(update_available=Exists(has_update))
 
 
     # --- operations -------------------------------------------------------------------
