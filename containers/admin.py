@@ -134,7 +134,7 @@ class ContainerAdmin(ObjectPermissionAdmin):
         "started_at", "finished_at", "removed_at", "replaced_by", "first_seen_at", "updated_at",
     ]
     exclude = ["tags"]
-    actions = ["op_start", "op_stop", "op_restart", "op_kill", "op_pause", "op_unpause", "op_remove"]
+    actions = [f"op_{name}" for name in ("start", "stop", "restart", "kill", "pause", "unpause", "remove")]
 
     def get_queryset(self, request):
         return visible_containers(request.user, queryset=super().get_queryset(request))
@@ -151,34 +151,6 @@ class ContainerAdmin(ObjectPermissionAdmin):
             self.message_user(request, f"{action}: {len(done)} container(s) done.", messages.SUCCESS)
         for failure in (r for r in results if not r.ok):
             self.message_user(request, f"{action} {failure.key}: {failure.error}", messages.ERROR)
-
-    @admin.action(description="Start")
-    def op_start(self, request, queryset):
-        self._bulk(request, queryset, "start")
-
-    @admin.action(description="Stop")
-    def op_stop(self, request, queryset):
-        self._bulk(request, queryset, "stop")
-
-    @admin.action(description="Restart")
-    def op_restart(self, request, queryset):
-        self._bulk(request, queryset, "restart")
-
-    @admin.action(description="Kill")
-    def op_kill(self, request, queryset):
-        self._bulk(request, queryset, "kill")
-
-    @admin.action(description="Pause")
-    def op_pause(self, request, queryset):
-        self._bulk(request, queryset, "pause")
-
-    @admin.action(description="Unpause")
-    def op_unpause(self, request, queryset):
-        self._bulk(request, queryset, "unpause")
-
-    @admin.action(description="Remove (force)")
-    def op_remove(self, request, queryset):
-        self._bulk(request, queryset, "remove")
 
     def visible_queryset(self, request):
         return visible_containers(request.user)
@@ -291,3 +263,17 @@ class ProfileSessionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+def _operation_action(name: str, label: str):
+    @admin.action(description=label)
+    def run(modeladmin, request, queryset):
+        modeladmin._bulk(request, queryset, name)
+
+    run.__name__ = f"op_{name}"
+    return run
+
+
+for _name, _label in (("start", "Start"), ("stop", "Stop"), ("restart", "Restart"), ("kill", "Kill"),
+                      ("pause", "Pause"), ("unpause", "Unpause"), ("remove", "Remove (force)")):
+    setattr(ContainerAdmin, f"op_{_name}", _operation_action(_name, _label))

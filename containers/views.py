@@ -110,12 +110,7 @@ def host_detail(request, pk):
 
 @login_required
 def event_list(request):
-    visibility = Visibility.for_user(request.user)
-    events = Event.objects.select_related("host", "actor").order_by("-ts", "-id")
-    if not visibility.everything:
-        events = events.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
-    elif not (visibility.staff or request.user.is_superuser):
-        events = events.exclude(host__isnull=True, container_key="")
+    events = Visibility.for_user(request.user).filter_rows(Event.objects.select_related("host", "actor").order_by("-ts", "-id"))
     category = request.GET.get("category", "")
     severity = request.GET.get("severity", "")
     search = request.GET.get("q", "").strip()

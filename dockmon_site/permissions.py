@@ -99,10 +99,17 @@ class Visibility:
         if not _active(user):
             return cls()
         if user.is_superuser or user.has_perm(container_perm("view")) or user.has_perm(host_perm("view")):
-            return cls(everything=True, staff=user.is_staff)
+            return cls(everything=True, staff=user.is_staff or user.is_superuser)
         hosts = {str(pk) for pk in visible_hosts(user).values_list("id", flat=True)}
         keys = set(_granted_container_keys(user, "view").values_list("key", flat=True))
-        return cls(host_ids=hosts, container_keys=keys, staff=user.is_staff)
+        return cls(host_ids=hosts, container_keys=keys, staff=user.is_staff or user.is_superuser)
+
+    def filter_rows(self, queryset, *, host_field: str = "host_id", key_field: str = "container_key"):
+        """Rows that name a host and/or a container key (events, profile sessions) this user may
+        see, by the same rule as allows(); rows about neither are for administrators."""
+        if self.everything:
+            return queryset if self.staff else queryset.exclude(**{f"{host_field}__isnull": True, key_field: ""})
+        return queryset.filter(Q(**{f"{host_field}__in": self.host_ids}) | Q(**{f"{key_field}__in": self.container_keys}))
 
     def allows(self, host_id: str, key: str) -> bool:
         if self.everything:

@@ -30,10 +30,7 @@ def dashboard_data(user) -> dict:
             key = f"{host_id}:{short}"
             if key in names:
                 top.append({"key": key, "name": names[key]["name"], "host": names[key]["host__name"], "cpu": point[stats.CPU], "mem": point[stats.MEM]})
-    visibility = Visibility.for_user(user)
-    events = Event.objects.order_by("-ts", "-id")
-    if not visibility.everything:
-        events = events.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
+    events = Visibility.for_user(user).filter_rows(Event.objects.order_by("-ts", "-id"))
     return {
         "hosts": [{"id": str(h.pk), "name": h.name, "status": h.status, "total": h.n_total, "running": h.n_running} for h in hosts],
         "states": by_state,

@@ -281,10 +281,7 @@ class EventViewSet(PermissionedViewSetMixin, mixins.ListModelMixin, mixins.Retri
         return Event.objects.select_related("actor")
 
     def filter_permitted(self, queryset):
-        visibility = Visibility.for_user(self.request.user)
-        if visibility.everything:
-            return queryset if visibility.staff or self.request.user.is_superuser else queryset.exclude(host__isnull=True, container_key="")
-        return queryset.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
+        return Visibility.for_user(self.request.user).filter_rows(queryset)
 
 
 class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -303,11 +300,7 @@ class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
     def get_queryset(self):
         from containers.models import ProfileSession
 
-        visibility = Visibility.for_user(self.request.user)
-        queryset = ProfileSession.objects.select_related("user")
-        if visibility.everything:
-            return queryset
-        return queryset.filter(Q(host_id__in=visibility.host_ids) | Q(container_key__in=visibility.container_keys))
+        return Visibility.for_user(self.request.user).filter_rows(ProfileSession.objects.select_related("user"))
 
     def get_serializer_class(self):
         from containers.api.serializers import ProfileSessionDetailSerializer, ProfileSessionSerializer
