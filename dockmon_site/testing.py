@@ -18,8 +18,9 @@ from django.db import connection
 BASE_DIR = Path(settings.BASE_DIR)
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
-    """Poll predicate() until it returns something truthy; fail the test with `message` if not."""
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message="condition"):
+    """Poll predicate() until it returns something truthy; fail the test with `message` if not
+    (a callable message is called then, e.g. to read a process log at the time of the failure)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -27,6 +28,8 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: 
         if last:
             return last
         time.sleep(interval)
+    if callable(message):
+        message = message()
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
 
 

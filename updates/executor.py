@@ -760,7 +760,14 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed worker's pool child is orphaned; where PID 1 does not reap (a container without an
+    # init), it stays a zombie that signal 0 still reaches. A zombie runs nothing: it is dead.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
 
 
 def worker_dead(run: UpdateRun, *, now=None) -> bool:

@@ -115,7 +115,9 @@ def test_two_concurrent_claimers_never_get_the_same_check(unique):
     container = _rows_container(unique)
     past = timezone.now() - timedelta(seconds=5)
     HealthCheck.objects.bulk_create([HealthCheck(container=container, url=f"http://127.0.0.1:9/{i}", next_due_at=past) for i in range(300)])
-    barrier = threading.Barrier(4)
+    # Every round all four claim at the same moment, so they race for the same due rows; one
+    # thread could otherwise take all 300 before the others are scheduled.
+    barrier = threading.Barrier(4, timeout=30)
     claims: dict[int, list[int]] = {n: [] for n in range(4)}
     errors: list = []
 
@@ -123,14 +125,13 @@ def test_two_concurrent_claimers_never_get_the_same_check(unique):
         from django.db import connection
 
         try:
-            barrier.wait()
-            while True:
+            for _ in range(20):
+                barrier.wait()
                 _, ids = services.claim_due(limit=25)
-                if not ids:
-                    break
                 claims[n].extend(ids)
         except Exception as exc:  # surfaced below
             errors.append(exc)
+            barrier.abort()
         finally:
             connection.close()
 

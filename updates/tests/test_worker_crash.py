@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -32,6 +33,24 @@ def _kill_group(process: testing.ManagedProcess) -> None:
     # The whole process group: a prefork child left running would go on with the update.
     os.killpg(process.pid, signal.SIGKILL)
     process.stop()
+
+
+def test_a_zombie_worker_process_counts_as_dead():
+    """A killed worker's orphaned pool child stays a zombie where PID 1 does not reap; it runs nothing."""
+    child = subprocess.Popen(["true"])
+    try:
+        testing.wait_for(lambda: open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] == "Z", timeout=10,
+                         message="the child to exit unreaped")
+        assert not executor._pid_alive(child.pid)
+    finally:
+        child.wait(5)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert executor._pid_alive(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait(5)
+    assert not executor._pid_alive(sleeper.pid)
 
 
 def _names(eng, name):
@@ -67,7 +86,7 @@ def test_killing_the_worker_mid_update_leaves_a_consistent_state(testbed, alpha,
         with override_settings(DOCKMON_UPDATE_QUEUE=queue):
             run = executor.request_update(container, health_timeout=120)
         testing.wait_for(lambda: UpdateRun.objects.get(pk=run.pk).stage == RunStage.HEALTH, timeout=90,
-                         message=f"the run to reach its health gate; worker log: {worker.log()}")
+                         message=lambda: f"the run to reach its health gate; worker log: {worker.log()}")
         run.refresh_from_db()
         assert run.status == RunStatus.RUNNING and run.committed
         assert sorted(_names(alpha, name)) == sorted([name, f"{name}-dockmon-backup-{run.pk}"])
@@ -75,7 +94,7 @@ def test_killing_the_worker_mid_update_leaves_a_consistent_state(testbed, alpha,
 
         worker = _start_worker(queue)
         testing.wait_for(lambda: UpdateRun.objects.get(pk=run.pk).status not in ACTIVE_RUN_STATUSES, timeout=90,
-                         message=f"the repair of the run; worker log: {worker.log()}")
+                         message=lambda: f"the repair of the run; worker log: {worker.log()}")
     finally:
         _kill_group(worker)
         for n in _names(alpha, name):
