@@ -137,8 +137,16 @@ def rekey(old: Container, new: Container, *, actor=None, reason: str = "recreate
             ContainerTag.objects.get_or_create(container=new, tag_id=link.tag_id, defaults={"source": TagSource.USER})
             link.delete()
         content_type = ContentType.objects.get_for_model(Container)
+        moved = 0
         for model in (UserObjectPermission, GroupObjectPermission):
-            model.objects.filter(content_type=content_type, object_pk=old.key).update(object_pk=new.key)
+            moved += model.objects.filter(content_type=content_type, object_pk=old.key).update(object_pk=new.key)
+        if moved:
+            # .update() sends no post_save: tell open WebSockets here, before container.recreated
+            # (both go out on commit, in this order), so a user granted only this container
+            # gets the recreation and what follows under the new key at once.
+            from accounts.grants import announce_permissions_changed
+
+            announce_permissions_changed("container recreated")
         if old.desired_state and not new.desired_state:
             new.desired_state = old.desired_state
             Container.objects.filter(pk=new.pk).update(desired_state=old.desired_state)

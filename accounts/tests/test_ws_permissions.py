@@ -82,3 +82,31 @@ def test_a_grant_given_while_connected_applies_to_the_open_socket(
     ws.drain(1.0)
     assert not _about(ws.messages[seen:], target.key)
     ws.close()
+
+
+def test_a_container_grant_follows_the_container_recreated_under_a_new_key(
+    django_user_model, make_host, alpha, monitor, daphne, run_container, unique
+):
+    """GIVEN a user granted one container only, connected to /ws/events/
+    WHEN the container is removed and run again with the same name (a new key)
+    THEN the grant moves to the new key and the open socket learns it at once: it receives
+    container.recreated and the next container.state of the new key (not 30 s later)."""
+    host = make_host(alpha)
+    monitor()
+    wait_for(lambda: DockerHost.objects.get(pk=host.pk).status == "online", 15, message="host online")
+    name = f"phoenix-{unique}"
+    old = _row(host, run_container(alpha, name))
+    user = django_user_model.objects.create_user(f"only{unique}")
+    assign_perm("containers.view_container", user, old)
+    ws = _ws(daphne, user)
+
+    alpha.docker("rm", "-f", name)
+    ws.wait_for(lambda m: m["type"] == "container.removed" and m["data"]["key"] == old.key)
+    new = _row(host, run_container(alpha, name))
+    recreated = ws.wait_for(lambda m: m["type"] == "container.recreated" and m["data"].get("new_key") == new.key)
+    assert recreated["data"]["old_key"] == old.key
+    assert user.has_perm("containers.view_container", Container.objects.get(pk=new.key))
+
+    alpha.docker("stop", "-t", "0", name)
+    ws.wait_for(lambda m: m["type"] == "container.state" and m["data"]["key"] == new.key and m["data"]["state"] == "exited")
+    ws.close()
