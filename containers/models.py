@@ -260,3 +260,37 @@ class ProfileSession(models.Model):
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
+
+
+class MonitorInstance(models.Model):
+    """A running `manage.py monitor` process; alive while its heartbeat is fresh."""
+
+    id = models.CharField(max_length=64, primary_key=True, editable=False)
+    hostname = models.CharField(max_length=255, blank=True, default="")
+    pid = models.IntegerField(default=0)
+    shard = models.CharField(max_length=16, blank=True, default="0/1")
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)
+    hosts_watched = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid}"
+
+
+class HostLease(models.Model):
+    """Which monitor watches a host. A host is watched by the owner of an unexpired lease only;
+    a lease that is not renewed (its monitor died) expires and another monitor takes the host."""
+
+    host = models.OneToOneField(DockerHost, primary_key=True, on_delete=models.CASCADE, related_name="lease")
+    owner = models.CharField(max_length=64, blank=True, default="", db_index=True, help_text="MonitorInstance id")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["host__name"]
+
+    def __str__(self) -> str:
+        return f"{self.host_id} → {self.owner or '-'}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from containers import engine, services
+from containers import engine, leases, services
 from containers.choices import HostStatus
 from containers.models import Container, DockerHost
 from dockmon_site import realtime
@@ -60,9 +60,12 @@ def _load_host_specs(shard_index: int, shard_count: int) -> list[HostSpec]:
 
 
 class Monitor:
-    def __init__(self, *, shard: tuple[int, int] = (0, 1), once: bool = False):
+    def __init__(self, *, shard: tuple[int, int] = (0, 1), once: bool = False, instance_id: str | None = None):
         self.shard = shard
         self.once = once
+        # Several monitors split the hosts by leases in the database (containers.leases).
+        self.instance_id = instance_id or leases.new_instance_id()
+        self.owned: set[str] = set()
         self.reconcile_seconds = settings.DOCKMON_RECONCILE_SECONDS
         self.refresh_seconds = settings.DOCKMON_HOST_REFRESH_SECONDS
         self.backoff_initial = settings.DOCKMON_BACKOFF_INITIAL_SECONDS
@@ -94,12 +97,19 @@ class Monitor:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
-        logger.info("monitor started (shard %s/%s)", *self.shard)
+        logger.info("monitor started: %s (shard %s/%s)", self.instance_id, *self.shard)
+        registered = False
         try:
             if self.once:
                 await self._run_once()
                 return
             while not self.stopping.is_set():
+                if not registered:
+                    try:
+                        await self.db(leases.register, self.instance_id, shard=f"{self.shard[0]}/{self.shard[1]}")
+                        registered = True
+                    except Exception:
+                        logger.exception("could not register this monitor; trying again")
                 try:
                     await self.refresh_hosts()
                 except Exception:  # the database may be restarting; keep the watchers going
@@ -110,6 +120,13 @@ class Monitor:
                     pass
         finally:
             await self.stop_all()
+            if registered:
+                try:
+                    # Give the hosts back at once: another monitor takes them on its next round.
+                    released = await self.db(leases.unregister, self.instance_id)
+                    logger.info("monitor %s released %s host lease(s)", self.instance_id, released)
+                except Exception:
+                    logger.exception("could not release the host leases (they expire by themselves)")
             self.engine_pool.shutdown(wait=False, cancel_futures=True)
             self.db_pool.shutdown(wait=True)
             # The publisher sends from a daemon thread: hand it everything before we exit.
@@ -122,6 +139,21 @@ class Monitor:
 
     async def refresh_hosts(self) -> None:
         specs = {spec.id: spec for spec in await self.db(_load_host_specs, *self.shard)}
+        result = await self.db(leases.balance, self.instance_id, set(specs))
+        if result.claimed or result.surplus:
+            logger.info(
+                "monitor %s: watching %s host(s) (claimed %s, giving back %s; %s live monitor(s), share %s)",
+                self.instance_id, len(result.owned), len(result.claimed), len(result.surplus), result.live_monitors,
+                result.fair_share,
+            )
+        self.owned = result.owned
+        specs = {host_id: spec for host_id, spec in specs.items() if host_id in result.owned}
+        if result.surplus:
+            for host_id in result.surplus:
+                watcher = self.watchers.pop(host_id, None)
+                if watcher is not None:
+                    await watcher.stop()
+            await self.db(leases.release, self.instance_id, result.surplus)
         for host_id, watcher in list(self.watchers.items()):
             spec = specs.get(host_id)
             if spec is None or spec.fingerprint != watcher.spec.fingerprint:
@@ -148,9 +180,11 @@ class HostWatcher:
         self._stopped = False
 
     def start(self) -> None:
+        logger.info("watch start %s (%s)", self.spec.id, self.spec.name)
         self.task = asyncio.create_task(self.run(), name=f"watch {self.spec.name}")
 
     async def stop(self) -> None:
+        logger.info("watch stop %s (%s)", self.spec.id, self.spec.name)
         self._stopped = True
         self._close_stream()
         if self.task is not None:

@@ -275,6 +275,13 @@ DOCKMON_RECONCILE_SECONDS = envint("DOCKMON_RECONCILE_SECONDS", 60, minimum=1)
 DOCKMON_HOST_REFRESH_SECONDS = envfloat("DOCKMON_HOST_REFRESH_SECONDS", 5.0, minimum=0.1)
 DOCKMON_BACKOFF_MAX_SECONDS = envfloat("DOCKMON_BACKOFF_MAX_SECONDS", 60.0, minimum=0.1)
 DOCKMON_BACKOFF_INITIAL_SECONDS = envfloat("DOCKMON_BACKOFF_INITIAL_SECONDS", 1.0, minimum=0.01)
+# Monitors split the hosts by leases in the database; a dead monitor's hosts are taken over
+# once its leases expire (renewed every DOCKMON_HOST_REFRESH_SECONDS).
+DOCKMON_MONITOR_LEASE_SECONDS = envfloat("DOCKMON_MONITOR_LEASE_SECONDS", 15.0, minimum=1.0)
+if DOCKMON_MONITOR_LEASE_SECONDS < 2 * DOCKMON_HOST_REFRESH_SECONDS:
+    raise ImproperlyConfigured(
+        "DOCKMON_MONITOR_LEASE_SECONDS must be at least twice DOCKMON_HOST_REFRESH_SECONDS (leases are renewed at that period)"
+    )
 DOCKMON_EVENT_RETENTION_DAYS = envint("DOCKMON_EVENT_RETENTION_DAYS", 30, minimum=1)
 DOCKMON_STATS_INTERVAL_SECONDS = envint("DOCKMON_STATS_INTERVAL_SECONDS", 10, minimum=2)
 # The engine takes 1-2 s per stats call, whatever the load: one thread per container up to
