@@ -50,10 +50,14 @@ class Balance:
 
 
 def register(instance_id: str, *, shard: str = "0/1") -> MonitorInstance:
+    reap_local(instance_id)
     now = timezone.now()
     instance, _ = MonitorInstance.objects.update_or_create(
         pk=instance_id,
-        defaults={"hostname": socket.gethostname()[:255], "pid": os.getpid(), "shard": shard, "started_at": now, "heartbeat_at": now},
+        defaults={
+            "hostname": socket.gethostname()[:255], "pid": os.getpid(), "process_started": _start_ticks(os.getpid()) or 0,
+            "shard": shard, "started_at": now, "heartbeat_at": now,
+        },
     )
     return instance
 
@@ -63,6 +67,42 @@ def unregister(instance_id: str) -> int:
     released = HostLease.objects.filter(owner=instance_id).update(owner="", expires_at=None)
     MonitorInstance.objects.filter(pk=instance_id).delete()
     return released
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, /proc/<pid>/stat field 22); None if gone.
+    With the pid it names one process for good: a reused pid has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    if not fields or fields[0] in (b"Z", b"X"):  # a zombie runs nothing
+        return None
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _process_gone(pid: int, started: int) -> bool:
+    if pid <= 0 or not os.path.isdir("/proc/self"):
+        return False  # cannot tell here: leave it to the lease expiry
+    now = _start_ticks(pid)
+    return now is None or (started > 0 and now != started)
+
+
+def reap_local(instance_id: str) -> int:
+    """Free at once the leases of monitors of this machine whose process is gone (a crash and a
+    restart), instead of waiting for them to expire; the number of leases freed."""
+    hostname = socket.gethostname()[:255]
+    rows = MonitorInstance.objects.filter(hostname=hostname).exclude(pk=instance_id).values_list("pk", "pid", "process_started")
+    dead = [pk for pk, pid, started in rows if _process_gone(pid, started)]
+    if not dead:
+        return 0
+    freed = HostLease.objects.filter(owner__in=dead).update(owner="", expires_at=None)
+    MonitorInstance.objects.filter(pk__in=dead).delete()
+    return freed
 
 
 def _lease_seconds() -> float:

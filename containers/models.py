@@ -268,6 +268,7 @@ class MonitorInstance(models.Model):
     id = models.CharField(max_length=64, primary_key=True, editable=False)
     hostname = models.CharField(max_length=255, blank=True, default="")
     pid = models.IntegerField(default=0)
+    process_started = models.BigIntegerField(default=0, help_text="The process's start time (clock ticks since boot)")
     shard = models.CharField(max_length=16, blank=True, default="0/1")
     started_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -134,3 +134,40 @@ def test_monitors_racing_for_free_hosts_never_share_one(unique):
     db_owners = HostLease.objects.exclude(owner="").values_list("host_id", "owner")
     assert {str(h): o for h, o in db_owners} == {h: name for name in names for h in results[name]}
     assert all(len(results[name]) <= 10 for name in names)
+
+
+@pytest.mark.django_db
+def test_a_crashed_monitor_of_this_machine_is_replaced_without_waiting_for_expiry(unique):
+    """A monitor killed and started again (same machine) gets its hosts back at once: the dead
+    process's leases are freed, while a live process's leases are left alone."""
+    import socket
+    import subprocess
+
+    hosts = _hosts(4, unique)
+    gone = subprocess.Popen(["true"])
+    gone.wait(5)
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        MonitorInstance.objects.create(pk="dead", hostname=socket.gethostname(), pid=gone.pid)
+        leases.balance("dead", hosts)
+        assert _owners() == {"dead": 4}
+        MonitorInstance.objects.create(pk="elsewhere", hostname="another-machine", pid=alive.pid)
+        leases.register("fresh")
+        assert not MonitorInstance.objects.filter(pk="dead").exists()
+        assert MonitorInstance.objects.filter(pk="elsewhere").exists()  # not this machine's: left alone
+        MonitorInstance.objects.filter(pk="elsewhere").delete()
+        assert leases.balance("fresh", hosts).owned == hosts
+
+        MonitorInstance.objects.create(pk="running", hostname=socket.gethostname(), pid=alive.pid,
+                                       process_started=leases._start_ticks(alive.pid))
+        MonitorInstance.objects.create(pk="reused", hostname=socket.gethostname(), pid=alive.pid,
+                                       process_started=leases._start_ticks(alive.pid) - 1)  # same pid, another process
+        leases.release("fresh", hosts)
+        leases.balance("running", hosts)
+        leases.register("fresh")
+        assert MonitorInstance.objects.filter(pk="running").exists()  # alive: its leases stay
+        assert not MonitorInstance.objects.filter(pk="reused").exists()
+        assert set(HostLease.objects.values_list("owner", flat=True).distinct()) <= {"running", ""}
+    finally:
+        alive.kill()
+        alive.wait(5)
