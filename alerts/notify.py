@@ -23,7 +23,7 @@ from alerts import templating
 from alerts.choices import AlertState, HistoryAction, NotificationEvent, NotificationStatus
 from alerts.models import Alert, AlertHistory, AlertRule, DeliveryAttempt, MaintenanceWindow, Notification, NotificationChannel
 from alerts.transports import transport_class
-from alerts.transports.base import Message, TransportError
+from alerts.transports.base import Message, TransportError, scrub, secret_values
 
 logger = logging.getLogger(__name__)
 S = NotificationStatus
@@ -187,15 +187,27 @@ def send(pk: int) -> str | None:
     try:
         transport_class(channel.kind)(channel.full_config).send(message_for(note))
     except TransportError as exc:
-        return _failed(note, exc, started)
+        return _failed(note, _scrubbed(channel, exc), started)
     except Exception as exc:  # a transport bug must not leave the row claimed forever
-        logger.exception("transport %s crashed", channel.kind)
-        return _failed(note, TransportError(f"{channel.kind}: {exc.__class__.__name__}: {exc}"), started)
+        logger.error("transport %s crashed: %s", channel.kind, _scrub_text(channel, f"{exc.__class__.__name__}: {exc}"))
+        return _failed(note, _scrubbed(channel, TransportError(f"{channel.kind}: {exc.__class__.__name__}: {exc}")), started)
     took = int((time.monotonic() - started) * 1000)
     DeliveryAttempt.objects.create(notification=note, ok=True, duration_ms=took)
     Notification.objects.filter(pk=pk).update(status=S.SENT, sent_at=timezone.now(), last_error="", claimed_until=None)
     NotificationChannel.objects.filter(pk=channel.pk).update(last_sent_at=timezone.now(), last_error="")
     return S.SENT
+
+
+def _scrub_text(channel: NotificationChannel, text: str) -> str:
+    secret = transport_class(channel.kind).secret_fields if channel.kind else ()
+    return scrub(text, secret_values(channel.full_config, secret))
+
+
+def _scrubbed(channel: NotificationChannel, exc: TransportError) -> TransportError:
+    """The same error with every URL cut to its origin and the channel's secrets blanked: the
+    text is stored (delivery log, last_error, disabled_reason) and shown by the API and pages."""
+    exc.args = (_scrub_text(channel, str(exc)),)
+    return exc
 
 
 def _failed(note: Notification, exc: TransportError, started: float) -> str:
@@ -270,8 +282,14 @@ def send_test(channel: NotificationChannel, user=None) -> dict:
     message = message_for(note)
     message.link = templating.link("/alerts/channels/")
     try:
-        transport_class(channel.kind)(channel.full_config).send(message)
+        try:
+            transport_class(channel.kind)(channel.full_config).send(message)
+        except TransportError:
+            raise
+        except Exception as exc:  # a transport bug: a failed test, not a 500
+            raise TransportError(f"{channel.kind}: {exc.__class__.__name__}: {exc}") from exc
     except TransportError as exc:
+        exc = _scrubbed(channel, exc)
         took = int((time.monotonic() - started) * 1000)
         DeliveryAttempt.objects.create(notification=note, ok=False, status_code=exc.status_code, error=str(exc)[:2000], duration_ms=took)
         Notification.objects.filter(pk=note.pk).update(status=S.FAILED, last_error=str(exc)[:2000])

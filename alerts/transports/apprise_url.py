@@ -45,5 +45,6 @@ class AppriseURL(Transport):
         with apprise.LogCapture(level=apprise.logging.WARNING) as logs:
             ok = instance.notify(title=message.title, body=body or message.title, notify_type=notify_type)
         if not ok:
-            detail = " ".join(logs.getvalue().split())[-300:]
+            # Apprise logs the URLs it posted to (tokens in their paths): keep origins only.
+            detail = self.scrub(" ".join(logs.getvalue().split()))[-300:]
             raise TransportError(f"apprise: delivery failed{': ' + detail if detail else ''}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,11 +107,114 @@ class Transport:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
-            raise TransportError(f"{self.kind}: timed out ({exc.__class__.__name__})") from exc
+            # Never the exception's text: requests names the full URL in it (Telegram's bot
+            # token, a Discord or Slack webhook path, a token in the query).
+            raise TransportError(f"{self.kind}: timed out talking to {origin(url)} ({exc.__class__.__name__})") from exc
         except requests.RequestException as exc:
-            raise TransportError(f"{self.kind}: cannot connect: {exc}") from exc
-        raise_for_response(self.kind, response)
+            raise TransportError(f"{self.kind}: cannot connect to {origin(url)} ({connection_reason(exc)})") from exc
+        try:
+            raise_for_response(self.kind, response)
+        except TransportError as exc:
+            # A service may echo the request path or the token in its error body.
+            exc.args = (self.scrub(str(exc)),)
+            raise
         return response
+
+    # ---- keeping secrets out of errors -----------------------------------------------------
+    def secret_values(self) -> list[str]:
+        return secret_values(self.config, self.secret_fields)
+
+    def scrub(self, text: str) -> str:
+        """`text` with URLs cut to their origin and every secret setting replaced by ***."""
+        return scrub(text, self.secret_values())
+
+
+# Errors end up in last_error, disabled_reason, the delivery log, events and API answers: they
+# carry the origin of a URL (scheme, host, port) and the exception class, never a path, query,
+# user info or a secret setting.
+_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]{1,15})://([^\s'\"<>()\[\]{}]*)")
+_URL_PATH = re.compile(r"(with url: |url: )\S+")
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\],]+")
+REDACTED = "***"
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of a URL (no user info, path or query)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "the configured URL"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}" if parts.scheme and host else "the configured URL"
+
+
+def strip_urls(text: str) -> str:
+    def cut(match: re.Match) -> str:
+        scheme = match.group(1).lower()
+        if scheme in ("http", "https", "ws", "wss"):
+            netloc = re.split(r"[/?#]", match.group(2), maxsplit=1)[0].rpartition("@")[2]
+            return f"{scheme}://{netloc}"
+        # Apprise-style URLs (tgram://TOKEN/CHAT...) hold their secrets in the "host" too.
+        return f"{scheme}://{REDACTED}"
+
+    return _URL_PATH.sub(lambda m: m.group(1) + REDACTED, _URL.sub(cut, text))
+
+
+def connection_reason(exc: BaseException) -> str:
+    """The exception class and the operating system's reason ("[Errno 111] Connection refused")."""
+    reason = _ERRNO.search(str(exc))
+    name = exc.__class__.__name__
+    return f"{name}: {reason.group(0).strip()}" if reason else name
+
+
+def secret_values(config: dict, fields) -> list[str]:
+    """Every string that gives a secret away: the secret settings themselves, header values, and
+    the parts of secret URLs (user info, host of a non-HTTP URL, path segments, query values)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    values: set[str] = set()
+    for name in fields:
+        value = config.get(name)
+        items = list(value.values()) if isinstance(value, dict) else [value]
+        for item in items:
+            if not isinstance(item, str) or not item:
+                continue
+            values.add(item)
+            for part in item.split():
+                values.add(part)
+                try:
+                    url = urlsplit(part)
+                except ValueError:
+                    continue
+                if url.scheme:
+                    if url.username:
+                        values.add(unquote(url.username))
+                    if url.password:
+                        values.add(unquote(url.password))
+                    if url.scheme.lower() not in ("http", "https") and url.netloc:
+                        values.add(url.netloc.rpartition("@")[2])
+                path = url.path if url.scheme else part.split("?", 1)[0]
+                if path.strip("/"):
+                    values.add(path)
+                    # Segments that look like ids or tokens (digits, or long), not words like "api".
+                    values.update(seg for seg in path.split("/") if any(c.isdigit() for c in seg) or len(seg) >= 16)
+                if url.query:
+                    values.add(url.query)
+                    values.update(v for _, v in parse_qsl(url.query))
+    # Very short strings ("1", "api") would blank out ordinary words of the message.
+    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def scrub(text: str, secrets=()) -> str:
+    text = strip_urls(str(text))
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
 
 
 def parse_retry_after(value: str | None) -> float | None:
