@@ -632,7 +632,9 @@ def compute_stats(container_id: str, data: dict) -> StatsSample:
     cpu = data.get("cpu_stats") or {}
     pre = data.get("precpu_stats") or {}
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
-    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
+    # No previous reading (a stream's first frame, a one-shot call): the deltas would be the
+    # container's whole lifetime, not the recent interval `docker stats` shows. Report 0.
+    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0) if pre.get("system_cpu_usage") else 0
     online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
     cpu_percent = (cpu_delta / system_delta) * online * 100.0 if cpu_delta > 0 and system_delta > 0 else 0.0
 
