@@ -167,7 +167,8 @@ def decide(kind: str, event, subject: Subject) -> tuple[str, dict] | None:
                 return CLEAR, ctx
         return None
     if etype == "container.restart_loop":
-        return FIRE, {"error": data.get("reason", ""), "exit_code": None}
+        # Auto-restart gave up: `attempts` restarts were made (the event fires once per give-up).
+        return FIRE, {"error": data.get("reason", ""), "exit_code": None, "restarts": data.get("attempts")}
     if etype == "health.status":
         ctx = {"error": data.get("error") or event.message, "state": data.get("status", "")}
         if data.get("status") == "unhealthy":
@@ -182,6 +183,10 @@ def decide(kind: str, event, subject: Subject) -> tuple[str, dict] | None:
         if data.get("status") == "online":
             return CLEAR, ctx
         return None
+    if etype == "update.succeeded" and data.get("up_to_date"):
+        # The executor found nothing to do: no "updated" alert. It does show that no update is
+        # available, so an open update_available alert clears.
+        return (CLEAR, {"image": data.get("image", "")}) if kind == K.UPDATE_AVAILABLE else None
     if etype.startswith("update."):
         # update.available (updates app) names versions/digests as current_*/latest_*; the
         # executor's update.* events say from_digest/to_digest and put the reason in the message.

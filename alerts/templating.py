@@ -3,7 +3,8 @@ a per-rule override.
 
 Variables: kind, rule, severity, event (fired|resolved), container, container_key, host, state,
 previous_state, exit_code, health, value, threshold, unit, current_version, latest_version, image,
-error, occurrences, hits (events within the rule's window), link, message.
+error, occurrences, hits (events within the rule's window), restarts (restart_loop: the automatic
+restarts made before auto-restart gave up), link, message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ _engine = Engine(autoescape=False, loaders=[], libraries={}, debug=False)
 VARIABLES = (
     "kind", "rule", "severity", "event", "container", "container_key", "host", "state", "previous_state", "exit_code",
     "health", "value", "threshold", "unit", "current_version", "latest_version", "image", "error", "occurrences",
-    "hits", "link", "message",
+    "hits", "restarts", "link", "message",
 )
 
 DEFAULTS: dict[str, tuple[str, str]] = {
@@ -28,7 +29,9 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "container_restarted": ("{{ container }} restarted on {{ host }}",
                             "{{ container }} on {{ host }} exited{% if exit_code is not None %} with code {{ exit_code }}{% endif %} and is running again."),
     "restart_loop": ("{{ container }} is in a restart loop on {{ host }}",
-                     "{{ container }} on {{ host }} keeps restarting ({{ hits|default:occurrences }} times). {{ error }}"),
+                     "{{ container }} on {{ host }} keeps failing: {% if restarts %}auto-restart gave up after {{ restarts }} "
+                     "restart{{ restarts|pluralize }}{% else %}it restarted {{ hits|default:occurrences }} times{% endif %}."
+                     "{% if error %} Last failure: {{ error }}.{% endif %}"),
     "container_unhealthy": ("{{ container }} is unhealthy on {{ host }}", "Docker reports {{ container }} on {{ host }} as {{ health }}."),
     "health_check_failed": ("Health check of {{ container }} failed", "The HTTP health check of {{ container }} on {{ host }} fails: {{ error }}"),
     "cpu_high": ("{{ container }}: CPU {{ value }}%", "{{ container }} on {{ host }} uses {{ value }}% CPU (threshold {{ threshold }}%)."),
