@@ -234,6 +234,10 @@ def evaluate_event(event_id: int) -> int:
     for loaded in rules:
         if not matches(loaded, subject):
             continue
+        if loaded.rule.kind == K.RESTART_LOOP and event.type == "container.state" and loaded.rule.occurrences < 2:
+            # One restart is no loop: counted restarts need occurrences >= 2 (in the window);
+            # otherwise the rule fires when auto-restart gives up (container.restart_loop).
+            continue
         decision = decide(loaded.rule.kind, event, subject)
         if decision is None:
             continue

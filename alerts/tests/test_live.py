@@ -112,3 +112,158 @@ def test_a_cpu_hog_fires_cpu_high_only_after_the_duration_and_resolves_when_it_s
     wait_for(lambda: len(receiver.on("/cpu")) == 2, timeout=10, message="resolve notification")
     assert receiver.on("/cpu")[1]["body"]["event"] == "resolved"
     assert Alert.objects.filter(rule=rule).count() == 1
+
+
+# ---------------------------------------------------------------------------
+# Auto-restart gives up -> restart_loop; the monitor loses a host -> host_offline
+# ---------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_container_that_keeps_dying_ends_in_a_restart_loop_alert_and_notification(
+    eager, alpha, make_host, monitor, receiver, containers_to_remove, unique
+):
+    from containers.models import Event
+    from healthchecks import tasks as health_tasks
+    from healthchecks.models import AutoRestartConfig, RestartAttempt
+
+    host = make_host(alpha)
+    name = f"al-crashy-{unique}"
+    hook = make_channel("webhook", name=f"loop-{unique}", url=receiver.url("/loop"))
+    rule = make_rule("restart_loop", [hook], name_regex=f"^{name}$", severity="error")
+    monitor(CELERY_TASK_ALWAYS_EAGER="true")
+    _online(host)
+    containers_to_remove.append((alpha, name))
+    cid = alpha.docker("create", "--network", "none", "--name", name, "dockmon/busybox:latest", "sh", "-c", "sleep 1; exit 3").stdout.strip()
+    key = f"{host.pk}:{cid[:12]}"
+    wait_for(lambda: Container.objects.filter(pk=key).exists(), timeout=30, message="container recorded by the monitor")
+    AutoRestartConfig.objects.create(container_id=key, max_retries=2, initial_delay_seconds=0.2, backoff_factor=2, max_delay_seconds=5)
+    alpha.docker("start", name)
+
+    def driven():
+        # Beat's periodic task, run here: it starts each restart that is due (the monitor
+        # records each death and schedules the next one, or gives up).
+        health_tasks.run_due_restarts()
+        return Alert.objects.filter(rule=rule, container_id=key).first()
+
+    alert = wait_for(driven, timeout=90, interval=0.3, message="restart_loop alert after auto-restart gave up")
+    assert RestartAttempt.objects.filter(container_id=key, status="succeeded").count() == 2
+    give_up = Event.objects.get(type="container.restart_loop", container_key=key)
+    assert give_up.data["attempts"] == 2
+    assert alert.kind == "restart_loop" and alert.severity == "error" and alert.occurrences == 1
+    assert "auto-restart gave up after 2 restarts" in alert.message and "exited with code 3" in alert.message
+    [request] = wait_for(lambda: receiver.on("/loop"), timeout=20, message="the notification at the receiver")
+    body = request["body"]
+    assert body["event"] == "fired" and body["alert"]["kind"] == "restart_loop" and body["alert"]["container"] == key
+    assert body["message"] == alert.message and name in body["title"]
+    # Left alone afterwards: no further restart, no second alert or notification.
+    health_tasks.run_due_restarts()
+    assert RestartAttempt.objects.filter(container_id=key).count() == 2
+    assert Alert.objects.filter(rule=rule).count() == 1 and len(receiver.on("/loop")) == 1
+
+
+class _TcpRelay:
+    """A loopback TCP relay in front of an engine's TCP port, to cut the monitor off from a
+    host and let it back (the shared engines themselves are never stopped)."""
+
+    def __init__(self, target_port: int):
+        import socket
+
+        self.target_port = target_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.listener = None
+        self.conns: list = []
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        import socket
+
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        for sock in self.conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+        self.conns = []
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_monitor_losing_a_host_fires_host_offline_and_its_return_resolves_it(alpha, monitor, receiver, unique):
+    from urllib.parse import urlsplit
+
+    relay = _TcpRelay(urlsplit(alpha.tcp_url).port)
+    relay.start()
+    try:
+        host = DockerHost.objects.create(name=f"al-relay-{unique}", url=f"tcp://127.0.0.1:{relay.port}")
+        hook = make_channel("webhook", name=f"off-{unique}", url=receiver.url("/offline"))
+        rule = make_rule("host_offline", [hook], scope="hosts", severity="critical")
+        rule.hosts.set([host])
+        monitor(CELERY_TASK_ALWAYS_EAGER="true")
+        _online(host)
+        assert not Alert.objects.filter(rule=rule).exists()
+
+        relay.stop()  # the host drops off the network
+        alert = wait_for(lambda: Alert.objects.filter(rule=rule, state="open").first(), timeout=60, message="host_offline fired")
+        assert DockerHost.objects.get(pk=host.pk).status == "offline"
+        assert alert.scope_type == "host" and alert.host_id == host.pk and alert.dedup_key == f"{rule.pk}|host_offline|host:{host.pk}"
+        assert alert.title == f"Host {host.name} is offline"
+        [fired] = wait_for(lambda: receiver.on("/offline"), timeout=20, message="offline notification")
+        assert fired["body"]["event"] == "fired" and fired["body"]["alert"]["host"] == str(host.pk)
+
+        relay.start()  # back
+        wait_for(lambda: Alert.objects.filter(pk=alert.pk, state="resolved").exists(), timeout=60, message="resolved when back online")
+        assert DockerHost.objects.get(pk=host.pk).status == "online"
+        wait_for(lambda: len(receiver.on("/offline")) == 2, timeout=20, message="resolve notification")
+        assert [r["body"]["event"] for r in receiver.on("/offline")] == ["fired", "resolved"]
+        assert Alert.objects.filter(rule=rule).count() == 1
+    finally:
+        relay.stop()

@@ -176,3 +176,13 @@ def test_a_rules_own_templates_are_what_the_receiver_gets(rows, receiver):
     assert body["title"] == f"[WARNING] {rows.container.name} down"
     assert body["message"] == f"CUSTOM {rows.container.name}@{rows.host.name} exit=7 state=exited rule={rule.name}"
     assert Alert.objects.get(rule=rule).message == body["message"]
+
+
+def test_a_single_restart_is_no_restart_loop(rows):
+    rule = make_rule("restart_loop")  # occurrences 1: only auto-restart's give-up fires it
+    for _ in range(3):
+        _exited_seconds_ago(rows.container, 1)
+        _evaluate(rows, "container.state", state="running", previous_state="exited")
+    assert not Alert.objects.filter(rule=rule).exists()
+    _evaluate(rows, "container.restart_loop", "gave up", attempts=3, max_retries=3, reason="exited with code 1")
+    assert Alert.objects.filter(rule=rule).count() == 1
