@@ -284,6 +284,20 @@ class EventViewSet(PermissionedViewSetMixin, mixins.ListModelMixin, mixins.Retri
         return Visibility.for_user(self.request.user).filter_rows(queryset)
 
 
+PROFILE_COLUMNS = ["t", "cpu_percent", "mem_bytes", "mem_limit", "net_rx", "net_tx", "blk_read", "blk_write", "pids"]
+
+
+class ProfileSamplesQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=3600)
+
+
+def _in_time_order(session) -> list[list]:
+    # Rows are appended as they are saved; sort anyway (ISO 8601 UTC strings sort as times) so a
+    # replay never steps back, whatever order the saves came in.
+    return sorted(session.samples, key=lambda row: row[0] or "")
+
+
 class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Saved live-profiler sessions of containers the user may view; export as CSV or JSON."""
 
@@ -314,6 +328,32 @@ class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             raise PermissionDenied("Only the person who recorded a profile (or an administrator) may delete it.")
         instance.delete()
 
+    @extend_schema(parameters=[ProfileSamplesQuerySerializer], responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def samples(self, request, pk=None):
+        """The session's samples in time order, for replay: each with `elapsed` seconds since the
+        first one. A session still recording grows; fetch again from `next_offset` for the rest."""
+        from datetime import datetime
+
+        session = self.get_object()
+        query = _valid(ProfileSamplesQuerySerializer, request.query_params)
+        rows = _in_time_order(session)
+        offset, limit = query["offset"], query["limit"]
+        page = rows[offset:offset + limit]
+        first = datetime.fromisoformat(rows[0][0].replace("Z", "+00:00")) if rows and rows[0][0] else None
+        samples = []
+        for row in page:
+            sample = dict(zip(PROFILE_COLUMNS, row, strict=False))
+            at = datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row[0] else None
+            sample["elapsed"] = round((at - first).total_seconds(), 3) if at and first else None
+            samples.append(sample)
+        return Response({
+            "session": session.pk, "container": session.container_key, "name": session.container_name,
+            "started_at": session.started_at, "ended_at": session.ended_at, "end_reason": session.end_reason,
+            "open": session.is_open, "count": len(rows), "offset": offset,
+            "next_offset": offset + len(page), "columns": PROFILE_COLUMNS, "samples": samples,
+        })
+
     @extend_schema(
         # Not "format": DRF reserves that query parameter for picking a renderer.
         parameters=[OpenApiParameter("as", str, enum=["csv", "json"], description="Export format (default json)")],
@@ -325,7 +365,8 @@ class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         fmt = request.query_params.get("as", "json")
         if fmt not in ("csv", "json"):
             raise serializers.ValidationError({"as": ["Choose csv or json."]})
-        columns = ["t", "cpu_percent", "mem_bytes", "mem_limit", "net_rx", "net_tx", "blk_read", "blk_write", "pids"]
+        columns = PROFILE_COLUMNS
+        rows = _in_time_order(session)
         stem = f"profile-{session.container_name or session.pk}-{session.started_at:%Y%m%dT%H%M%SZ}"
         if fmt == "csv":
             import csv
@@ -334,14 +375,14 @@ class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             out = io.StringIO()
             writer = csv.writer(out)
             writer.writerow(columns)
-            writer.writerows(session.samples)
+            writer.writerows(rows)
             response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="{stem}.csv"'
             return response
         body = {
             "session": session.pk, "container": session.container_key, "name": session.container_name,
             "started_at": session.started_at, "ended_at": session.ended_at,
-            "samples": [dict(zip(columns, row, strict=False)) for row in session.samples],
+            "samples": [dict(zip(columns, row, strict=False)) for row in rows],
         }
         response = Response(body)
         response["Content-Disposition"] = f'attachment; filename="{stem}.json"'

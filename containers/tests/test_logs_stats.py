@@ -157,6 +157,79 @@ def test_profiler_session_survives_a_disconnect_and_is_exported(admin, admin_cli
     assert admin_client.get(f"/api/v1/profiles/{session_id}/export/?as=xml").status_code == 400
 
 
+@pytest.mark.django_db(transaction=True)
+def test_profiler_saves_while_open_stops_on_request_and_replays_in_order(django_user_model, admin, admin_client, make_host, alpha,
+                                                                        run_container, sync_container, unique, settings):
+    """GIVEN a profile running with a 1 s save interval
+    WHEN saves have happened and the client then sends profile.stop
+    THEN rows were in the database while the session was open, the session closes with reason
+    "stopped", and the samples endpoint replays every sample in time order to those who may see it."""
+    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
+    from guardian.shortcuts import assign_perm
+
+    settings.DOCKMON_PROFILE_SAVE_SECONDS = 1.0
+    host = make_host(alpha)
+    row = sync_container(host, run_container(alpha, f"profstop-{unique}", *TICKER))
+    _, token = APIToken.issue(admin)
+
+    async def scenario():
+        communicator = _communicator(token)
+        await communicator.connect()
+        await communicator.send_json_to({"action": "profile.start", "key": row.key})
+        session_id = (await _receive_until(communicator, lambda m: m["type"] == "profile.started"))["data"]["session"]
+        saved = None
+        for _ in range(150):  # up to ~30 s on a busy machine; the save interval is 1 s
+            saved = await database_sync_to_async(ProfileSession.objects.get)(pk=session_id)
+            if saved.sample_count >= 2:
+                break
+            await asyncio.sleep(0.2)
+        assert saved.sample_count >= 2, "no periodic save while the session was open"
+        assert saved.ended_at is None and saved.end_reason == ""
+        while_open = (await sync_to_async(admin_client.get)(f"/api/v1/profiles/{session_id}/samples/")).data
+        await communicator.send_json_to({"action": "profile.stop", "session": session_id})
+        stopped = await _receive_until(communicator, lambda m: m["type"] == "profile.stopped")
+        assert stopped["data"] == {"session": session_id, "key": row.key, "reason": "stopped"}
+        await communicator.send_json_to({"action": "profile.stop", "session": session_id})
+        again = await _receive_until(communicator, lambda m: m["type"] == "error")
+        assert again["data"]["session"] == session_id
+        await communicator.disconnect(timeout=10)
+        return session_id, saved.sample_count, while_open
+
+    session_id, saved_while_open, while_open = async_to_sync(scenario)()
+    assert while_open["open"] is True and while_open["count"] >= saved_while_open
+    session = ProfileSession.objects.get(pk=session_id)
+    assert session.end_reason == "stopped" and session.ended_at is not None  # not "disconnected": it was stopped first
+    assert session.sample_count >= saved_while_open and session.sample_count == len(session.samples)
+    assert alive_pumps() == 0
+
+    replay = admin_client.get(f"/api/v1/profiles/{session_id}/samples/").data
+    assert replay["open"] is False and replay["end_reason"] == "stopped" and replay["count"] == session.sample_count
+    assert replay["columns"][:3] == ["t", "cpu_percent", "mem_bytes"]
+    times = [s["t"] for s in replay["samples"]]
+    assert len(times) == session.sample_count and times == sorted(times) and len(set(times)) == len(times)
+    assert all(t.endswith("Z") for t in times)
+    elapsed = [s["elapsed"] for s in replay["samples"]]
+    assert elapsed[0] == 0.0 and elapsed == sorted(elapsed) and elapsed[-1] > 0
+    assert replay["samples"][0]["mem_bytes"] > 0 and replay["samples"][0]["pids"] >= 1
+    page = admin_client.get(f"/api/v1/profiles/{session_id}/samples/?offset=1&limit=1").data
+    assert [s["t"] for s in page["samples"]] == times[1:2] and page["next_offset"] == 2
+    assert admin_client.get(f"/api/v1/profiles/{session_id}/samples/?limit=0").status_code == 400
+
+    viewer = django_user_model.objects.create_user(f"pv{unique}", password="pw-viewer-123")
+    outsider = django_user_model.objects.create_user(f"po{unique}", password="pw-outsider-1")
+    assign_perm("containers.view_container", viewer, row)
+    as_viewer, as_outsider = APIClient(), APIClient()
+    as_viewer.force_authenticate(viewer)
+    as_outsider.force_authenticate(outsider)
+    assert as_viewer.get(f"/api/v1/profiles/{session_id}/samples/").data["count"] == session.sample_count
+    assert as_outsider.get(f"/api/v1/profiles/{session_id}/samples/").status_code == 404
+    assert as_outsider.get(f"/api/v1/profiles/{session_id}/export/?as=csv").status_code == 404
+    assert as_viewer.delete(f"/api/v1/profiles/{session_id}/").status_code == 403  # only its recorder or an administrator
+    csv_times = [line.split(",")[0] for line in admin_client.get(f"/api/v1/profiles/{session_id}/export/?as=csv").content.decode().splitlines()[1:]]
+    assert csv_times == times
+
+
 @pytest.mark.django_db
 def test_stats_agree_with_a_cpu_hog_and_a_memory_hog(admin_client, make_host, alpha, run_container, sync_container, unique):
     host = make_host(alpha)
