@@ -60,6 +60,7 @@ def prune_history() -> int:
     from alerts.models import Alert, Notification
 
     cutoff = timezone.now() - timedelta(days=settings.DOCKMON_ALERT_HISTORY_DAYS)
-    alerts, _ = Alert.objects.filter(state="resolved", resolved_at__lt=cutoff).delete()
-    tests, _ = Notification.objects.filter(alert__isnull=True, created_at__lt=cutoff).delete()
-    return alerts + tests
+    # Counted: alerts and test notifications removed (their history and deliveries go with them).
+    _, alerts = Alert.objects.filter(state="resolved", resolved_at__lt=cutoff).delete()
+    _, tests = Notification.objects.filter(alert__isnull=True, created_at__lt=cutoff).delete()
+    return alerts.get("alerts.Alert", 0) + tests.get("alerts.Notification", 0)

@@ -30,8 +30,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with server.lock:
             server.requests.append({"path": parts.path, "query": parts.query, "headers": dict(self.headers), "body": body, "raw": raw})
             script = server.scripts.get(parts.path) or []
-            code, headers = script.pop(0) if script else (200, {})
-        payload = b'{"ok": true}' if code < 300 else b'{"ok": false, "description": "scripted failure"}'
+            answer = script.pop(0) if script else (200, {})
+        code, headers = answer[0], answer[1]
+        if len(answer) > 2:  # (code, headers, body): the body a real service answers with
+            payload = answer[2] if isinstance(answer[2], bytes) else json.dumps(answer[2]).encode()
+        else:
+            payload = b'{"ok": true}' if code < 300 else b'{"ok": false, "description": "scripted failure"}'
         self.send_response(code)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -44,8 +48,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class Receiver:
-    """Records every request with its body; `script(path, [(code, headers), ...])` sets the
-    answers a path gives, in order (then 200)."""
+    """Records every request with its body; `script(path, [(code, headers[, body]), ...])` sets
+    the answers a path gives, in order (then 200)."""
 
     def __init__(self):
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -101,6 +105,37 @@ def smtp_server():
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     controller.messages = handler.messages
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_auth_server():
+    """A real SMTP server that offers AUTH and refuses every login (535)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from dockmon_site.testing import free_port
+
+    class Handler:
+        def __init__(self):
+            self.messages = []
+            self.logins = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope.content.decode())
+            return "250 OK"
+
+    handler = Handler()
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        handler.logins.append((mechanism, getattr(auth_data, "login", b"").decode(errors="replace")))
+        return AuthResult(success=False, handled=False)
+
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
+                            auth_require_tls=False, auth_required=True)
+    controller.start()
+    controller.handler_state = handler
     yield controller
     controller.stop()
 

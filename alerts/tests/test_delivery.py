@@ -253,3 +253,184 @@ def test_windows_cover_global_host_and_container_scopes(rows):
     assert notify.active_window(rows.host.pk, rows.container.key) is None
     MaintenanceWindow.objects.create(name="c", container=rows.container, **span)
     assert notify.active_window(rows.host.pk, rows.container.key).name == "c"
+
+
+# ---------------------------------------------------------------------------
+# Permanent errors of the services themselves
+# ---------------------------------------------------------------------------
+def _fire_and_send(rows, channel):
+    from alerts import evaluator
+
+    make_rule("container_stopped", [channel], name=f"perm-{channel.name}")
+    event = Event.objects.create(category="container", type="container.state", host=rows.host, container_key=rows.container.key,
+                                 data={"state": "exited", "previous_state": "running", "exit_code": 1})
+    evaluator.evaluate_event(event.pk)
+    note = Notification.objects.get(channel=channel)
+    return note, notify.send(note.pk)
+
+
+@pytest.mark.django_db
+def test_pushover_invalid_token_disables_the_channel(receiver, rows):
+    receiver.script("/1/messages.json", [(400, {}, {"token": "invalid", "errors": ["application token is invalid"], "status": 0,
+                                                  "request": "5042853c-402d-4a18-abcb-168734a801de"})])
+    channel = make_channel("pushover", name="po-bad", user_key="u" * 30, app_token="a" * 30, base_url=receiver.url("/"))
+    note, outcome = _fire_and_send(rows, channel)
+    assert outcome == "failed"
+    channel.refresh_from_db()
+    assert not channel.enabled and "HTTP 400" in channel.disabled_reason and "application token is invalid" in channel.disabled_reason
+    note.refresh_from_db()
+    assert note.status == "failed" and note.attempts == 1
+    # A 400 that is not about the keys (a message too long, say) does not disable the channel.
+    receiver.script("/1/messages.json", [(400, {}, {"errors": ["message cannot be blank"], "status": 0})])
+    other = make_channel("pushover", name="po-other", user_key="u" * 30, app_token="b" * 30, base_url=receiver.url("/"))
+    result = notify.send_test(other)
+    assert not result["ok"] and not result["permanent"]
+
+
+@pytest.mark.django_db
+def test_telegram_chat_not_found_disables_the_channel(receiver, rows):
+    receiver.script("/bot123456:ABCdef/sendMessage", [(400, {}, {"ok": False, "error_code": 400,
+                                                                "description": "Bad Request: chat not found"})])
+    channel = make_channel("telegram", name="tg-bad", bot_token="123456:ABCdef", chat_id="-100999", base_url=receiver.url("/"))
+    note, outcome = _fire_and_send(rows, channel)
+    assert outcome == "failed"
+    channel.refresh_from_db()
+    assert not channel.enabled and "chat not found" in channel.disabled_reason
+    assert "ABCdef" not in channel.disabled_reason
+    assert Event.objects.filter(type="alert.channel_disabled", data__channel=channel.pk).count() == 1
+
+
+@pytest.mark.django_db
+def test_smtp_login_refused_disables_the_channel(smtp_auth_server, rows):
+    channel = make_channel("email", name="mail-auth", host="127.0.0.1", port=smtp_auth_server.port, to="ops@example.test",
+                           username="dockmon", password="wrong-password", from_address="dockmon@example.test")
+    note, outcome = _fire_and_send(rows, channel)
+    assert outcome == "failed"
+    assert smtp_auth_server.handler_state.logins, "the client never tried to log in"
+    assert smtp_auth_server.handler_state.messages == []
+    channel.refresh_from_db()
+    assert not channel.enabled and "refused the login (535)" in channel.disabled_reason
+    assert DeliveryAttempt.objects.get(notification=note).status_code == 535
+
+
+@pytest.mark.django_db
+def test_429_retry_after_as_an_http_date(receiver, rows):
+    import email.utils
+
+    when = timezone.now().replace(microsecond=0) + timedelta(seconds=300)
+    receiver.script("/busy-date", [(429, {"Retry-After": email.utils.format_datetime(when, usegmt=True)})])
+    channel = make_channel("webhook", name="busy-date", url=receiver.url("/busy-date"))
+    note, outcome = _fire_and_send(rows, channel)
+    assert outcome == "pending"
+    note.refresh_from_db()
+    # Due at the date the service named (to the second it was given in), not after a backoff.
+    assert abs((note.next_attempt_at - when).total_seconds()) <= 1
+    assert "HTTP 429" in note.last_error
+    assert notify.dispatch_due(inline=True) == 0
+
+
+# ---------------------------------------------------------------------------
+# The delivery log of an alert, history retention, a global window end to end
+# ---------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_the_alert_notifications_endpoint_lists_each_message_with_its_attempts(receiver, rows, admin_client, settings):
+    settings.DOCKMON_NOTIFY_BACKOFF_SECONDS = 0.01
+    receiver.script("/log", [(503, {})])
+    hook = make_channel("webhook", name="log-hook", url=receiver.url("/log"))
+    slack = make_channel("slack", name="log-slack", webhook_url="/services/T1/B1/XYZ", base_url=receiver.url("/"))
+    rule = make_rule("container_stopped", [hook, slack])
+    from alerts import evaluator
+
+    evaluator.evaluate_event(Event.objects.create(category="container", type="container.state", host=rows.host,
+                                                  container_key=rows.container.key,
+                                                  data={"state": "exited", "previous_state": "running", "exit_code": 2}).pk)
+    alert = Alert.objects.get(rule=rule)
+    notify.dispatch_due(inline=True)
+    Notification.objects.filter(status="pending").update(next_attempt_at=timezone.now())
+    notify.dispatch_due(inline=True)
+    rows_ = admin_client.get(f"/api/v1/alerts/{alert.pk}/notifications/").json()
+    assert [(n["channel_name"], n["event"], n["status"], n["attempts"]) for n in rows_] in (
+        [("log-hook", "fired", "sent", 2), ("log-slack", "fired", "sent", 1)],
+        [("log-slack", "fired", "sent", 1), ("log-hook", "fired", "sent", 2)],
+    )
+    by_channel = {n["channel_name"]: n for n in rows_}
+    hook_row = by_channel["log-hook"]
+    assert hook_row["alert"] == alert.pk and hook_row["channel"] == hook.pk and hook_row["sequence"] == 1
+    assert hook_row["title"] == alert.title and "exit code 2" in hook_row["body"] and hook_row["sent_at"].endswith("Z")
+    assert [(d["ok"], d["status_code"]) for d in hook_row["deliveries"]] == [(False, 503), (True, None)]
+    assert "HTTP 503" in hook_row["deliveries"][0]["error"] and hook_row["deliveries"][1]["error"] == ""
+    assert all(isinstance(d["duration_ms"], int) and d["ts"].endswith("Z") for d in hook_row["deliveries"])
+    assert [(d["ok"], d["status_code"]) for d in by_channel["log-slack"]["deliveries"]] == [(True, None)]
+
+
+@pytest.mark.django_db
+def test_prune_history_drops_old_resolved_alerts_and_old_tests_only(rows, settings):
+    from alerts.models import AlertHistory, AlertRule
+    from alerts.tasks import prune_history
+
+    settings.DOCKMON_ALERT_HISTORY_DAYS = 30
+    rule = make_rule("container_stopped")
+    hook = make_channel("webhook", name="prune", url="http://127.0.0.1:9/none")
+    long_ago, lately = timezone.now() - timedelta(days=31), timezone.now() - timedelta(days=29)
+
+    def alert(tag, state, resolved_at):
+        row = Alert.objects.create(rule=rule, kind=rule.kind, dedup_key=f"{rule.pk}|k|container:{tag}", scope_type="container",
+                                   scope_id=tag, host=rows.host, container=rows.container, state=state, resolved_at=resolved_at,
+                                   first_seen_at=long_ago, last_seen_at=long_ago)
+        AlertHistory.objects.create(alert=row, action="fired", ts=long_ago)
+        Notification.objects.create(alert=row, channel=hook, event="fired", status="sent", created_at=long_ago)
+        return row
+
+    old = alert("old", "resolved", long_ago)
+    recent = alert("recent", "resolved", lately)
+    still_open = alert("open", "open", None)
+    old_test = Notification.objects.create(channel=hook, event="test", status="sent", created_at=long_ago)
+    new_test = Notification.objects.create(channel=hook, event="test", status="sent", created_at=lately)
+    assert prune_history() == 2
+    assert set(Alert.objects.values_list("pk", flat=True)) == {recent.pk, still_open.pk}
+    assert not AlertHistory.objects.filter(alert_id=old.pk).exists()
+    assert not Notification.objects.filter(alert_id=old.pk).exists()
+    assert set(Notification.objects.filter(alert__isnull=True).values_list("pk", flat=True)) == {new_test.pk}
+    assert old_test.pk not in Notification.objects.values_list("pk", flat=True)
+    assert AlertRule.objects.filter(pk=rule.pk).exists() and prune_history() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_global_maintenance_window_holds_everything_and_sends_once_after(eager, receiver, rows, unique, admin_client):
+    from alerts import tasks
+    from containers.models import Container, DockerHost
+
+    channel = make_channel("webhook", name="gbo", url=receiver.url("/gbo"))
+    make_rule("container_stopped", [channel])
+    make_rule("host_offline", [channel], name="offline")
+    now = timezone.now()
+    response = admin_client.post("/api/v1/maintenance-windows/", {
+        "name": "everything", "recurrence": "once", "starts_at": (now - timedelta(minutes=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=2)).isoformat()}, format="json")
+    assert response.status_code == 201, response.json()
+    window = response.json()
+    assert window["host"] is None and window["container"] is None and window["active_now"] is True
+    other_host = DockerHost.objects.create(name=f"gbo-{unique}", url="unix:///nonexistent-gbo.sock", status="online")
+    elsewhere = Container.objects.create(host=other_host, container_id="9" * 64, short_id="9" * 12, name=f"far-{unique}",
+                                         state="running")
+    die(rows.container)
+    die(elsewhere)
+    from dockmon_site import bus
+
+    bus.emit("host.status", category="host", host=other_host, data={"status": "offline", "previous": "online"})
+    assert Alert.objects.filter(state="open").count() == 3
+    assert set(Notification.objects.values_list("status", flat=True)) == {"held"}
+    assert tasks.periodic()["released"] == 0 and receiver.requests == []
+
+    # The window ends (its end moved to the past through the API); the periodic task sends each
+    # still-open alert once, and nothing again on the next run.
+    response = admin_client.patch(f"/api/v1/maintenance-windows/{window['id']}/",
+                                  {"ends_at": (timezone.now() - timedelta(seconds=1)).isoformat()}, format="json")
+    assert response.status_code == 200 and response.json()["active_now"] is False
+    assert tasks.periodic()["released"] == 3
+    assert tasks.periodic()["released"] == 0
+    notify.dispatch_due(inline=True)
+    sent = receiver.on("/gbo")
+    assert len(sent) == 3 and {r["body"]["event"] for r in sent} == {"fired"}
+    assert sorted(r["body"]["alert"]["kind"] for r in sent) == ["container_stopped", "container_stopped", "host_offline"]
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
