@@ -9,7 +9,7 @@ class AlertsConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_save
 
-        from alerts import evaluator, signals
+        from alerts import checks, evaluator, signals  # noqa: F401 (checks registers itself)
         from containers.models import DiskUsage
         from containers.signals import container_rekeyed
         from dockmon_site import bus

@@ -77,6 +77,36 @@ def resolved_texts(context: dict, title: str, message: str) -> tuple[str, str]:
     return render(RESOLVED_TITLE, data), render(RESOLVED_BODY, data)
 
 
+# Names that say nothing about where people reach DockMon.
+_NOT_PUBLIC = {"testserver"}
+_LOOPBACK = {"localhost", "127.0.0.1", "[::1]", "::1"}
+
+
+def derived_base_url() -> str:
+    """Where DockMon is served when DOCKMON_PUBLIC_URL is not set: the first concrete name in
+    ALLOWED_HOSTS (a non-loopback one first: that is the name a deployment is reached by) and
+    the port daphne listens on (PORT, default 8000, as `make run` does). "" when ALLOWED_HOSTS
+    holds only wildcards: links then stay relative."""
+    import os
+
+    names = [h for h in settings.ALLOWED_HOSTS if h and "*" not in h and not h.startswith(".") and h not in _NOT_PUBLIC]
+    if not names:
+        return ""
+    public = [h for h in names if h.lower() not in _LOOPBACK]
+    host = (public or names)[0]
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    secure = bool(getattr(settings, "SECURE_SSL_REDIRECT", False) or getattr(settings, "SESSION_COOKIE_SECURE", False))
+    scheme = "https" if secure else "http"
+    port = (os.environ.get("PORT") or "8000").strip()
+    return f"{scheme}://{host}" + ("" if port == ("443" if secure else "80") else f":{port}")
+
+
+def base_url() -> str:
+    """The absolute base of links in notifications: DOCKMON_PUBLIC_URL, else derived_base_url()."""
+    return (settings.DOCKMON_PUBLIC_URL or "").strip().rstrip("/") or derived_base_url()
+
+
 def link(path: str) -> str:
-    base = settings.DOCKMON_PUBLIC_URL.rstrip("/")
+    base = base_url()
     return f"{base}{path}" if base else path
