@@ -160,8 +160,61 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
 
 
+# ---------------------------------------------------------------------------
+# Rows that belong to an alert, a rule or a container: the same visibility as the API
+# ---------------------------------------------------------------------------
+def visible_alerts(user):
+    return filter_related(user, Alert.objects.all())
+
+
+def visible_notifications(user, queryset=None):
+    """Notifications of alerts the user sees (the API's /alerts/{id}/notifications/ rule), and
+    test messages of channels the user sees."""
+    from django.db.models import Q
+
+    from alerts.api.views import visible_channels
+
+    queryset = Notification.objects.all() if queryset is None else queryset
+    if user.is_superuser:
+        return queryset
+    return queryset.filter(Q(alert__in=visible_alerts(user).values("pk"))
+                           | Q(alert__isnull=True, channel__in=visible_channels(user).values("pk")))
+
+
+class VisibleRowsAdmin(ObjectPermissionAdmin):
+    """Read-only rows narrowed by `visible(user, queryset)`; a row is viewable exactly when it is
+    in that queryset (a staff user granted one host sees that host's rows and no others)."""
+
+    def visible(self, user, queryset):  # pragma: no cover - each admin says how
+        raise NotImplementedError
+
+    def visible_queryset(self, request):
+        return self.visible(request.user, self.model.objects.all())
+
+    def get_queryset(self, request):
+        return self.visible(request.user, super().get_queryset(request))
+
+    def _row_visible(self, request, obj) -> bool:
+        return self.visible(request.user, self.model.objects.filter(pk=obj.pk)).exists()
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request)
+        return self._row_visible(request, obj)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Housekeeping rows: superusers only (retention tasks prune them).
+        return request.user.is_superuser and (obj is None or self._row_visible(request, obj))
+
+
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(VisibleRowsAdmin):
     list_display = ["id", "alert", "channel", "event", "status", "attempts", "next_attempt_at", "sent_at", "last_error"]
     list_filter = ["status", "event", "channel"]
     search_fields = ["title", "body", "last_error"]
@@ -170,35 +223,90 @@ class NotificationAdmin(admin.ModelAdmin):
     inlines = [DeliveryInline]
     actions = ["retry_now"]
 
-    def has_add_permission(self, request):
-        return False
+    def visible(self, user, queryset):
+        return visible_notifications(user, queryset)
+
+    def _may_retry(self, request, note) -> bool:
+        from dockmon_site.permissions import object_allowed
+
+        if request.user.is_superuser:
+            return True
+        if note.alert is not None:
+            return object_allowed(request.user, "change", note.alert)
+        return request.user.has_perm("alerts.change_notificationchannel") or request.user.has_perm(
+            "alerts.change_notificationchannel", note.channel)
 
     @admin.action(description="Retry now")
     def retry_now(self, request, queryset):
         from django.utils import timezone
 
-        count = queryset.filter(status__in=["failed", "pending"]).update(status="pending", next_attempt_at=timezone.now())
+        ids = [n.pk for n in queryset.select_related("alert", "channel") if self._may_retry(request, n)]
+        count = Notification.objects.filter(pk__in=ids, status__in=["failed", "pending"]).update(
+            status="pending", next_attempt_at=timezone.now())
         notify.dispatch_due()
         self.message_user(request, f"{count} notification(s) queued.")
 
 
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(VisibleRowsAdmin):
+    list_display = ["ts", "notification", "channel_name", "ok", "status_code", "duration_ms", "error"]
+    list_filter = ["ok", "status_code", "notification__channel"]
+    search_fields = ["error", "notification__title", "notification__channel__name"]
+    list_select_related = ["notification", "notification__channel"]
+    readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
+    date_hierarchy = "ts"
+
+    def visible(self, user, queryset):
+        return queryset.filter(notification__in=visible_notifications(user).values("pk"))
+
+    @admin.display(description="channel", ordering="notification__channel__name")
+    def channel_name(self, obj):
+        return obj.notification.channel.name
+
+
 @admin.register(ConditionState)
-class ConditionStateAdmin(admin.ModelAdmin):
+class ConditionStateAdmin(VisibleRowsAdmin):
     list_display = ["rule", "subject", "first_breach_at", "last_value", "last_event_id", "last_sample_at", "updated_at"]
     list_filter = ["rule__kind"]
     search_fields = ["subject"]
+    list_select_related = ["rule"]
     readonly_fields = [f.name for f in ConditionState._meta.fields]
+
+    def visible(self, user, queryset):
+        from django.db.models import Q, Value
+        from django.db.models.functions import Concat
+
+        from alerts.api.views import visible_rules
+        from dockmon_site.permissions import visible_containers, visible_hosts
+
+        if user.is_superuser:
+            return queryset
+        subjects = visible_containers(user).annotate(subject=Concat(Value("container:"), "key")).values("subject")
+        return queryset.filter(rule__in=visible_rules(user).values("pk")).filter(
+            Q(subject__in=subjects) | Q(subject__startswith="host:", host__in=visible_hosts(user).values("pk")))
 
 
 @admin.register(SubjectState)
-class SubjectStateAdmin(admin.ModelAdmin):
+class SubjectStateAdmin(VisibleRowsAdmin):
     list_display = ["container_key", "suppressed_until", "reason"]
-    search_fields = ["container_key"]
+    search_fields = ["container_key", "reason"]
+    list_filter = [("suppressed_until", admin.EmptyFieldListFilter)]
+
+    def visible(self, user, queryset):
+        from dockmon_site.permissions import visible_containers
+
+        if user.is_superuser:
+            return queryset
+        return queryset.filter(container_key__in=visible_containers(user).values("key"))
 
 
 @admin.register(AlertHistory)
-class AlertHistoryAdmin(admin.ModelAdmin):
+class AlertHistoryAdmin(VisibleRowsAdmin):
     list_display = ["alert", "ts", "action", "user", "text"]
     list_filter = ["action"]
     search_fields = ["text", "alert__title"]
+    list_select_related = ["alert", "user"]
     readonly_fields = ["alert", "ts", "action", "user", "text"]
+
+    def visible(self, user, queryset):
+        return queryset.filter(alert__in=visible_alerts(user).values("pk"))

@@ -130,7 +130,7 @@ def test_no_secret_reaches_any_surface_after_failed_deliveries(rows, django_user
 
     browser = Client()
     browser.force_login(admin)
-    pages = ["/alerts/channels/", "/admin/alerts/notification/",
+    pages = ["/alerts/channels/", "/admin/alerts/notification/", "/admin/alerts/deliveryattempt/",
              *(f"/admin/alerts/notificationchannel/{pk}/change/" for pk in ids.values()),
              *(f"/admin/alerts/notification/{n}/change/" for n in Notification.objects.values_list("pk", flat=True))]
     for url in pages:
