@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
+from rest_framework import serializers
 
 from dockmon_site.admin_mixins import ObjectPermissionAdmin
 from dockmon_site.permissions import has_container_perm, visible_containers
@@ -48,8 +50,48 @@ class ContainerScopedAdmin(ObjectPermissionAdmin):
         return [obj for obj in queryset if has_container_perm(request.user, "change", self._container(obj))]
 
 
+class HealthCheckAdminForm(forms.ModelForm):
+    """The API's validation for the same fields: a URL the probe will accept (no metadata or
+    link-local target), a status spec it can parse (stored normalised), a usable CA, a timeout
+    shorter than the interval, no body keyword with HEAD."""
+
+    class Meta:
+        model = HealthCheck
+        # Secrets (headers, basic auth password) are set through the API or the page, never here.
+        fields = ["container", "name", "url", "method", "expected_status", "body_keyword", "basic_auth_user", "timeout_seconds",
+                  "interval_seconds", "follow_redirects", "verify_tls", "tls_ca", "failure_threshold", "success_threshold",
+                  "auto_restart", "enabled"]
+
+    def _api_check(self, name: str, value):
+        from healthchecks.api.serializers import HealthCheckSerializer
+
+        try:
+            return getattr(HealthCheckSerializer(), f"validate_{name}")(value)
+        except serializers.ValidationError as exc:
+            raise forms.ValidationError(" ".join(str(d) for d in exc.detail)) from None
+
+    def clean_url(self):
+        return self._api_check("url", self.cleaned_data.get("url", ""))
+
+    def clean_expected_status(self):
+        return self._api_check("expected_status", self.cleaned_data.get("expected_status", ""))
+
+    def clean_tls_ca(self):
+        return self._api_check("tls_ca", self.cleaned_data.get("tls_ca", ""))
+
+    def clean(self):
+        cleaned = super().clean()
+        timeout, interval = cleaned.get("timeout_seconds"), cleaned.get("interval_seconds")
+        if timeout is not None and interval is not None and timeout >= interval:
+            self.add_error("timeout_seconds", "The timeout must be shorter than the interval.")
+        if cleaned.get("method") == "HEAD" and cleaned.get("body_keyword"):
+            self.add_error("body_keyword", "A HEAD response has no body to search; use GET.")
+        return cleaned
+
+
 @admin.register(HealthCheck)
 class HealthCheckAdmin(ContainerScopedAdmin):
+    form = HealthCheckAdminForm
     list_display = ["__str__", "container_name", "method", "url", "status", "last_response_ms", "consecutive_failures",
                     "last_checked_at", "interval_seconds", "auto_restart", "enabled"]
     list_filter = ["status", "enabled", "auto_restart", "method", "container__host"]

@@ -73,3 +73,26 @@ def test_run_now_action_records_a_result(admin, rows):
     assert response.status_code == 200
     assert "Connection refused" in response.content.decode()
     assert CheckResult.objects.filter(health_check=check).count() == 2
+
+
+def test_the_admin_form_validates_the_url_and_the_status_spec_like_the_api(admin, rows):
+    host, mine, check, other_check = rows
+    client = Client()
+    client.force_login(admin)
+    base = {"container": mine.pk, "name": "form", "method": "GET", "expected_status": "200-299, 301", "body_keyword": "",
+            "basic_auth_user": "", "timeout_seconds": "5", "interval_seconds": "30", "follow_redirects": "on", "verify_tls": "on",
+            "tls_ca": "", "failure_threshold": "3", "success_threshold": "1", "enabled": "on", "url": "http://127.0.0.1:8080/health"}
+    for field, value, text in (("url", "http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+                               ("url", "ftp://127.0.0.1/", "http"),
+                               ("expected_status", "200-1000", "1000"),
+                               ("expected_status", "ok", "not a status code"),
+                               ("timeout_seconds", "30", "shorter than the interval"),
+                               ("tls_ca", "not a certificate", "PEM")):
+        response = client.post("/admin/healthchecks/healthcheck/add/", {**base, field: value})
+        assert response.status_code == 200, (field, value)  # the form again, with the error
+        assert text in response.content.decode(), (field, value)
+        assert not HealthCheck.objects.filter(name="form").exists()
+    response = client.post("/admin/healthchecks/healthcheck/add/", base)
+    assert response.status_code == 302
+    saved = HealthCheck.objects.get(name="form")
+    assert saved.expected_status == "200-299,301" and saved.url == "http://127.0.0.1:8080/health"
