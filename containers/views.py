@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Exists, OuterRef, Q
-from django.http import Http404
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from containers import stats
-from containers.choices import ContainerState, EventCategory, Health, Severity
-from containers.models import Container, ContainerTag, Event
+from containers.choices import ContainerState, EventCategory, Health, Severity, StatsTier
+from containers.models import Container, ContainerTag, DiskUsage, Event, StatsBatch
 from dockmon_site.permissions import Visibility, has_container_perm, visible_containers, visible_hosts
+
+# Sparklines on the container list: this many of the newest raw points, none older than this.
+SPARK_POINTS = 30
+SPARK_WINDOW = timedelta(minutes=10)
+SPARK_MAX_KEYS = 500
 
 
 def annotate_updates(queryset):
@@ -70,6 +78,54 @@ def container_list(request):
 
 
 @login_required
+def container_sparklines(request):
+    """GET ?keys=k1,k2,…: the newest raw CPU/memory points of those containers, for the list's
+    sparklines ({points: {key: [[t_ms, cpu_percent, mem_bytes], …]}, limits: {key: bytes}}).
+    Keys the user may not see are left out; one query per host of the asked keys."""
+    raw = request.GET.get("keys", "")
+    keys = [k for k in raw.split(",") if k]
+    if not keys:
+        return JsonResponse({"keys": ["Give one or more container keys, separated by commas."]}, status=400)
+    if len(keys) > SPARK_MAX_KEYS:
+        return JsonResponse({"keys": [f"At most {SPARK_MAX_KEYS} keys per request."]}, status=400)
+    wanted: dict = {}
+    for key, host_id, short in visible_containers(request.user).filter(pk__in=keys).values_list("pk", "host_id", "short_id"):
+        wanted.setdefault(host_id, {})[short] = key
+    since = timezone.now() - SPARK_WINDOW
+    points: dict[str, list] = {}
+    limits: dict[str, int] = {}
+    for host_id, shorts in wanted.items():
+        rows = list(
+            StatsBatch.objects.filter(host_id=host_id, tier=StatsTier.RAW, ts__gte=since).order_by("-ts").values_list("ts", "data")[:SPARK_POINTS]
+        )
+        for ts, data in reversed(rows):
+            t = int(ts.timestamp() * 1000)
+            for short, key in shorts.items():
+                point = data.get(short)
+                if point:
+                    point = stats.full(point)
+                    points.setdefault(key, []).append([t, point[stats.CPU], point[stats.MEM]])
+                    limits[key] = point[stats.MEM_LIMIT]
+    return JsonResponse({"points": points, "limits": limits})
+
+
+def _settings_context(user, container) -> dict:
+    """What the settings panel of the container page may edit, and the per-container update
+    policy (that one lives in the updates app's own API: /api/v1/update-policies/)."""
+    try:
+        from updates.models import UpdatePolicy
+    except ImportError:  # pragma: no cover - the updates app is part of the project
+        policy = None
+    else:
+        policy = UpdatePolicy.objects.filter(container=container).values("id", "policy").first()
+    return {
+        "can_change": has_container_perm(user, "change", container),
+        "can_update": has_container_perm(user, "update", container),
+        "policy": policy or {"id": None, "policy": ""},
+    }
+
+
+@login_required
 def container_detail(request, key):
     container = visible_containers(request.user, queryset=Container.objects.select_related("host")).filter(pk=key).first()
     if container is None:
@@ -79,11 +135,18 @@ def container_detail(request, key):
         "c": container,
         "events": events,
         "can_operate": has_container_perm(request.user, "operate", container),
-        "can_change": has_container_perm(request.user, "change", container),
+        **_settings_context(request.user, container),
         "tags": sorted(t.name for t in container.tags.all()),
         "labels": sorted((container.labels or {}).items()),
         "nav": "containers",
     })
+
+
+def _latest_disk():
+    """Subqueries for the newest `docker system df` of a host: its total size and when."""
+    latest = DiskUsage.objects.filter(host=OuterRef("pk")).order_by("-ts")
+    total = latest.annotate(total=F("images_size") + F("containers_size") + F("volumes_size") + F("build_cache_size"))
+    return {"disk_total": Subquery(total.values("total")[:1]), "disk_ts": Subquery(latest.values("ts")[:1])}
 
 
 @login_required
@@ -91,6 +154,7 @@ def host_list(request):
     hosts = visible_hosts(request.user).annotate(
         n_total=Count("containers", filter=Q(containers__removed_at__isnull=True)),
         n_running=Count("containers", filter=Q(containers__removed_at__isnull=True, containers__state="running")),
+        **_latest_disk(),
     ).order_by("name")
     return render(request, "containers/hosts.html", {"hosts": hosts, "nav": "hosts"})
 
@@ -101,26 +165,52 @@ def host_detail(request, pk):
     if host is None:
         raise Http404("No such host.")
     containers = list(
-        visible_containers(request.user, queryset=Container.objects.present().filter(host=host)).prefetch_related("tags").order_by("name")
+        visible_containers(request.user, queryset=Container.objects.present().filter(host=host))
+        .order_by("name").values("key", "name", "state", "health", "image", "status")
     )
     return render(request, "containers/host_detail.html", {
-        "host": host, "containers": containers, "disk": host.disk_usage.first(), "nav": "hosts",
+        "host": host, "containers": containers, "disk": host.disk_usage.order_by("-ts").first(), "nav": "hosts",
+        "n_running": sum(1 for c in containers if c["state"] == ContainerState.RUNNING),
     })
 
 
 @login_required
 def event_list(request):
-    events = Visibility.for_user(request.user).filter_rows(Event.objects.select_related("host", "actor").order_by("-ts", "-id"))
+    """The event log with filters (category, severity, host, container, text); the page script
+    adds new events that match the same filters as they arrive."""
+    visibility = Visibility.for_user(request.user)
+    events = visibility.filter_rows(Event.objects.select_related("host", "actor").order_by("-ts", "-id"))
     category = request.GET.get("category", "")
     severity = request.GET.get("severity", "")
     search = request.GET.get("q", "").strip()
+    hosts = [(str(pk), name) for pk, name in visible_hosts(request.user).order_by("name").values_list("pk", "name")]
+    host = request.GET.get("host", "")
+    if host not in dict(hosts):
+        host = ""
+    # The container filter takes a key (links from a container page) or a name; a name matches
+    # the events of every container that had it (a recreated container keeps its name).
+    container = request.GET.get("container", "").strip()[:255]
+    container_keys: list[str] = []
     if category in EventCategory.values:
         events = events.filter(category=category)
     if severity in Severity.values:
         events = events.filter(severity=severity)
+    if host:
+        events = events.filter(host_id=host)
+    if container:
+        if visible_containers(request.user).filter(pk=container).exists():
+            container_keys = [container]
+            events = events.filter(container_key=container)
+        else:
+            container_keys = list(visible_containers(request.user).filter(name__iexact=container).values_list("pk", flat=True)[:100])
+            events = events.filter(container_name__iexact=container)
     if search:
         events = events.filter(Q(message__icontains=search) | Q(container_name__icontains=search) | Q(type__icontains=search))
+    names = list(
+        visible_containers(request.user, queryset=Container.objects.present()).order_by("name").values_list("name", flat=True).distinct()[:500]
+    )
     return render(request, "containers/events.html", {
         "events": events[:200], "categories": EventCategory.choices, "severities": Severity.choices,
         "category": category, "severity": severity, "q": search, "nav": "events",
+        "hosts": hosts, "host": host, "container": container, "container_keys": container_keys, "container_names": names,
     })

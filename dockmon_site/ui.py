@@ -13,32 +13,55 @@ from containers.views import annotate_updates
 from dockmon_site.permissions import Visibility, filter_related, visible_containers, visible_hosts
 
 
-def dashboard_data(user) -> dict:
-    hosts = list(
-        visible_hosts(user).annotate(
-            n_total=Count("containers", filter=Q(containers__removed_at__isnull=True)),
-            n_running=Count("containers", filter=Q(containers__removed_at__isnull=True, containers__state="running")),
-        ).order_by("name")
-    )
+def _hosts(user) -> list[dict]:
+    hosts = visible_hosts(user).annotate(
+        n_total=Count("containers", filter=Q(containers__removed_at__isnull=True)),
+        n_running=Count("containers", filter=Q(containers__removed_at__isnull=True, containers__state="running")),
+    ).order_by("name")
+    return [{"id": str(h.pk), "name": h.name, "status": h.status, "total": h.n_total, "running": h.n_running} for h in hosts]
+
+
+TOP = 5
+
+
+def dashboard_data(user, part: str = "") -> dict:
+    """Everything the dashboard shows. `part="hosts"` is the host rows alone (the hosts page's
+    live counts).
+
+    Top CPU/memory: the page redraws them from live `stats.sample` messages, one host at a time.
+    So it gets each host's own top entries (the global top can only come from those) and the
+    names of the running containers, which samples do not carry."""
+    hosts = _hosts(user)
+    if part == "hosts":
+        return {"hosts": hosts}
     containers = annotate_updates(visible_containers(user, queryset=Container.objects.present()))
     by_state = dict(containers.values_list("state").annotate(n=Count("key")).order_by())
-    names = {c["key"]: c for c in containers.values("key", "name", "host__name", "host_id", "update_available", "health")}
+    names = {c["key"]: c for c in containers.values("key", "name", "host__name", "host_id", "update_available", "health", "state")}
+    running = {k: [c["name"], c["host__name"]] for k, c in names.items() if c["state"] == "running"}
     top = []
     for host_id in {c["host_id"] for c in names.values()}:
         _, data = stats.latest(host_id)
+        entries = []
         for short, point in data.items():
             key = f"{host_id}:{short}"
-            if key in names:
-                top.append({"key": key, "name": names[key]["name"], "host": names[key]["host__name"], "cpu": point[stats.CPU], "mem": point[stats.MEM]})
+            if key in running:
+                entries.append({"key": key, "name": running[key][0], "host": running[key][1], "host_id": str(host_id),
+                                "cpu": point[stats.CPU], "mem": point[stats.MEM]})
+        chosen = {e["key"]: e for e in sorted(entries, key=lambda e: -e["cpu"])[:TOP]}
+        chosen.update({e["key"]: e for e in sorted(entries, key=lambda e: -e["mem"])[:TOP]})
+        top.extend(chosen.values())
     events = Visibility.for_user(user).filter_rows(Event.objects.order_by("-ts", "-id"))
     return {
-        "hosts": [{"id": str(h.pk), "name": h.name, "status": h.status, "total": h.n_total, "running": h.n_running} for h in hosts],
+        "hosts": hosts,
         "states": by_state,
         "total": sum(by_state.values()),
         "unhealthy": sum(1 for c in names.values() if c["health"] == "unhealthy"),
         "updates": [{"key": k, "name": c["name"], "host": c["host__name"]} for k, c in names.items() if c.get("update_available")][:20],
-        "top_cpu": sorted(top, key=lambda t: -t["cpu"])[:5],
-        "top_mem": sorted(top, key=lambda t: -t["mem"])[:5],
+        "n_updates": sum(1 for c in names.values() if c.get("update_available")),
+        "top": top,
+        "top_cpu": sorted(top, key=lambda t: -t["cpu"])[:TOP],
+        "top_mem": sorted(top, key=lambda t: -t["mem"])[:TOP],
+        "running": running,
         "events": [
             {"ts": e.ts.isoformat().replace("+00:00", "Z"), "severity": e.severity, "type": e.type, "message": e.message, "key": e.container_key}
             for e in events[:15]
@@ -71,4 +94,4 @@ def dashboard(request):
 
 @login_required
 def dashboard_json(request):
-    return JsonResponse(dashboard_data(request.user))
+    return JsonResponse(dashboard_data(request.user, part=request.GET.get("part", "")))

@@ -2,59 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 from guardian.shortcuts import assign_perm
 
 from containers.models import Container, DockerHost
+from containers.tests.browser import LOOP, SCREENSHOTS
+from containers.tests.browser import live as _live
+from containers.tests.browser import login as _login
+from containers.tests.browser import row as _row
 from dockmon_site.testing import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
-LOOP = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
-SCREENSHOTS = Path(os.environ.get("DOCKMON_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"))
-
-
-@pytest.fixture
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is required for the UI tests (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself
-    # are still plain synchronous calls.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield instance
-        instance.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def _login(browser, daphne, username, password, dark=False):
-    context = browser.new_context(color_scheme="dark" if dark else "light", viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    base = f"http://127.0.0.1:{daphne.port}"
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-    return page, base
-
-
-def _live(page):
-    page.wait_for_selector("#live-dot.on", timeout=10_000)
-
-
-def _row(page, key):
-    return page.locator(f'tr[data-key="{key}"]')
 
 
 def test_container_list_and_detail_are_live(browser, admin, make_host, alpha, monitor, daphne, run_container, unique):
@@ -93,8 +53,8 @@ def test_container_list_and_detail_are_live(browser, admin, make_host, alpha, mo
     page.click(f'tr[data-key="{key}"] a.name')
     page.wait_for_url(f"{base}/containers/{key}/")
     _live(page)
-    page.on("dialog", lambda dialog: dialog.accept())
     page.click('#actions [data-op="restart"]')
+    page.click("#confirm-dialog #confirm-ok")
     wait_for(lambda: alpha.docker("inspect", "-f", "{{.State.StartedAt}}", name).stdout.strip() != before, timeout=15, message="restart")
     page.wait_for_selector("#state.running")
     page.context.close()
