@@ -726,9 +726,12 @@ def _sync(host_id, client, container_id: str) -> Container:
         return container_services.apply_facts(host_id, facts)
 
 
-def restore_records(host_id, client, old_id: str, new_key: str, desired_state: str, *, log=None) -> None:
+def restore_records(host_id, client, old_id: str, new_key: str, desired_state: str | None, *, log=None) -> None:
     """After a rollback: the original container's row is current again and, when the records had
-    moved to the new container, they move back (the new container's row is marked removed)."""
+    moved to the new container, they move back (the new container's row is marked removed).
+
+    desired_state is what the person wanted of the original before the update; None leaves the
+    row's own value (a backup resolved by repair still carries it)."""
     try:
         with transaction.atomic():
             old_row = _sync(host_id, client, old_id)
@@ -741,7 +744,8 @@ def restore_records(host_id, client, old_id: str, new_key: str, desired_state: s
                     # The original is current again: it is nobody's predecessor.
                     Container.objects.filter(pk=old_row.pk).update(replaced_by="")
                     container_services.mark_removed(Container.objects.get(pk=new_row.pk))
-            Container.objects.filter(pk=old_row.pk).update(desired_state=desired_state)
+            if desired_state is not None:
+                Container.objects.filter(pk=old_row.pk).update(desired_state=desired_state)
         if log:
             log(f"Records are on {old_row.key} again")
     except Exception as exc:
@@ -957,7 +961,8 @@ def _resolve_one(host, client, item: dict, name: str, run: UpdateRun | None, tak
         was_running = run.was_running if run is not None else False
         if was_running:
             engine.operate(client, item["id"], "start")
-        restore_records(host.pk, client, item["id"], "", "")
+        # The backup's row still holds what the person wanted of it (desired state): keep it.
+        restore_records(host.pk, client, item["id"], "", None)
         note(f"Orphaned backup {item['name']} got its name {name} back" + (" and was started" if was_running else ""))
         return "restored"
     if run is not None and run.status == RunStatus.SUCCEEDED and all(c["state"] == "running" for c in taken) == bool(run.was_running):
