@@ -150,6 +150,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
             self.visibility_at = time.monotonic()
         return self.visibility
 
+    async def dockmon_resync(self, event):
+        """This web process's Redis connection came back after a failure: events may have been
+        missed meanwhile, so the client should reload what it shows (dockmon_site/channel_layer.py)."""
+        await self._reply("stream.resync", {"reason": "The live stream was interrupted; reload the current state."})
+
     async def dockmon_event(self, event):
         if event.get("event_type") == "permissions.changed":
             self.visibility_at = 0

@@ -186,8 +186,22 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_TIMEOUT = envfloat("REDIS_TIMEOUT", 5.0, minimum=0.1)
 
-_channel_layer = envchoice("DOCKMON_CHANNEL_LAYER", "redis", ("redis", "memory"))
+_channel_layer = envchoice("DOCKMON_CHANNEL_LAYER", "redis", ("redis", "redis-lists", "memory"))
 if _channel_layer == "redis":
+    # Redis pub/sub: every web process subscribes to the broadcast group once and fans out to
+    # its own sockets, and its subscriptions live in the process, so they come back by
+    # themselves when Redis restarts empty (the list-based layer keeps group membership in Redis,
+    # which a restart loses while the sockets stay open and hear nothing).
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "dockmon_site.channel_layer.ChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": REDIS_TIMEOUT}],
+                "prefix": envstr("DOCKMON_CHANNEL_PREFIX", "dockmon"),
+            },
+        }
+    }
+elif _channel_layer == "redis-lists":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -290,6 +304,13 @@ DOCKMON_STATS_CONCURRENCY = envint("DOCKMON_STATS_CONCURRENCY", 256, minimum=1, 
 DOCKMON_STATS_RAW_HOURS = envint("DOCKMON_STATS_RAW_HOURS", 24, minimum=1)
 DOCKMON_STATS_5M_DAYS = envint("DOCKMON_STATS_5M_DAYS", 7, minimum=1)
 DOCKMON_STATS_1H_DAYS = envint("DOCKMON_STATS_1H_DAYS", 90, minimum=1)
+# Bulk operations: how many containers of one engine are operated on at once, how many
+# threads a job uses in all, the largest selection answered inside the request (bigger ones go
+# to a worker, 202), and the Celery queue for those jobs ("" = the default queue).
+DOCKMON_BULK_CONCURRENCY = envint("DOCKMON_BULK_CONCURRENCY", 16, minimum=1, maximum=256)
+DOCKMON_BULK_WORKERS = envint("DOCKMON_BULK_WORKERS", 32, minimum=1, maximum=256)
+DOCKMON_BULK_INLINE_MAX = envint("DOCKMON_BULK_INLINE_MAX", 20, minimum=0, maximum=1000)
+DOCKMON_BULK_QUEUE = envstr("DOCKMON_BULK_QUEUE", "")
 DOCKMON_METRICS_PUBLIC = envbool("DOCKMON_METRICS_PUBLIC", False)
 # Addresses or networks that may read /metrics without a token (e.g. a Prometheus server).
 try:

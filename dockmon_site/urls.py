@@ -33,6 +33,7 @@ urlpatterns = [
     path("", ui.dashboard, name="dashboard"),
     path("dashboard.json", ui.dashboard_json, name="dashboard-json"),
     path("containers/", container_views.container_list, name="ui-containers"),
+    path("containers/sparklines.json", container_views.container_sparklines, name="ui-sparklines"),
     path("containers/<str:key>/", container_views.container_detail, name="ui-container"),
     path("hosts/", container_views.host_list, name="ui-hosts"),
     path("hosts/<uuid:pk>/", container_views.host_detail, name="ui-host"),
@@ -42,3 +43,5 @@ urlpatterns = [
     path("alerts/", alert_views.alert_list, name="ui-alerts"),
     path("alerts/channels/", alert_views.channel_list, name="ui-channels"),
 ]
+
+handler500 = "dockmon_site.views.server_error"

@@ -35,3 +35,29 @@ def readyz(request):
         checks["redis"] = f"error: {exc.__class__.__name__}"
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+_UNAVAILABLE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DockMon: database unavailable</title>
+<meta http-equiv="refresh" content="10"></head><body style="font-family:system-ui,sans-serif;margin:3rem">
+<h1>DockMon cannot reach its database</h1><p>The database is unavailable right now (restarting, or the network to it is down).
+This page tries again every 10 seconds.</p></body></html>"""
+
+
+def server_error(request):
+    """handler500: a database that went away is a 503 with a clear message (JSON for the API), not
+    an anonymous 500; anything else is Django's usual 500 page."""
+    import sys
+
+    from django.db import DatabaseError
+    from django.http import HttpResponse
+    from django.views import defaults
+
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DatabaseError):
+        if request.path.startswith("/api/") or "json" in request.headers.get("Accept", ""):
+            response = JsonResponse({"detail": "The database is unavailable; try again shortly."}, status=503)
+        else:
+            response = HttpResponse(_UNAVAILABLE_PAGE, status=503)
+        response["Retry-After"] = "10"
+        return response
+    return defaults.server_error(request)
