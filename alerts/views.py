@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.utils import timezone
 
 from alerts.api.views import visible_channels, visible_rules
 from alerts.choices import AlertState, RuleKind, Severity
 from alerts.models import OPEN_STATES, Alert, MaintenanceWindow
 from alerts.transports import CHANNEL_KINDS
-from dockmon_site.permissions import filter_related
+from containers.models import Container
+from dockmon_site.permissions import filter_related, visible_containers, visible_hosts
 
+DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 
 
@@ -24,13 +27,21 @@ def alert_list(request):
     elif state in AlertState.values:
         alerts = alerts.filter(state=state)
     rules = visible_rules(user).prefetch_related("channels") if user.has_perm("alerts.view_alertrule") or user.is_superuser else []
-    windows = MaintenanceWindow.objects.filter(enabled=True).select_related("host", "container")
+    windows = list(_visible_windows(user, MaintenanceWindow.objects.select_related("host", "container")).order_by("name", "id")[:200])
+    for window in windows:
+        window.weekday_labels = ", ".join(DAYS[d] for d in window.weekdays or [] if 0 <= d < 7)
     return render(request, "alerts/alerts.html", {
         "alerts": alerts.order_by("-last_seen_at", "-id")[:300],
         "state": state,
         "states": [("open", "Open (not resolved)"), *AlertState.choices, ("all", "All")],
         "rules": rules,
-        "windows": filter_related(user, windows) if not user.is_superuser else windows,
+        "windows": windows,
+        "active_windows": {w.pk for w in windows if w.active_at(timezone.now())},
+        "can_add_windows": user.is_superuser or user.has_perm("alerts.add_maintenancewindow"),
+        "can_delete_windows": user.is_superuser or user.has_perm("alerts.delete_maintenancewindow"),
+        "window_hosts": visible_hosts(user).order_by("name"),
+        "window_containers": visible_containers(user, queryset=Container.objects.present()).select_related("host").order_by("name")[:500],
+        "weekdays": list(enumerate(DAYS)),
         "can_change": user.is_superuser or user.has_perm("alerts.change_alert"),
         "can_edit_rules": user.is_superuser or user.has_perm("alerts.change_alertrule"),
         "kinds": RuleKind.choices,
@@ -38,6 +49,17 @@ def alert_list(request):
         "channels": visible_channels(user),
         "nav": "alerts",
     })
+
+
+def _visible_windows(user, queryset):
+    """The API's rule: windows of hosts/containers the user sees, and global ones for those who
+    may view maintenance windows."""
+    if user.is_superuser:
+        return queryset
+    related = filter_related(user, queryset)
+    if user.has_perm("alerts.view_maintenancewindow"):
+        return (related | queryset.filter(host__isnull=True, container__isnull=True)).distinct()
+    return related
 
 
 @login_required

@@ -12,5 +12,9 @@ from dockmon_site.permissions import visible_containers
 @login_required
 def check_list(request):
     # Containers the user may add a check to (needs `change` on the container).
-    changeable = visible_containers(request.user, "change", queryset=Container.objects.present()).select_related("host").order_by("name")[:1000]
-    return render(request, "healthchecks/list.html", {"containers": changeable, "nav": "health"})
+    changeable = visible_containers(request.user, "change", queryset=Container.objects.present()).select_related("host").order_by("name")
+    # Checks on these containers may be edited and deleted here (the API allows the same).
+    with_checks = visible_containers(request.user, "change").filter(health_checks__isnull=False).values_list("key", flat=True).distinct()
+    return render(request, "healthchecks/list.html", {
+        "containers": changeable[:1000], "changeable_keys": sorted(set(with_checks)), "nav": "health",
+    })
