@@ -6,7 +6,18 @@ from django.db.models import Count, Q
 
 from containers import operations, services
 from containers.api.serializers import HostSerializer
-from containers.models import Container, ContainerTag, DiskUsage, DockerHost, Event, ProfileSession, StatsBatch, Tag
+from containers.models import (
+    BulkJob,
+    BulkJobItem,
+    Container,
+    ContainerTag,
+    DiskUsage,
+    DockerHost,
+    Event,
+    ProfileSession,
+    StatsBatch,
+    Tag,
+)
 from dockmon_site.admin_mixins import ObjectPermissionAdmin
 from dockmon_site.permissions import has_container_perm, visible_containers, visible_hosts
 
@@ -257,6 +268,44 @@ class ProfileSessionAdmin(admin.ModelAdmin):
             return qs
         keys = visible_containers(request.user).values("key")
         return qs.filter(Q(host__in=visible_hosts(request.user)) | Q(container_key__in=keys))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class BulkJobItemInline(admin.TabularInline):
+    model = BulkJobItem
+    fields = ["position", "key", "status", "ok", "state", "http_status", "error", "finished_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BulkJob)
+class BulkJobAdmin(admin.ModelAdmin):
+    """Bulk operations (API and UI), read-only: one's own, or everyone's for a superuser."""
+
+    list_display = ["created_at", "action", "user", "status", "total", "succeeded", "failed", "background", "finished_at"]
+    list_filter = ["status", "action", "background"]
+    search_fields = ["user__username", "items__key"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["id", "action", "options", "user", "status", "background", "total", "succeeded", "failed", "error",
+                       "created_at", "started_at", "finished_at"]
+    inlines = [BulkJobItemInline]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).select_related("user")
+        return qs if request.user.is_superuser else qs.filter(user=request.user)
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, _ = super().get_search_results(request, queryset, search_term)
+        return queryset.distinct(), False
 
     def has_add_permission(self, request):
         return False

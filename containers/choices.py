@@ -69,3 +69,16 @@ class ContainerAction(models.TextChoices):
     PAUSE = "pause", "Pause"
     UNPAUSE = "unpause", "Unpause"
     REMOVE = "remove", "Remove"
+
+
+class BulkJobStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+
+
+class BulkItemStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"

@@ -166,6 +166,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if payload is not None:
             await self._send_stats(payload, visibility)
             return
+        target = event.get("user")
+        if target is not None:
+            # A message for one person (the progress of their bulk job): theirs only, and when it
+            # names a container, only while they may still see that container.
+            if target != self.user.pk or ((host or key) and not visibility.allows(host, key)):
+                return
+            await self.send(text_data=event["text"])
+            return
         if not visibility.allows(host, key):
             return
         if self.hosts_filter is not None and host not in self.hosts_filter:

@@ -7,7 +7,19 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
-from containers.choices import ContainerState, DesiredState, EventCategory, Health, HostStatus, Severity, StatsTier, TagSource
+from containers.choices import (
+    BulkItemStatus,
+    BulkJobStatus,
+    ContainerAction,
+    ContainerState,
+    DesiredState,
+    EventCategory,
+    Health,
+    HostStatus,
+    Severity,
+    StatsTier,
+    TagSource,
+)
 from dockmon_site.crypto import EncryptedTextField
 
 SHORT_ID_LENGTH = 12
@@ -295,3 +307,55 @@ class HostLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host_id} → {self.owner or '-'}"
+
+
+class BulkJob(models.Model):
+    """One action over a selection of containers (POST /api/v1/containers/bulk/).
+
+    Small selections run inside the request; large ones in a Celery worker (the API answers 202
+    with the job's id). Each container is one BulkJobItem, written as it finishes, so progress is
+    readable at /api/v1/bulk-jobs/{id}/ while the job runs.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    action = models.CharField(max_length=16, choices=ContainerAction.choices)
+    options = models.JSONField(default=dict, blank=True, help_text="force, volumes, timeout")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=BulkJobStatus.choices, default=BulkJobStatus.PENDING)
+    background = models.BooleanField(default=False, help_text="Run by a worker rather than inside the request")
+    total = models.IntegerField(default=0)
+    succeeded = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "created_at"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} ×{self.total} ({self.status})"
+
+
+class BulkJobItem(models.Model):
+    """One container of a bulk job and its outcome (`http_status` as a single call would answer)."""
+
+    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="items")
+    position = models.IntegerField()
+    # The key as asked for: it may name a container that does not exist (reported as 404).
+    key = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=BulkItemStatus.choices, default=BulkItemStatus.PENDING)
+    ok = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    http_status = models.IntegerField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="bulk_item_unique_position")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.position} {self.key} {self.status}"

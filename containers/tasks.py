@@ -80,3 +80,12 @@ def collect_host_disk_usage(host_id: str) -> dict:
         return {"id": record_disk_usage(host).pk}
     except engine.EngineError as exc:
         return {"error": str(exc)}
+
+
+@shared_task(ignore_result=True)
+def run_bulk_job(job_id: str) -> dict:
+    """One bulk operation over a large selection (containers.operations.execute_job)."""
+    from containers import operations
+
+    job = operations.execute_job(job_id)
+    return {"status": job.status, "succeeded": job.succeeded, "failed": job.failed} if job else {}

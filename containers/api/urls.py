@@ -1,6 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
-from containers.api.views import ContainerViewSet, EventViewSet, HostViewSet, ProfileSessionViewSet
+from containers.api.views import BulkJobViewSet, ContainerViewSet, EventViewSet, HostViewSet, ProfileSessionViewSet
 
 app_name = "containers-api"
 
@@ -9,5 +9,6 @@ router.register("hosts", HostViewSet, basename="host")
 router.register("containers", ContainerViewSet, basename="container")
 router.register("events", EventViewSet, basename="event")
 router.register("profiles", ProfileSessionViewSet, basename="profile")
+router.register("bulk-jobs", BulkJobViewSet, basename="bulk-job")
 
 urlpatterns = router.urls

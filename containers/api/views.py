@@ -13,7 +13,6 @@ from containers import container_settings, engine, operations, services
 from containers import stats as stats_service
 from containers.api.serializers import (
     BulkOperationSerializer,
-    BulkResultSerializer,
     ContainerSerializer,
     DiskUsageSerializer,
     EventSerializer,
@@ -30,9 +29,9 @@ from containers.api.serializers import (
     StatsSerializer,
     StopOptionsSerializer,
 )
-from containers.choices import EventCategory
+from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
-from containers.models import Container, DockerHost, Event, Tag
+from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event, Tag
 from dockmon_site import bus
 from dockmon_site.api import PermissionedViewSetMixin
 from dockmon_site.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
@@ -46,6 +45,93 @@ def _valid(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+# --- bulk jobs -------------------------------------------------------------------------
+class BulkRequestSerializer(BulkOperationSerializer):
+    background = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Run in a worker (202) or inside the request (200); default: by the selection's size",
+    )
+
+
+class BulkJobItemSerializer(serializers.ModelSerializer):
+    status = serializers.IntegerField(source="http_status", allow_null=True, read_only=True,
+                                      help_text="What a single call would have answered (200, 403, 404, 409, 503...); null while pending")
+    done = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BulkJobItem
+        fields = ["key", "ok", "state", "error", "status", "done"]
+        read_only_fields = fields
+
+    def get_done(self, obj) -> bool:
+        return obj.status != BulkItemStatus.PENDING
+
+
+class BulkJobSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
+    done = serializers.IntegerField(read_only=True, help_text="Items finished so far")
+
+    class Meta:
+        model = BulkJob
+        fields = ["id", "action", "options", "status", "background", "total", "done", "succeeded", "failed", "error",
+                  "user", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class BulkJobDetailSerializer(BulkJobSerializer):
+    results = BulkJobItemSerializer(source="item_list", many=True, read_only=True, help_text="In the order the keys were given")
+
+    class Meta(BulkJobSerializer.Meta):
+        fields = [*BulkJobSerializer.Meta.fields, "results"]
+        read_only_fields = fields
+
+
+def _progress(queryset):
+    return queryset.select_related("user").annotate(
+        done=Count("items", filter=~Q(items__status=BulkItemStatus.PENDING)),
+        live_succeeded=Count("items", filter=Q(items__ok=True)),
+        live_failed=Count("items", filter=Q(items__status=BulkItemStatus.FAILED)),
+    )
+
+
+def _with_items(job: BulkJob) -> BulkJob:
+    job.item_list = list(job.items.order_by("position"))
+    # Counts as of now, also while the job runs (the stored ones are written when it ends).
+    job.succeeded, job.failed = job.live_succeeded, job.live_failed
+    return job
+
+
+def _job_with_progress(job_id) -> BulkJob:
+    return _with_items(_progress(BulkJob.objects.filter(pk=job_id)).get())
+
+
+class BulkJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Bulk operations: one's own (an administrator sees everyone's), newest first."""
+
+    filterset_fields = ["status", "action"]
+    ordering = ["-created_at"]
+
+    def get_permissions(self):
+        from rest_framework.permissions import IsAuthenticated
+
+        from accounts.authentication import TokenWritePermission
+
+        return [IsAuthenticated(), TokenWritePermission()]
+
+    def get_queryset(self):
+        jobs = BulkJob.objects.all()
+        if not self.request.user.is_superuser:
+            jobs = jobs.filter(user=self.request.user)
+        # Counting items groups the query, which drops the model's default ordering.
+        return _progress(jobs).order_by("-created_at", "pk")
+
+    def get_serializer_class(self):
+        return BulkJobDetailSerializer if self.action == "retrieve" else BulkJobSerializer
+
+    def get_object(self):
+        return _with_items(super().get_object())
 
 
 # Fields whose change means the engine must be contacted again.
@@ -201,18 +287,23 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
             return Response({"detail": str(exc)}, status=exc.status)
         return Response(status=204)
 
-    @extend_schema(request=BulkOperationSerializer, responses={200: BulkResultSerializer(many=True)})
+    @extend_schema(request=BulkRequestSerializer, responses={200: BulkJobDetailSerializer, 202: BulkJobDetailSerializer})
     @action(detail=False, methods=["post"])
     def bulk(self, request):
-        """One action over many containers; each item reports its own outcome."""
-        data = _valid(BulkOperationSerializer, request.data)
-        user = request.user
-        results = operations.bulk(
-            data["keys"], data["action"], user=user,
+        """One action over many containers; each item reports its own outcome.
+
+        Up to DOCKMON_BULK_INLINE_MAX containers (or `background: false`) run inside the request:
+        200 with every result. Larger selections (or `background: true`) go to a worker: 202 with
+        the job, its items pending; follow it at /api/v1/bulk-jobs/{id}/ or over the WebSocket
+        (`bulk.item` per container, then `bulk.finished`)."""
+        data = _valid(BulkRequestSerializer, request.data)
+        job = operations.create_job(
+            data["keys"], data["action"], user=request.user,
             options={"force": data["force"], "volumes": data["volumes"], "timeout": data.get("timeout")},
-            allowed=lambda c: has_container_perm(user, "view", c) and has_container_perm(user, "operate", c),
+            background=data.get("background"),
         )
-        return Response({"results": BulkResultSerializer([r.__dict__ for r in results], many=True).data})
+        job = _job_with_progress(job.pk)
+        return Response(BulkJobDetailSerializer(job).data, status=202 if job.background else 200)
 
     # --- logs and stats -------------------------------------------------------------------
     @extend_schema(parameters=[LogsQuerySerializer], responses={200: LogsSerializer})

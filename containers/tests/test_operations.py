@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
@@ -128,7 +130,7 @@ def test_bulk_reports_each_item_and_hides_what_the_user_may_not_see(django_user_
     assert response.status_code == 200
     results = {r["key"]: r for r in response.data["results"]}
     assert all(results[c.key]["ok"] and results[c.key]["state"] == "exited" for c in mine)
-    assert results[hidden.key] == {"key": hidden.key, "ok": False, "state": "", "error": "Not found.", "status": 404}
+    assert results[hidden.key] == {"key": hidden.key, "ok": False, "state": "", "error": "Not found.", "status": 404, "done": True}
     assert results[f"{host.pk}:000000000000"]["status"] == 404
     assert _engine_state(alpha, hidden.name) == "running"
     assert client.post("/api/v1/containers/bulk/", {"action": "explode", "keys": keys}, format="json").status_code == 400
@@ -147,3 +149,35 @@ def test_admin_actions_operate_real_containers(admin, make_host, alpha, run_cont
     notes = [str(m) for m in response.context["messages"]]
     assert "stop: 1 container(s) done." in notes, notes
     assert _engine_state(alpha, row.name) == "exited"
+
+
+@pytest.mark.django_db(transaction=True)  # the bulk remove runs in worker threads with their own connections
+def test_remove_with_volumes_deletes_the_anonymous_volume_and_without_keeps_it(admin_client, make_host, alpha, run_container, sync_container, unique):
+    host = make_host(alpha)
+
+    def with_volume(name):
+        cid = run_container(alpha, name, *LOOP, extra=("-v", "/data"))
+        volume = next(m["Name"] for m in json.loads(alpha.docker("inspect", cid).stdout)[0]["Mounts"] if m["Destination"] == "/data")
+        return sync_container(host, cid), volume
+
+    def volume_exists(volume):
+        return alpha.docker("volume", "inspect", volume, check=False).returncode == 0
+
+    dropped, dropped_volume = with_volume(f"vol-rm-{unique}")
+    kept, kept_volume = with_volume(f"vol-keep-{unique}")
+    bulk_row, bulk_volume = with_volume(f"vol-bulk-{unique}")
+    try:
+        assert volume_exists(dropped_volume) and volume_exists(kept_volume) and volume_exists(bulk_volume)
+        assert admin_client.delete(f"/api/v1/containers/{dropped.key}/?force=true&volumes=true").status_code == 204
+        assert admin_client.delete(f"/api/v1/containers/{kept.key}/?force=true").status_code == 204
+        assert alpha.docker("inspect", dropped.container_id, check=False).returncode != 0
+        assert not volume_exists(dropped_volume)  # the anonymous volume went with its container
+        assert volume_exists(kept_volume)  # without volumes=true it stays
+        response = admin_client.post("/api/v1/containers/bulk/", {"action": "remove", "keys": [bulk_row.key], "force": True, "volumes": True},
+                                     format="json")
+        assert response.status_code == 200 and response.data["results"][0]["ok"], response.data
+        assert not volume_exists(bulk_volume)
+        event = Event.objects.filter(type="container.operation", container_key=dropped.key, data__action="remove").get()
+        assert event.data["volumes"] is True and event.data["force"] is True
+    finally:
+        alpha.docker("volume", "rm", "-f", dropped_volume, kept_volume, bulk_volume, check=False)
