@@ -161,17 +161,19 @@ def related_target(obj):
     foreign key, or an event-style `container_key` / `host_id`), or None."""
     from containers.models import Container, DockerHost
 
-    for name in ("container", "host"):
-        field = _field(obj, name)
-        if field is not None and field.is_relation and field.related_model in (Container, DockerHost):
-            target = getattr(obj, name)
-            if target is not None:
-                return target
+    # The container first (a row about a container is the container's, even when it names the
+    # host too: a user granted only that container sees it, as lists do via filter_rows).
+    field = _field(obj, "container")
+    if field is not None and field.is_relation and field.related_model is Container and obj.container is not None:
+        return obj.container
     key = getattr(obj, "container_key", "") or ""
     if key:
         container = Container.objects.select_related("host").filter(pk=key).first()
         if container is not None:
             return container
+    field = _field(obj, "host")
+    if field is not None and field.is_relation and field.related_model is DockerHost and obj.host is not None:
+        return obj.host
     host_id = getattr(obj, "host_id", None)
     if host_id:
         return DockerHost.objects.filter(pk=host_id).first()

@@ -1,17 +1,19 @@
-"""A small world for permission tests: two hosts, containers and events on each, and the
-people of the matrix (administrator, a user granted host A, a user granted one container of
-host A, a user granted only host B)."""
+"""A small world for permission tests: two hosts, containers and events on each, one object of
+every host- or container-bound model of the other apps on each side, and the people of the
+matrix (administrator, a user granted host A, a user granted one container of host A, a user
+granted only host B)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 from accounts.models import APIToken
-from containers.models import Container, DockerHost, Event
+from containers.models import Container, DiskUsage, DockerHost, Event, ProfileSession
 
 FAKE_KEY = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIK0secretsecretsecretsecretsecret\n-----END PRIVATE KEY-----\n"
 
@@ -30,6 +32,17 @@ class World:
     granted: object
     container_granted: object
     outsider: object
+    # Route prefix -> id of the object of that collection bound to a1 (host A) / b1 (host B).
+    a_objects: dict[str, str] = field(default_factory=dict)
+    b_objects: dict[str, str] = field(default_factory=dict)
+    # Texts of the bound objects: those of a1, those of host A but no container of it, of b1.
+    texts_a1: list[str] = field(default_factory=list)
+    texts_a_host_only: list[str] = field(default_factory=list)
+    texts_b: list[str] = field(default_factory=list)
+    # A rule with scope "all" (visible to everyone who may read rules) with an open alert on
+    # each host: its open-alert count must only count what the reader may see.
+    rule_all: object = None
+    host_window: object = None
 
     def client(self, who: str | None) -> APIClient:
         """An API client authenticated with a real token (None: anonymous)."""
@@ -41,10 +54,15 @@ class World:
 
     def identifiers_of_a(self) -> list[str]:
         """Text that must never reach someone who may not see host A."""
-        return [str(self.host_a.pk), self.host_a.name, self.a1.key, self.a1.name, self.a2.key, self.a2.name, self.event_a1.message]
+        return [str(self.host_a.pk), self.host_a.name, self.a1.key, self.a1.name, self.a2.key, self.a2.name, self.event_a1.message,
+                *self.texts_a1, *self.texts_a_host_only]
 
     def identifiers_of_b(self) -> list[str]:
-        return [str(self.host_b.pk), self.host_b.name, self.b1.key, self.b1.name, self.event_b1.message]
+        return [str(self.host_b.pk), self.host_b.name, self.b1.key, self.b1.name, self.event_b1.message, *self.texts_b]
+
+    def identifiers_beyond_a1(self) -> list[str]:
+        """What of host A the user granted only a1 must not see."""
+        return [self.a2.key, self.a2.name, self.event_a2.message, *self.texts_a_host_only]
 
 
 def _container(host, name):
@@ -76,7 +94,77 @@ def world(db, django_user_model, alpha, unique):
     assign_perm("containers.view_dockerhost", outsider, host_b)
     events[2].host = host_b
     events[2].save()
-    return World(host_a, host_b, a1, a2, b1, *events, admin, granted, container_granted, outsider)
+    world = World(host_a, host_b, a1, a2, b1, *events, admin, granted, container_granted, outsider)
+    # Alert rules are read by the model permission (a role); everyone here may read them, so
+    # what narrows the rules they get is the hosts and containers alone.
+    from django.contrib.auth.models import Permission
+
+    read_rules = Permission.objects.get(content_type__app_label="alerts", codename="view_alertrule")
+    for person in (granted, container_granted, outsider):
+        person.user_permissions.add(read_rules)
+    _bound_objects(world, unique)
+    return world
+
+
+def _bound_objects(world: World, unique: str) -> None:
+    """One object of every host/container-bound model on a1 and on b1 (and a few of host A
+    alone), named so that their texts can be looked for in any response."""
+    from django.utils import timezone
+
+    from alerts.models import Alert, AlertHistory, AlertRule, MaintenanceWindow
+    from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
+    from updates.models import ContainerUpdate, UpdatePolicy, UpdateRun
+
+    now = timezone.now()
+    rule_all = AlertRule.objects.create(name=f"ruleall{unique}", kind="container_stopped", scope="all")
+    world.rule_all = rule_all
+    for side, host, container in (("A", world.host_a, world.a1), ("B", world.host_b, world.b1)):
+        t = {name: f"{name}{side}{unique}" for name in ("hc", "hcerr", "rule", "alerttitle", "alertmsg", "note", "window",
+                                                          "img", "runlog", "policynote", "attempt", "profile")}
+        check = HealthCheck.objects.create(container=container, name=t["hc"], url="http://127.0.0.1:9/", enabled=False)
+        CheckResult.objects.create(health_check=check, status="failure", error=t["hcerr"])
+        rule = AlertRule.objects.create(name=t["rule"], kind="container_stopped", scope="containers")
+        rule.containers.set([container])
+        alert = Alert.objects.create(rule=rule_all, kind="container_stopped", dedup_key=f"matrix:{container.key}", scope_type="container",
+                                     scope_id=container.key, host=host, container=container, subject_name=container.name,
+                                     title=t["alerttitle"], message=t["alertmsg"])
+        AlertHistory.objects.create(alert=alert, action="note", text=t["note"])
+        window = MaintenanceWindow.objects.create(name=t["window"], container=container, starts_at=now, ends_at=now + timedelta(hours=1))
+        ContainerUpdate.objects.create(container=container, image=t["img"], latest_version="9.9")
+        run = UpdateRun.objects.create(host=host, container=container, container_name=container.name, old_key=container.key,
+                                       status="succeeded", stage="done", log=t["runlog"])
+        policy = UpdatePolicy.objects.create(container=container, policy="warn", note=t["policynote"])
+        AutoRestartConfig.objects.create(container=container)
+        RestartAttempt.objects.create(container=container, trigger="die", attempt=1, due_at=now, reason=t["attempt"])
+        profile = ProfileSession.objects.create(container_key=container.key, container_name=container.name, host=host,
+                                                end_reason=t["profile"])
+        DiskUsage.objects.create(host=host, images_count=7)
+        objects = {
+            "/api/v1/hosts/": str(host.pk),
+            "/api/v1/containers/": container.key,
+            "/api/v1/events/": str((world.event_a1 if side == "A" else world.event_b1).pk),
+            "/api/v1/health-checks/": str(check.pk),
+            "/api/v1/alert-rules/": str(rule.pk),
+            "/api/v1/alerts/": str(alert.pk),
+            "/api/v1/auto-restart/": container.key,
+            "/api/v1/maintenance-windows/": str(window.pk),
+            "/api/v1/profiles/": str(profile.pk),
+            "/api/v1/update-policies/": str(policy.pk),
+            "/api/v1/update-runs/": str(run.pk),
+            "/api/v1/updates/": container.key,
+        }
+        if side == "A":
+            world.a_objects, world.texts_a1 = objects, list(t.values())
+        else:
+            world.b_objects, world.texts_b = objects, list(t.values())
+    # Of host A but of no container the a1-only user sees: a host-wide window, a rule naming
+    # both containers of A, and a2's records.
+    host_window = MaintenanceWindow.objects.create(name=f"hostwindowA{unique}", host=world.host_a, starts_at=now, ends_at=now)
+    both = AlertRule.objects.create(name=f"ruleboth{unique}", kind="container_stopped", scope="containers")
+    both.containers.set([world.a1, world.a2])
+    HealthCheck.objects.create(container=world.a2, name=f"hcatwo{unique}", url="http://127.0.0.1:9/", enabled=False)
+    world.texts_a_host_only = [host_window.name, both.name, f"hcatwo{unique}"]
+    world.host_window = host_window
 
 
 @pytest.fixture

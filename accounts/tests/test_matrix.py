@@ -32,12 +32,22 @@ UNSAFE = ("post", "put", "patch", "delete")
 PUBLIC = {"/api/v1/auth/token/", "/api/v1/schema/", "/api/v1/docs/"}
 # Administration: model permissions on users, groups and grants, which only Administrators hold.
 ADMIN_ONLY_PREFIXES = ("/api/v1/users/", "/api/v1/groups/", "/api/v1/permissions/")
-# Object-bound collections and how to name one of host A's objects in their paths.
-OBJECT_PARAMS = {
-    "/api/v1/hosts/": lambda w: str(w.host_a.pk),
-    "/api/v1/containers/": lambda w: w.a1.key,
-    "/api/v1/events/": lambda w: str(w.event_a1.pk),
-}
+# Object-bound collections: the world holds one of each on a1 (host A) and on b1 (host B),
+# keyed by these prefixes (accounts/tests/conftest.py::_bound_objects).
+BOUND_COLLECTIONS = (
+    "/api/v1/hosts/", "/api/v1/containers/", "/api/v1/events/", "/api/v1/health-checks/", "/api/v1/alert-rules/",
+    "/api/v1/alerts/", "/api/v1/auto-restart/", "/api/v1/maintenance-windows/", "/api/v1/profiles/",
+    "/api/v1/update-policies/", "/api/v1/update-runs/", "/api/v1/updates/",
+)
+# Collections of objects bound to no host or container (or one's own): their detail routes are
+# checked elsewhere (tokens, audit, administration) or hold nothing about hosts.
+UNBOUND_COLLECTIONS = (
+    "/api/v1/tokens/", "/api/v1/audit/", "/api/v1/users/", "/api/v1/groups/", "/api/v1/permissions/",
+    "/api/v1/notification-channels/", "/api/v1/registry-credentials/", "/api/v1/update-policy-categories/",
+    "/api/v1/bulk-jobs/",  # one's own jobs (containers/tests/test_bulk.py)
+)
+# Routes that ask the engine about the container (a world row has none behind it).
+LIVE = ("/logs/", "/stats/")
 
 
 def _schema_operations():
@@ -48,26 +58,29 @@ def _schema_operations():
                 yield path, method, operation
 
 
-def _fill(path: str, world) -> str | None:
-    """The path with its parameters naming one of host A's objects (None: not object-bound).
+def _collection(path: str) -> str | None:
+    return next((prefix for prefix in BOUND_COLLECTIONS if path.startswith(prefix)), None)
 
-    Besides the host, container and event routes, any route whose only parameter is `{key}`
-    names a container (the design's identity rule), e.g. a container's update record.
-    """
+
+def _fill(path: str, world, side: str = "a") -> str | None:
+    """The path with its parameter naming the object of a1 (side "a") or b1 ("b") of its
+    collection (None: not object-bound). Any other route whose only parameter is `{key}` names
+    a container (the design's identity rule)."""
     if "{" not in path:
         return path
     if path.count("{") != 1:
         return None
-    for prefix, value in OBJECT_PARAMS.items():
-        if path.startswith(prefix):
-            return re.sub(r"\{[^}]+\}", value(world), path)
+    objects = world.a_objects if side == "a" else world.b_objects
+    prefix = _collection(path)
+    if prefix is not None:
+        return re.sub(r"\{[^}]+\}", objects[prefix], path)
     if "{key}" in path:
-        return path.replace("{key}", world.a1.key)
+        return path.replace("{key}", objects["/api/v1/containers/"])
     return None
 
 
 def _known(url: str) -> bool:
-    return url.startswith(tuple(OBJECT_PARAMS))
+    return _collection(url) is not None
 
 
 def _any_resolving(path: str) -> str:
@@ -134,7 +147,7 @@ def test_lists_show_exactly_what_each_person_may_see(world, operations):
             body = _text(response)
             forbidden = world.identifiers_of_a() if who == "outsider" else world.identifiers_of_b()
             if who == "container_granted":
-                forbidden += [world.a2.key, world.a2.name, world.event_a2.message]
+                forbidden += world.identifiers_beyond_a1()
             leaked = [text for text in forbidden if text in body]
             assert not leaked, (who, path, leaked)
             if response["Content-Type"].startswith("application/json"):
@@ -170,44 +183,88 @@ def test_filters_and_search_do_not_leak_objects_of_other_hosts(world, operations
     assert [e["id"] for e in one.get("/api/v1/events/").json()["results"]] == [world.event_a1.pk]
 
 
+def _forbidden_for(world, who: str) -> list[str]:
+    if who == "outsider":
+        return world.identifiers_of_a()
+    if who == "container_granted":
+        return world.identifiers_of_b() + world.identifiers_beyond_a1()
+    if who == "granted":
+        return world.identifiers_of_b()
+    return []
+
+
 def test_object_details_and_operations(world, operations):
+    """Every route naming one object of a host/container-bound collection, for the object of
+    a1 and the object of b1: 200 for who may see it (and no text of what they may not see in the
+    answer), 404 for who may not; unsafe calls 404 for who may not see it, 403 for who may only
+    view it. A new route must join BOUND_COLLECTIONS or UNBOUND_COLLECTIONS."""
     clients = {who: world.client(who) for who in ("admin", "granted", "container_granted", "outsider")}
-    detail_gets, unsafe = 0, 0
+    sees = {  # side -> who sees the object of that side (a1's objects; host A itself is not a1's)
+        "a": {"admin", "granted", "container_granted"},
+        "b": {"admin", "outsider"},
+    }
+    detail_gets, unsafe, collections = 0, 0, set()
     for path, method, _ in operations:
-        url = _fill(path, world)
-        if url is None or url == path:
-            continue  # not bound to a host or container
-        # These rows have no container on the engine: a live view that asks the engine marks
-        # them removed (hidden from then on). Bring them back so each check starts alike.
-        Container.objects.filter(pk__in=[world.a1.pk, world.a2.pk]).update(removed_at=None)
-        on_container = url.startswith("/api/v1/containers/")
-        if method == "get":
-            assert clients["outsider"].get(url).status_code == 404, url
-            if not _known(url):
-                pass  # another app's record of the container: it may not exist, but never for outsiders
-            elif url.rstrip("/").count("/") == 4:  # the object itself
-                assert clients["admin"].get(url).status_code == 200, url
-                assert clients["granted"].get(url).status_code == 200, url
-                if on_container:
-                    assert clients["container_granted"].get(url).status_code == 200, url
-                    assert clients["container_granted"].get(url.replace(world.a1.key, world.a2.key)).status_code == 404, url
-            else:
-                # Live views (logs, stats...) ask the engine, which does not know these rows'
-                # containers: any answer but a refusal or a server error.
-                for who in ("admin", "granted"):
-                    status = clients[who].get(url).status_code
-                    assert status not in (401, 403, 500), (who, url, status)
-            detail_gets += 1
-        elif method in UNSAFE:
-            required = getattr(resolve(url).func, "initkwargs", {}).get("required_action")
-            assert _call(clients["outsider"], method, url).status_code == 404, (method, url)
-            if required != "view" and _known(url):
-                # Visible, but viewing is all they may do.
-                assert _call(clients["granted"], method, url).status_code == 403, (method, url)
-                expected = 403 if on_container else 404
-                assert _call(clients["container_granted"], method, url).status_code == expected, (method, url)
-            unsafe += 1
-    assert detail_gets >= 3 and unsafe >= 5
+        if "{" not in path:
+            continue
+        prefix = _collection(path)
+        if prefix is None and "{key}" not in path:
+            assert path.startswith(UNBOUND_COLLECTIONS), f"{path}: name its collection in BOUND_ or UNBOUND_COLLECTIONS"
+            continue
+        collections.add(prefix)
+        live = path.startswith("/api/v1/containers/") and path.endswith(LIVE)
+        for side in ("a", "b"):
+            url = _fill(path, world, side)
+            # These rows have no container on the engine: a live view that asks the engine marks
+            # them removed (hidden from then on). Bring them back so each check starts alike.
+            Container.objects.filter(pk__in=[world.a1.pk, world.a2.pk, world.b1.pk]).update(removed_at=None)
+            allowed = set(sees[side])
+            if side == "a" and prefix == "/api/v1/hosts/":
+                allowed.discard("container_granted")  # one container of a host does not show the host
+            if method == "get":
+                for who, client in clients.items():
+                    response = client.get(url)
+                    if who not in allowed:
+                        assert response.status_code == 404, (who, url, response.status_code)
+                    elif live:
+                        # Logs and stats ask the engine, which does not know these rows' containers:
+                        # any answer but a refusal or a server error.
+                        assert response.status_code not in (401, 403, 500), (who, url, response.status_code)
+                    else:
+                        assert response.status_code == 200, (who, url, response.status_code, _text(response)[:300])
+                        leaked = [text for text in _forbidden_for(world, who) if text in _text(response)]
+                        assert not leaked, (who, url, leaked)
+                detail_gets += 1
+            elif method in UNSAFE:
+                required = getattr(resolve(url).func, "initkwargs", {}).get("required_action")
+                for who in ("granted", "container_granted", "outsider"):
+                    status = _call(clients[who], method, url).status_code
+                    if who not in allowed:
+                        assert status == 404, (who, method, url, status)
+                    elif required != "view":
+                        assert status == 403, (who, method, url, status)  # visible, but viewing is all they may do
+                unsafe += 1
+    assert collections >= set(BOUND_COLLECTIONS), set(BOUND_COLLECTIONS) - collections
+    assert detail_gets >= 40 and unsafe >= 40
+
+
+def test_counts_on_a_shared_rule_count_only_what_the_reader_sees(world):
+    """A rule of scope "all" has an open alert on each host: its open_alerts is what the reader
+    may see of them, in the list and in the detail."""
+    expected = {"admin": 2, "granted": 1, "container_granted": 1, "outsider": 1}
+    for who, count in expected.items():
+        client = world.client(who)
+        detail = client.get(f"/api/v1/alert-rules/{world.rule_all.pk}/")
+        assert detail.status_code == 200, (who, detail.status_code)
+        assert detail.json()["open_alerts"] == count, (who, detail.json()["open_alerts"])
+        listed = {rule["id"]: rule for rule in client.get("/api/v1/alert-rules/", {"page_size": 100}).json()["results"]}
+        assert listed[world.rule_all.pk]["open_alerts"] == count, who
+        assert client.get("/api/v1/alerts/").json()["count"] == count, who
+    # A rule naming a container someone may not see is not theirs to see at all.
+    both = world.texts_a_host_only[1]
+    names = {who: [r["name"] for r in world.client(who).get("/api/v1/alert-rules/").json()["results"]] for who in expected}
+    assert both in names["admin"] and both in names["granted"]
+    assert both not in names["container_granted"] and both not in names["outsider"]
 
 
 def test_operate_grant_on_a_container_allows_exactly_that_container(world, alpha, run_container, unique):

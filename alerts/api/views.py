@@ -111,14 +111,19 @@ class AlertRuleViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
     """Alert rules. Creating and changing one needs the model permission (the Operators role has
     it); its hosts, containers and channels must be ones you can see."""
 
-    queryset = AlertRule.objects.prefetch_related("hosts", "containers", "tags", "channels").annotate(
-        n_open=Count("alerts", filter=~Q(alerts__state=AlertState.RESOLVED)))
+    queryset = AlertRule.objects.prefetch_related("hosts", "containers", "tags", "channels")
     serializer_class = AlertRuleSerializer
     filterset_class = AlertRuleFilter
     ordering_fields = ["name", "id", "kind", "severity"]
 
     def filter_permitted(self, queryset):
-        return visible_rules(self.request.user, queryset)
+        # A rule of scope "all" may be read by people who see only some of its alerts: count
+        # those only (the count must not tell them about alerts of hosts they cannot see).
+        user = self.request.user
+        is_open = ~Q(alerts__state=AlertState.RESOLVED)
+        if not user.is_superuser:
+            is_open &= Q(alerts__pk__in=filter_related(user, Alert.objects.all()).values("pk"))
+        return visible_rules(user, queryset).annotate(n_open=Count("alerts", filter=is_open)).order_by("name", "id")
 
 
 class AlertFilter(django_filters.FilterSet):
