@@ -40,7 +40,9 @@ SECRET_KEY = _secret_key()
 # Secrets at rest (TLS keys, channel tokens) are encrypted with this key; it defaults to one
 # derived from SECRET_KEY so a plain install works, and can be set apart for key rotation.
 DOCKMON_ENCRYPTION_KEY = envstr("DOCKMON_ENCRYPTION_KEY")
-ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+# Loopback only by default. Django's test client uses "testserver", which the test runner adds
+# itself (django.test.utils.setup_test_environment); it has no place in a deployment.
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 USE_X_FORWARDED_HOST = envbool("USE_X_FORWARDED_HOST", False)
 if envbool("SECURE_PROXY_SSL", False):
