@@ -12,12 +12,15 @@ import logging
 import os
 import re
 import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
 import docker
+import docker.auth
 import docker.errors
 import docker.tls
 import requests.exceptions
@@ -681,6 +684,16 @@ def container_stats(client, container_id: str) -> StatsSample:
     return compute_stats(container_id, data)
 
 
+def container_stats_doc(client, container_id: str, *, one_shot: bool = False) -> dict:
+    """One raw stats document. With one_shot the engine answers from its next collector tick
+    without first waiting for a priming one (about half the wait), but sends no precpu_stats:
+    the caller supplies the previous reading for CPU % (containers.stats does)."""
+    try:
+        return client.api.stats(container_id, stream=False, one_shot=one_shot)
+    except _ENGINE_FAILURES as exc:
+        raise _wrap(exc) from exc
+
+
 def stats_stream(client, container_id: str):
     """A blocking stream of decoded stats documents, about one a second; close() it to stop."""
     try:
@@ -796,29 +809,92 @@ def inspect_image_raw(client, ref: str) -> dict | None:
 
 
 def pull(client, ref: str, on_progress=None, timeout: float = 600.0) -> str:
-    """Pull an image, reporting progress as (done_bytes, total_bytes, status); returns its ID."""
+    """Pull an image, reporting progress as (done_bytes, total_bytes, status); returns its ID.
+
+    `timeout` bounds the whole pull: a registry that stalls (mid-blob, or before any byte) ends
+    the pull with an EngineError once it has passed, instead of holding the caller for ever.
+    The pull's connection is then closed, which makes the engine abandon the pull: the tag keeps
+    naming the image it named before.
+    """
     repository, tag = _split_ref(ref)
+    api = client.api
+    registry, _ = docker.auth.resolve_repository_name(repository)
+    headers = {}
+    auth_header = docker.auth.get_config_header(api, registry)
+    if auth_header:
+        headers["X-Registry-Auth"] = auth_header
     layers: dict[str, tuple[int, int]] = {}
+    expired = threading.Event()
+    started = time.monotonic()
+
+    def too_slow() -> EngineError:
+        return EngineError(f"Pull of {ref} did not finish within {timeout:g} s (the registry stalled or is too slow).")
+
     try:
-        for item in client.api.pull(repository, tag=tag, stream=True, decode=True):
-            if "error" in item:
-                raise EngineError(f"Pull of {ref} failed: {item['error']}")
-            detail = item.get("progressDetail") or {}
-            if item.get("id") and detail.get("total"):
-                layers[item["id"]] = (int(detail.get("current") or 0), int(detail["total"]))
-            if on_progress is not None:
-                done = sum(c for c, _ in layers.values())
-                total = sum(t for _, t in layers.values())
-                on_progress(done, total, item.get("status", ""))
-        image = client.api.inspect_image(ref)
+        # The read timeout covers a stream that goes quiet; the watchdog covers one that trickles.
+        response = api._post(api._url("/images/create"), params={"fromImage": repository, "tag": tag}, headers=headers,
+                             stream=True, timeout=(settings.DOCKMON_ENGINE_TIMEOUT, timeout + 1))
+        api._raise_for_status(response)
+
+        def expire():
+            expired.set()
+            _cut_stream(response)
+
+        watchdog = threading.Timer(max(0.0, timeout - (time.monotonic() - started)), expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            for item in api._stream_helper(response, decode=True):
+                if "error" in item:
+                    raise EngineError(f"Pull of {ref} failed: {item['error']}")
+                detail = item.get("progressDetail") or {}
+                if item.get("id") and detail.get("total"):
+                    layers[item["id"]] = (int(detail.get("current") or 0), int(detail["total"]))
+                if on_progress is not None:
+                    done = sum(c for c, _ in layers.values())
+                    total = sum(t for _, t in layers.values())
+                    on_progress(done, total, item.get("status", ""))
+        except Exception as exc:
+            if expired.is_set():  # however the cut stream ended the read
+                raise too_slow() from exc
+            raise
+        finally:
+            watchdog.cancel()
+            response.close()
+        if expired.is_set():
+            raise too_slow()
+        image = api.inspect_image(ref)
     except _ENGINE_FAILURES as exc:
+        if expired.is_set() or (isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+                                and time.monotonic() - started >= timeout):
+            raise too_slow() from exc
         raise _wrap(exc) from exc
+    except ValueError as exc:  # a stream cut in the middle of a JSON document
+        raise EngineError(f"Pull of {ref} failed: the engine's answer was cut off ({exc})") from exc
     return image["Id"]
+
+
+def _cut_stream(response) -> None:
+    """End a streamed response from another thread: shut its socket down, which wakes the
+    blocked read with an end of stream (closing the response here instead would race with the
+    reader). Where no socket can be reached (ssh), closing is the fallback."""
+    try:
+        raw = response.raw._fp.fp.raw
+        sock = getattr(raw, "_sock", raw)
+        sock.shutdown(socket.SHUT_RDWR)
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        response.close()
+    except Exception:  # closing is best effort
+        logger.debug("closing a pull stream failed", exc_info=True)
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:
     if "@" in ref:
-        return ref, None
+        name, _, digest = ref.partition("@")
+        return name, digest
     name, _, tag = ref.rpartition(":")
     if name and "/" not in tag:
         return name, tag
@@ -940,7 +1016,11 @@ def dependents_sharing_network(client, container_id: str) -> list[str]:
         ids = [item["Id"] for item in client.api.containers(all=True)]
         result = []
         for other in ids:
-            mode = ((client.api.inspect_container(other).get("HostConfig") or {}).get("NetworkMode") or "")
+            try:
+                data = client.api.inspect_container(other)
+            except docker.errors.NotFound:
+                continue  # removed since the list: it shares nothing any more
+            mode = ((data.get("HostConfig") or {}).get("NetworkMode") or "")
             if mode in (f"container:{container_id}", f"container:{container_id[:12]}"):
                 result.append(other)
         return result

@@ -315,3 +315,102 @@ def delete_manifest(registry: str, repo: str, digest: str) -> None:
     """Delete a manifest (and so every tag pointing at it); the registry must allow deletes."""
     resp = _session().delete(f"http://{registry}/v2/{repo}/manifests/{digest}", timeout=10)
     resp.raise_for_status()
+
+
+# ---------------------------------------------------------------------------
+# Fault injection: a front for the real registry that can hold or stall answers
+# ---------------------------------------------------------------------------
+class RegistryStandIn:
+    """A loopback HTTP front that forwards reads (GET/HEAD) to a real registry and injects the
+    faults the real one cannot be made to produce:
+
+    - hold(substring): requests whose path contains it wait (up to `max_hold` s) until release();
+    - stall_blobs = True: a blob download sends its headers and half its bytes, then nothing more
+      until stop() (a registry stalling mid-blob).
+
+    Engines pull through it like through any loopback registry (plain HTTP, trusted by default).
+    """
+
+    FORWARDED_HEADERS = ("Content-Type", "Docker-Content-Digest", "Docker-Distribution-Api-Version", "Link",
+                         "WWW-Authenticate", "RateLimit-Remaining", "Retry-After", "ETag")
+
+    def __init__(self, upstream: str, *, max_hold: float = 60.0):
+        self.upstream = upstream
+        self.max_hold = max_hold
+        self.stall_blobs = False
+        self.requests: list[tuple[str, str]] = []
+        self.stalled: list[str] = []
+        self.held: list[str] = []
+        self._holds: list[str] = []
+        self._released = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                front._serve(self, body=False)
+
+            def do_GET(self):
+                front._serve(self, body=True)
+
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def hold(self, substring: str) -> None:
+        with self._lock:
+            self._holds.append(substring)
+            self._released.clear()
+
+    def release(self) -> None:
+        with self._lock:
+            self._holds.clear()
+        self._released.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.release()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _serve(self, handler: BaseHTTPRequestHandler, *, body: bool) -> None:
+        path = handler.path
+        with self._lock:
+            self.requests.append((handler.command, path))
+            held = any(s in path for s in self._holds)
+            if held:
+                self.held.append(path)
+        if held:
+            self._released.wait(self.max_hold)
+            if self._stopping.is_set():
+                return  # the connection just closes: no answer at all
+        headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "authorization", "range")}
+        try:
+            resp = _session().request(handler.command, f"http://{self.upstream}{path}", headers=headers, timeout=30,
+                                      allow_redirects=True)
+        except requests.RequestException:
+            handler.send_error(502)
+            return
+        content = resp.content if body else b""
+        handler.send_response(resp.status_code)
+        for name in self.FORWARDED_HEADERS:
+            if name in resp.headers:
+                handler.send_header(name, resp.headers[name])
+        handler.send_header("Content-Length", resp.headers.get("Content-Length", str(len(content))) if not body else str(len(content)))
+        handler.end_headers()
+        if not body:
+            return
+        if self.stall_blobs and "/blobs/sha256:" in path and resp.status_code == 200 and len(content) > 1:
+            with self._lock:
+                self.stalled.append(path)
+            handler.wfile.write(content[: len(content) // 2])
+            handler.wfile.flush()
+            self._stopping.wait()  # never sends the rest; the connection closes at stop()
+            return
+        handler.wfile.write(content)

@@ -22,8 +22,13 @@ def sync():
 
     def run(host):
         client = engine_api.client_for_host(host)
+        facts = []
         try:
-            facts = [engine_api.inspect_container(client, f.container_id) for f in engine_api.list_containers(client)]
+            for item in engine_api.list_containers(client):
+                try:
+                    facts.append(engine_api.inspect_container(client, item.container_id))
+                except engine_api.ContainerGone:
+                    pass  # another test removed it since the list (the engines are shared)
         finally:
             client.close()
         return container_services.reconcile(host, facts)

@@ -10,7 +10,7 @@ import pytest
 from django.db import close_old_connections, connection
 from django.test import override_settings
 
-from containers.models import Container, ContainerTag, Tag
+from containers.models import Container, ContainerTag, Event, Tag
 from updates import executor
 from updates.choices import RunStatus
 from updates.models import ContainerUpdate, RolledBackDigest, UpdateRun
@@ -59,6 +59,13 @@ def _update(container, **kwargs):
         run = executor.request_update(container, enqueue=False, **kwargs)
         UpdateRun.objects.filter(pk=run.pk).update(queued_at=None)
         return executor.execute(run.pk)
+
+
+def _event(run, type_):
+    """The one event row of `type_` for this run (update events carry the run id)."""
+    rows = list(Event.objects.filter(type=type_, category="update", data__run=run.pk))
+    assert len(rows) == 1, (type_, [(e.type, e.message) for e in Event.objects.filter(data__run=run.pk)])
+    return rows[0]
 
 
 def _cleanup(alpha, name):
@@ -133,6 +140,9 @@ def test_full_configuration_survives_an_update_and_the_volume_keeps_its_data(
     row = ContainerUpdate.objects.get(container_id=new_key)
     assert row.current_digest == second and row.update_available is False
     assert set(run.timings) >= {"pull", "stop", "create", "health", "cleanup"}
+    event = _event(run, "update.succeeded")
+    assert event.container_key == new_key and event.data["to_digest"] == second and event.data["status"] == "succeeded"
+    assert not Event.objects.filter(type__in=["update.rolled_back", "update.failed"], data__run=run.pk).exists()
     alpha.docker("volume", "rm", "-f", f"vol-{unique}", check=False)
 
 
@@ -166,6 +176,9 @@ def test_a_broken_release_is_rolled_back(testbed, alpha, make_host, sync, releas
         assert reason in run.error, run.error
         assert run.to_digest == second and run.from_digest == first
         assert RolledBackDigest.objects.filter(container_id=old.key, digest=second).exists()
+        event = _event(run, "update.rolled_back")
+        assert event.container_key == old.key and event.severity == "warning" and reason in event.message
+        assert not Event.objects.filter(type__in=["update.succeeded", "update.failed"], data__run=run.pk).exists()
         old.refresh_from_db()
         assert old.replaced_by == "" and old.removed_at is None
         if run.new_key:
@@ -226,19 +239,34 @@ def test_a_stopped_container_stays_stopped(testbed, alpha, make_host, sync, rele
         _cleanup(alpha, name)
 
 
-def test_a_one_shot_container_that_exits_zero_passes(testbed, alpha, make_host, sync, release, unique, containers_to_remove):
+@pytest.mark.parametrize(("new_cmd", "outcome"), [(["true"], RunStatus.SUCCEEDED), (["false"], RunStatus.ROLLED_BACK)])
+def test_a_one_shot_release_with_restart_no(testbed, alpha, make_host, sync, release, unique, containers_to_remove, new_cmd, outcome):
+    """GIVEN a container with restart policy `no` WHEN the new release runs once and exits
+    THEN exit 0 is a one-shot success, and a non-zero exit is rolled back to the original."""
     ref, _ = release("1.0", "one", cmd=LOOP)
     name = f"os-{unique}"
     containers_to_remove.append((alpha, name))
-    alpha.docker("run", "-d", "--network", "none", "--name", name, ref)
+    alpha.docker("run", "-d", "--network", "none", "--restart", "no", "--name", name, ref)
+    before = _inspect(alpha, name)
     host = make_host(alpha)
     sync(host)
-    testbed.build_image("beta", ref, "two", cmd=["true"])
+    old = Container.objects.get(host=host, name=name)
+    testbed.build_image("beta", ref, "two", cmd=new_cmd)
     testbed.push("beta", ref)
-    run = _update(Container.objects.get(host=host, name=name))
+    run = _update(old)
     try:
-        assert run.status == RunStatus.SUCCEEDED, run.log
-        assert "one-shot success" in run.log
+        assert run.status == outcome, run.log
+        after = _inspect(alpha, name)
+        assert _names(alpha, name) == [name]
+        if outcome == RunStatus.SUCCEEDED:
+            assert "one-shot success" in run.log
+            assert after["Id"] != before["Id"] and after["State"]["ExitCode"] == 0
+            assert _event(run, "update.succeeded").container_key == run.new_key
+        else:
+            assert "exit code 1" in run.error, run.error
+            assert after["Id"] == before["Id"] and after["State"]["Running"] is True and after["Image"] == before["Image"]
+            assert _event(run, "update.rolled_back").container_key == old.key
+            assert not Event.objects.filter(type="update.succeeded", data__run=run.pk).exists()
     finally:
         _cleanup(alpha, name)
 
@@ -325,3 +353,152 @@ def test_old_images_beyond_the_last_n_are_removed(testbed, alpha, make_host, syn
         assert still_there is (keep >= 1), run.log
     finally:
         _cleanup(alpha, name)
+
+
+def test_entrypoint_links_mounts_user_and_healthcheck_survive_an_update(
+    testbed, alpha, make_host, sync, release, networks, unique, containers_to_remove
+):
+    """GIVEN a container with --entrypoint plus its own command, --domainname, --link, --mount
+    type=volume and type=tmpfs, --workdir, --user and --health-cmd WHEN it is updated THEN
+    docker inspect shows all of them on the new container, and the volume keeps its data."""
+    (net_a, _), third = networks
+    ref, _ = release("1.0", "one")
+    name, peer, volume = f"fid-{unique}", f"peer-{unique}", f"mvol-{unique}"
+    containers_to_remove.extend([(alpha, name), (alpha, peer)])
+    alpha.docker("run", "-d", "--name", peer, "--network", net_a, "dockmon/busybox:latest", *LOOP)
+    alpha.docker(
+        "run", "-d", "--name", name, "--network", net_a, "--link", f"{peer}:db",
+        "--entrypoint", "/bin/sh", "--domainname", "example.test", "--workdir", "/tmp", "--user", "65534:65534",
+        "--health-cmd", "true", "--health-interval", "1s", "--health-retries", "3",
+        "--mount", f"type=volume,source={volume},target=/data/vol", "--mount", "type=tmpfs,target=/data/tmp,tmpfs-size=1048576",
+        ref, "-c", 'trap "exit 0" TERM; while true; do sleep 1; done',
+    )
+    alpha.docker("exec", "-u", "0", name, "sh", "-c", "echo kept > /data/vol/proof")
+    before = _inspect(alpha, name)
+    assert before["Config"]["Entrypoint"] == ["/bin/sh"] and before["HostConfig"]["Mounts"]
+    host = make_host(alpha)
+    sync(host)
+    testbed.build_image("beta", ref, "two", cmd=LOOP)
+    second = testbed.push("beta", ref)
+    run = _update(Container.objects.get(host=host, name=name))
+    try:
+        assert run.status == RunStatus.SUCCEEDED, run.log
+        assert "HEALTHCHECK: healthy" in run.log
+        after = _inspect(alpha, name)
+        assert after["Id"] != before["Id"] and run.to_digest == second
+        for field in ("Entrypoint", "Cmd", "Domainname", "WorkingDir", "User", "Healthcheck", "Env", "Labels"):
+            assert after["Config"][field] == before["Config"][field], field
+        for field in ("Links", "Mounts", "Binds", "NetworkMode", "Tmpfs"):
+            assert after["HostConfig"].get(field) == before["HostConfig"].get(field), field
+        ep_before, ep_after = before["NetworkSettings"]["Networks"][net_a], after["NetworkSettings"]["Networks"][net_a]
+        assert ep_after["Links"] == ep_before["Links"] == [f"{peer}:db"]
+        mounts = lambda d: sorted((m["Type"], m.get("Name") or "", m["Destination"]) for m in d["Mounts"])  # noqa: E731
+        assert mounts(after) == mounts(before) == [("tmpfs", "", "/data/tmp"), ("volume", volume, "/data/vol")]
+        assert alpha.docker("exec", name, "cat", "/data/vol/proof").stdout.strip() == "kept"
+        assert alpha.docker("exec", name, "id", "-u").stdout.strip() == "65534"
+        assert alpha.docker("exec", name, "sh", "-c", "pwd").stdout.strip() == "/tmp"
+        assert alpha.docker("exec", name, "cat", "/etc/dockmon-release").stdout.strip() == "two"
+        assert after["State"]["Health"]["Status"] == "healthy"
+    finally:
+        _cleanup(alpha, name)
+        alpha.docker("volume", "rm", "-f", volume, check=False)
+
+
+def test_a_container_on_another_containers_network_is_updated(testbed, alpha, make_host, sync, release, unique, containers_to_remove):
+    """GIVEN a container started with --network container:X WHEN it (not X) is updated THEN the
+    new one shares X's network namespace again, and X is left alone."""
+    ref, _ = release("1.0", "one")
+    owner, name = f"nsown-{unique}", f"nsuser-{unique}"
+    containers_to_remove.extend([(alpha, owner), (alpha, name)])
+    alpha.docker("run", "-d", "--network", "none", "--name", owner, "dockmon/busybox:latest", *LOOP)
+    alpha.docker("run", "-d", "--network", f"container:{owner}", "--name", name, "-e", "SIDE=1", ref)
+    owner_before, before = _inspect(alpha, owner), _inspect(alpha, name)
+    assert before["HostConfig"]["NetworkMode"] == f"container:{owner_before['Id']}"
+    host = make_host(alpha)
+    sync(host)
+    testbed.build_image("beta", ref, "two", cmd=LOOP)
+    testbed.push("beta", ref)
+    run = _update(Container.objects.get(host=host, name=name))
+    try:
+        assert run.status == RunStatus.SUCCEEDED, run.log
+        after, owner_after = _inspect(alpha, name), _inspect(alpha, owner)
+        assert after["Id"] != before["Id"] and after["State"]["Running"]
+        assert after["HostConfig"]["NetworkMode"] == before["HostConfig"]["NetworkMode"]
+        assert after["Config"]["Env"] == before["Config"]["Env"] and "SIDE=1" in after["Config"]["Env"]
+        assert owner_after["Id"] == owner_before["Id"] and owner_after["State"]["StartedAt"] == owner_before["State"]["StartedAt"]
+        assert run.dependents == []
+        assert alpha.docker("exec", name, "cat", "/etc/dockmon-release").stdout.strip() == "two"
+    finally:
+        _cleanup(alpha, name)
+
+
+def test_the_new_images_own_defaults_take_effect(testbed, alpha, make_host, sync, repo, unique, containers_to_remove, images_to_remove):
+    """GIVEN a container that uses its image's CMD, ENV and LABEL defaults and adds one env var of
+    its own WHEN the new release changes those defaults THEN the new container runs with the new
+    image's defaults (not the old image's values pinned), plus the user's own env var."""
+    old_loop = ["sh", "-c", 'trap "exit 0" TERM; echo one > /tmp/started; while true; do sleep 1; done']
+    new_loop = ["sh", "-c", 'trap "exit 0" TERM; echo two > /tmp/started; while true; do sleep 1; done']
+    ref = testbed.image_ref(repo, "1.0")
+    testbed.build_image("alpha", ref, "one", cmd=old_loop, changes=("ENV REL=one", "ENV KEEP=image", "LABEL rel=one"))
+    images_to_remove.append((alpha, ref))
+    testbed.push("alpha", ref)
+    name = f"defaults-{unique}"
+    containers_to_remove.append((alpha, name))
+    alpha.docker("run", "-d", "--network", "none", "--name", name, "-e", "MINE=1", ref)
+    before = _inspect(alpha, name)
+    assert "REL=one" in before["Config"]["Env"] and before["Config"]["Cmd"] == old_loop
+    host = make_host(alpha)
+    sync(host)
+    testbed.build_image("beta", ref, "two", cmd=new_loop, changes=("ENV REL=two", "LABEL rel=two"))
+    images_to_remove.append((testbed.engines["beta"], ref))
+    testbed.push("beta", ref)
+    run = _update(Container.objects.get(host=host, name=name))
+    try:
+        assert run.status == RunStatus.SUCCEEDED, run.log
+        after = _inspect(alpha, name)
+        assert after["Config"]["Cmd"] == new_loop
+        env = after["Config"]["Env"]
+        assert "REL=two" in env and "MINE=1" in env
+        assert "REL=one" not in env and "KEEP=image" not in env, "the old image's defaults are not pinned"
+        assert after["Config"]["Labels"]["rel"] == "two"
+        assert alpha.docker("exec", name, "cat", "/tmp/started").stdout.strip() == "two"
+    finally:
+        _cleanup(alpha, name)
+
+
+def test_a_registry_that_stalls_mid_blob_fails_the_pull_in_time_and_changes_nothing(
+    testbed, alpha, make_host, sync, release, repo, unique, containers_to_remove, images_to_remove
+):
+    """GIVEN a container whose image comes from a registry that starts stalling mid-blob (a
+    stand-in in front of the real registry: fault injection) WHEN it is updated with
+    DOCKMON_UPDATE_PULL_TIMEOUT=5 THEN the run fails at the pull and says so, and the engine
+    still runs the same container on the same image under the same tag."""
+    from updates.testing import RegistryStandIn
+
+    release("1.0", "one")
+    front = RegistryStandIn(testbed.registry)
+    try:
+        front_ref = f"{front.addr}/{repo}:1.0"
+        alpha.docker("pull", front_ref)
+        images_to_remove.append((alpha, front_ref))
+        name = f"stall-{unique}"
+        containers_to_remove.append((alpha, name))
+        alpha.docker("run", "-d", "--network", "none", "--name", name, front_ref)
+        before = _inspect(alpha, name)
+        host = make_host(alpha)
+        sync(host)
+        testbed.build_image("beta", testbed.image_ref(repo, "1.0"), "two", cmd=LOOP)
+        testbed.push("beta", testbed.image_ref(repo, "1.0"))
+        front.stall_blobs = True
+        with override_settings(DOCKMON_UPDATE_PULL_TIMEOUT=5):
+            run = _update(Container.objects.get(host=host, name=name))
+        assert front.stalled, "the engine asked for a blob of the new release"
+        assert run.status == RunStatus.FAILED, run.log
+        assert run.stage == "pull" and "did not finish within 5 s" in run.error, run.error
+        assert _event(run, "update.failed").severity == "error"
+        after = _inspect(alpha, name)
+        assert (after["Id"], after["Image"], after["State"]["Running"]) == (before["Id"], before["Image"], True)
+        assert alpha.inspect(front_ref)["Id"] == before["Image"], "the tag still names the old image"
+        assert _names(alpha, name) == [name]
+    finally:
+        front.stop()
