@@ -128,6 +128,55 @@ def test_bulk_stop_of_two_selected_containers(browser, admin, make_host, alpha, 
     page.context.close()
 
 
+def test_bulk_on_a_large_selection_follows_the_background_job(browser, admin, make_host, alpha, monitor, run_container, unique, monkeypatch):
+    """Above DOCKMON_BULK_INLINE_MAX the API answers 202 with a job that a worker runs: the page
+    follows it (live bulk.item / bulk.finished, and the job endpoint) and reports every item."""
+    import sys
+
+    from dockmon_site import testing
+
+    queue = f"uibulk{unique}"
+    monkeypatch.setenv("DOCKMON_BULK_INLINE_MAX", "1")
+    monkeypatch.setenv("DOCKMON_BULK_QUEUE", queue)
+    host = make_host(alpha)
+    ids = [run_container(alpha, f"bg-{i}-{unique}", *LOOP) for i in range(3)]
+    monitor()
+    keys = [f"{host.pk}:{cid[:12]}" for cid in ids]
+    wait_for(lambda: Container.objects.filter(pk__in=keys, state="running").count() == 3, message="sync", timeout=30)
+    port = testing.free_port()
+    daphne = testing.start_daphne(port)
+    daphne.port = port
+    argv = [sys.executable, "-m", "celery", "-A", "dockmon_site", "worker", "-Q", queue, "-c", "1", "-l", "info",
+            "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"{queue}@%h"]
+    worker = testing.ManagedProcess("ui-bulk-worker", argv, testing.subprocess_env(), testing.log_dir()).start()
+    try:
+        page, base = login(browser, daphne, "boss", "pw-boss-12345")
+        answers = []
+        page.on("response", lambda r: answers.append(r.status) if r.url.endswith("/api/v1/containers/bulk/") else None)
+        page.goto(f"{base}/containers/?search={unique}")
+        live(page)
+        _wait_rows(page, present=keys)
+        page.check("#select-all")
+        assert page.inner_text("#selected-count") == "3 selected"
+        page.select_option("#bulk-action", "stop")
+        page.click("#bulk-go")
+        page.click("#confirm-ok")
+        page.wait_for_selector(".toast.ok >> text=stop: 3 done", timeout=60_000)
+        assert answers == [202]
+        assert set(_states(alpha, ids).values()) == {"exited"}
+        for key in keys:
+            page.wait_for_selector(f'tr[data-key="{key}"] .badge.state.exited', timeout=5_000)
+        assert page.inner_text("#bulk-progress") == ""
+        page.context.close()
+    finally:
+        worker.stop()
+        daphne.stop()
+
+
+def _states(engine, ids):
+    return {cid: engine.docker("inspect", "-f", "{{.State.Status}}", cid).stdout.strip() for cid in ids}
+
+
 def test_sparklines_have_history_at_page_load_and_values_stay_on_one_line(
     browser, admin, make_host, alpha, monitor, daphne, run_container, unique
 ):
