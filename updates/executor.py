@@ -143,20 +143,40 @@ def request_update(container: Container, *, user=None, force: bool = False, trig
 
 
 def kick(host_id) -> list[int]:
-    """Start the host's waiting runs while fewer than the per-host limit are under way."""
+    """Start the host's waiting runs while fewer than the per-host limit are under way.
+
+    Each started run claims one of the host's slots 1..limit with a conditional UPDATE; a
+    partial unique constraint on (host, slot) among active runs refuses a slot another kick
+    took meanwhile, so concurrent kicks never exceed the limit (on SQLite as on PostgreSQL)."""
     limit = settings.DOCKMON_UPDATE_CONCURRENCY_PER_HOST
+    waiting = list(UpdateRun.objects.filter(host_id=host_id, status=RunStatus.PENDING, queued_at__isnull=True)
+                   .order_by("id").values_list("pk", flat=True)[: limit * 2])
+    if not waiting:
+        return []
+    active = UpdateRun.objects.filter(host_id=host_id, status__in=ACTIVE_RUN_STATUSES)
+    taken = set(active.filter(slot__isnull=False).values_list("slot", flat=True))
+    # A run started without a slot (execute() called directly) still takes room on the host.
+    unslotted = active.filter(slot__isnull=True).filter(Q(status=RunStatus.RUNNING) | Q(queued_at__isnull=False)).count()
+    free = [s for s in range(1, limit + 1) if s not in taken][: max(0, limit - len(taken) - unslotted)]
     started = []
-    with transaction.atomic():
-        # Serialises concurrent kicks of one host on PostgreSQL (SQLite serialises writers anyway).
-        DockerHost.objects.select_for_update().filter(pk=host_id).first()
-        busy = UpdateRun.objects.filter(host_id=host_id).filter(
-            Q(status=RunStatus.RUNNING) | Q(status=RunStatus.PENDING, queued_at__isnull=False)
-        ).count()
-        for run_id in UpdateRun.objects.filter(host_id=host_id, status=RunStatus.PENDING, queued_at__isnull=True).order_by("id").values_list("pk", flat=True)[: max(0, limit - busy)]:
-            if UpdateRun.objects.filter(pk=run_id, queued_at__isnull=True).update(queued_at=timezone.now()):
+    for run_id in waiting:
+        while free:
+            slot = free.pop(0)
+            try:
+                with transaction.atomic():
+                    claimed = UpdateRun.objects.filter(pk=run_id, status=RunStatus.PENDING, queued_at__isnull=True).update(
+                        queued_at=timezone.now(), slot=slot)
+            except IntegrityError:
+                continue  # another kick took this slot first: try the next one
+            if claimed:
                 started.append(run_id)
-        for run_id in started:
-            transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
+            else:
+                free.insert(0, slot)  # another kick started this run: the slot is still ours to give
+            break
+        if not free:
+            break
+    for run_id in started:
+        transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
     return started
 
 
@@ -168,7 +188,7 @@ def _enqueue(run_id: int) -> None:
         execute_update.apply_async(args=[run_id], **options)
     except Exception:  # broker down: repair() enqueues it again later
         logger.exception("could not enqueue update run %s", run_id)
-        UpdateRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(queued_at=None)
+        UpdateRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(queued_at=None, slot=None)
 
 
 # ---------------------------------------------------------------------------
@@ -805,7 +825,7 @@ def repair(*, host_ids=None) -> dict:
                 summary["runs"].append(_repair_run(run))
     # Queued runs whose message was lost (broker restart) go back to waiting.
     stale = timezone.now() - timedelta(seconds=settings.DOCKMON_UPDATE_STALE_SECONDS)
-    UpdateRun.objects.filter(status=RunStatus.PENDING, queued_at__lt=stale).update(queued_at=None)
+    UpdateRun.objects.filter(status=RunStatus.PENDING, queued_at__lt=stale).update(queued_at=None, slot=None)
     hosts = DockerHost.objects.filter(enabled=True)
     if host_ids is not None:
         hosts = hosts.filter(pk__in=host_ids)

@@ -136,6 +136,10 @@ class UpdateRun(models.Model):
     health_timeout = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; empty = the setting")
     # The container's database records moved to the new key (the commitment point).
     committed = models.BooleanField(default=False)
+    # The host's concurrency slot (1..DOCKMON_UPDATE_CONCURRENCY_PER_HOST) a queued or running
+    # run holds: a partial unique constraint keeps two kicks racing from handing out more slots
+    # than the limit, whatever the database's locking does.
+    slot = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     dependents = models.JSONField(default=list, blank=True, help_text="Containers sharing this one's network, recreated after it")
     error = models.TextField(blank=True, default="")
     log = models.TextField(blank=True, default="")
@@ -154,6 +158,11 @@ class UpdateRun(models.Model):
                 fields=["host", "container_name"],
                 condition=models.Q(status__in=ACTIVE_RUN_STATUSES),
                 name="updaterun_one_active_per_container",
+            ),
+            models.UniqueConstraint(
+                fields=["host", "slot"],
+                condition=models.Q(status__in=ACTIVE_RUN_STATUSES, slot__isnull=False),
+                name="updaterun_one_run_per_host_slot",
             ),
         ]
         indexes = [models.Index(fields=["status", "host"]), models.Index(fields=["-created_at"])]

@@ -14,7 +14,7 @@ from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 from containers.models import Container, DockerHost
-from updates import autoupdate
+from updates import autoupdate, executor
 from updates.choices import RunStatus, UpdateStatus
 from updates.models import AutoUpdate, ContainerUpdate, RolledBackDigest, UpdatePolicy, UpdateRun
 
@@ -187,3 +187,84 @@ def test_admin_update_action_and_run_pages(world, admin, django_user_model):
     page = staff_client.get("/admin/updates/updaterun/")
     assert page.status_code == 200 and f"/admin/updates/updaterun/{run.pk}/change/" not in page.content.decode()
     assert staff_client.get(f"/admin/updates/updaterun/{run.pk}/change/").status_code in (302, 404)
+
+
+def test_bulk_update_over_two_hosts_three_each_and_a_finished_run_lets_the_fourth_start(world, admin_client):
+    """GIVEN four containers on each of two hosts WHEN all eight are updated at once THEN three
+    start per host; WHEN one run of the first host finishes THEN the first host's fourth starts
+    (and the second host still has three)."""
+    first, second = world["host"], DockerHost.objects.create(name="runs-host-2", url="unix:///nonexistent-runs-2.sock")
+    keys = {first.pk: [_container(first, f"two-a{i}").key for i in range(4)],
+            second.pk: [_container(second, f"two-b{i}").key for i in range(4)]}
+    body = admin_client.post("/api/v1/update-runs/bulk/", {"containers": keys[first.pk] + keys[second.pk]}, format="json").json()
+    assert len(body["runs"]) == 8 and body["refused"] == []
+    runs = UpdateRun.objects.filter(batch=body["batch"])
+    for host in (first, second):
+        queued = runs.filter(host=host, queued_at__isnull=False)
+        assert queued.count() == 3, host.name
+        assert sorted(queued.values_list("slot", flat=True)) == [1, 2, 3]
+    waiting = runs.get(host=first, queued_at__isnull=True)
+    assert waiting.old_key == keys[first.pk][3], "runs start in the order they were asked for"
+
+    # One of them runs to its end (the host's engine is not there: it fails at once).
+    finished = executor.execute(runs.filter(host=first, queued_at__isnull=False).order_by("id")[0].pk)
+    assert finished.status == RunStatus.FAILED and "socket does not exist" in finished.error, finished.error
+    waiting.refresh_from_db()
+    assert waiting.queued_at is not None and waiting.slot == finished.slot, "the finished run's slot went to the fourth"
+    assert runs.filter(host=first, status=RunStatus.PENDING, queued_at__isnull=False).count() == 3
+    assert runs.filter(host=second, queued_at__isnull=False).count() == 3
+
+
+def test_a_slot_cannot_be_handed_out_twice():
+    """The database itself refuses a second active run on a host's slot (both databases)."""
+    from django.db import IntegrityError, transaction
+
+    host = DockerHost.objects.create(name="slot-host", url="unix:///nonexistent-slot.sock")
+    a = UpdateRun.objects.create(host=host, container_name="a", old_key="x:a", queued_at=timezone.now(), slot=1)
+    b = UpdateRun.objects.create(host=host, container_name="b", old_key="x:b")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UpdateRun.objects.filter(pk=b.pk).update(queued_at=timezone.now(), slot=1)
+    UpdateRun.objects.filter(pk=a.pk).update(status=RunStatus.SUCCEEDED)  # a finished run holds no slot
+    assert UpdateRun.objects.filter(pk=b.pk).update(queued_at=timezone.now(), slot=1) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_kickers_never_start_more_than_the_limit():
+    """GIVEN ten waiting runs on one host WHEN six workers kick the host at the same moment
+    (several rounds, each round finishing what the last started) THEN no more than three are
+    ever started at once, each on its own slot, and every run is started exactly once."""
+    import threading
+
+    from django.db import connection
+
+    host = DockerHost.objects.create(name="kick-host", url="unix:///nonexistent-kick.sock")
+    for i in range(10):
+        UpdateRun.objects.create(host=host, container_name=f"k{i}", old_key=f"{host.pk}:k{i}")
+    started_ever: list[int] = []
+    for _ in range(4):
+        barrier = threading.Barrier(6)
+        results: list[list[int]] = []
+        errors: list[BaseException] = []
+
+        def kicker(barrier=barrier, results=results, errors=errors):
+            try:
+                barrier.wait(10)
+                results.append(executor.kick(host.pk))
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=kicker) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        started = [run_id for result in results for run_id in result]
+        active = UpdateRun.objects.filter(host=host, status=RunStatus.PENDING, queued_at__isnull=False)
+        assert len(started) == len(set(started)) == active.count() <= 3, results
+        assert len(set(active.values_list("slot", flat=True))) == active.count()
+        started_ever += started
+        active.update(status=RunStatus.SUCCEEDED)  # this round's runs end; the next round starts more
+    assert sorted(started_ever) == sorted(UpdateRun.objects.filter(host=host).values_list("pk", flat=True))
