@@ -2,7 +2,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import Count, Q
+from django.http import Http404
+from django.template import engines
+from django.template.response import TemplateResponse
 
 from containers import operations, services
 from containers.api.serializers import HostSerializer
@@ -19,7 +23,61 @@ from containers.models import (
     Tag,
 )
 from dockmon_site.admin_mixins import ObjectPermissionAdmin
-from dockmon_site.permissions import has_container_perm, visible_containers, visible_hosts
+from dockmon_site.permissions import Visibility, has_container_perm, object_allowed, visible_containers, visible_hosts
+
+
+class HiddenIsNotFoundMixin:
+    """What a user may not see is 404 on its change, history and delete pages, as in the API
+    (Django's admin would redirect to the index with "does not exist?")."""
+
+    def _must_exist(self, request, object_id):
+        if object_id is not None and self.get_object(request, unquote(object_id)) is None:
+            raise Http404("No such object.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._must_exist(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._must_exist(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._must_exist(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+
+def _visibility(request) -> Visibility:
+    """The user's Visibility, read once per request."""
+    cached = getattr(request, "_dockmon_visibility", None)
+    if cached is None:
+        cached = request._dockmon_visibility = Visibility.for_user(request.user)
+    return cached
+
+
+class RowVisibilityAdmin(HiddenIsNotFoundMixin, admin.ModelAdmin):
+    """Rows about a host and/or a container (events, profile sessions): listed by the same rule
+    as the API and the UI (Visibility.filter_rows), viewable by object_allowed, so a staff user
+    granted a host sees that host's rows and nothing else, without any model permission."""
+
+    host_field = "host_id"
+    key_field = "container_key"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return _visibility(request).filter_rows(queryset, host_field=self.host_field, key_field=self.key_field)
+
+    def _any_visible(self, request) -> bool:
+        visibility = _visibility(request)
+        return visibility.everything or bool(visibility.host_ids or visibility.container_keys)
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or self._any_visible(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request) or self._any_visible(request)
+        return object_allowed(request.user, "view", obj)
 
 
 class HostAdminForm(forms.ModelForm):
@@ -72,7 +130,7 @@ class HostAdminForm(forms.ModelForm):
 
 
 @admin.register(DockerHost)
-class DockerHostAdmin(ObjectPermissionAdmin):
+class DockerHostAdmin(HiddenIsNotFoundMixin, ObjectPermissionAdmin):
     form = HostAdminForm
     list_display = ["name", "url", "status", "enabled", "engine_version", "container_count", "last_seen_at"]
     list_filter = ["status", "enabled"]
@@ -131,8 +189,41 @@ class RemovedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class RenameForm(forms.Form):
+    """One new name per selected container (the intermediate page of the rename action)."""
+
+    def __init__(self, *args, containers=(), **kwargs):
+        from containers.api.serializers import DOCKER_NAME
+
+        super().__init__(*args, **kwargs)
+        self.containers = list(containers)
+        for container in self.containers:
+            self.fields[self.field_name(container)] = forms.RegexField(
+                DOCKER_NAME, max_length=255, initial=container.name, label=f"{container.name} on {container.host.name}",
+                error_messages={"invalid": "Use letters, digits, '_', '.' and '-' (starting with a letter or digit)."},
+            )
+
+    @staticmethod
+    def field_name(container) -> str:
+        return f"name_{container.short_id}_{str(container.host_id)[:8]}"
+
+
+_RENAME_PAGE = engines["django"].from_string("""{% extends "admin/base_site.html" %}
+{% block content %}
+<p>New names (containers left unchanged are not renamed):</p>
+<form method="post">{% csrf_token %}
+<table>{{ form.as_table }}</table>
+{% for container in form.containers %}<input type="hidden" name="_selected_action" value="{{ container.pk }}">{% endfor %}
+<input type="hidden" name="action" value="op_rename">
+<input type="hidden" name="apply" value="1">
+<p><input type="submit" value="Rename"> <a href="">Cancel</a></p>
+</form>
+{% endblock %}""")
+RENAME_MAX = 50
+
+
 @admin.register(Container)
-class ContainerAdmin(ObjectPermissionAdmin):
+class ContainerAdmin(HiddenIsNotFoundMixin, ObjectPermissionAdmin):
     list_display = ["name", "host", "state", "health", "image", "short_id", "started_at", "removed_at"]
     list_filter = [RemovedFilter, "state", "health", "host", "tags"]
     search_fields = ["name", "image", "key", "compose_project"]
@@ -145,23 +236,63 @@ class ContainerAdmin(ObjectPermissionAdmin):
         "started_at", "finished_at", "removed_at", "replaced_by", "first_seen_at", "updated_at",
     ]
     exclude = ["tags"]
-    actions = [f"op_{name}" for name in ("start", "stop", "restart", "kill", "pause", "unpause", "remove")]
+    actions = [f"op_{name}" for name in ("start", "stop", "restart", "kill", "pause", "unpause", "remove", "remove_force")] + ["op_rename"]
 
     def get_queryset(self, request):
         return visible_containers(request.user, queryset=super().get_queryset(request))
 
-    def _bulk(self, request, queryset, action):
+    def _split_operable(self, request, queryset) -> list[Container]:
+        """The selected containers the user may operate; the others are reported, not touched."""
+        allowed, refused = [], []
+        for container in queryset.select_related("host"):
+            (allowed if has_container_perm(request.user, "operate", container) else refused).append(container)
+        for container in refused:
+            self.message_user(request, f"{container.name}: you may view this container but not operate it.", messages.ERROR)
+        return allowed
+
+    def _bulk(self, request, queryset, action, *, force: bool = False):
         user = request.user
+        permitted = self._split_operable(request, queryset)
+        if not permitted:
+            return
         results = operations.bulk(
-            list(queryset.values_list("key", flat=True)), action, user=user,
-            options={"force": action == "remove"},
+            [c.key for c in permitted], action, user=user,
+            options={"force": force},
+            # Checked again where the work runs: a grant revoked meanwhile stops it there too.
             allowed=lambda c: has_container_perm(user, "operate", c),
         )
         done = [r for r in results if r.ok]
+        label = "remove (force)" if force else action
         if done:
-            self.message_user(request, f"{action}: {len(done)} container(s) done.", messages.SUCCESS)
+            self.message_user(request, f"{label}: {len(done)} container(s) done.", messages.SUCCESS)
         for failure in (r for r in results if not r.ok):
-            self.message_user(request, f"{action} {failure.key}: {failure.error}", messages.ERROR)
+            self.message_user(request, f"{label} {failure.key}: {failure.error}", messages.ERROR)
+
+    @admin.action(description="Rename…")
+    def op_rename(self, request, queryset):
+        """An intermediate page asks for the new names; submitting it renames on the engine."""
+        containers = self._split_operable(request, queryset.order_by("name"))
+        if not containers:
+            return None
+        if len(containers) > RENAME_MAX:
+            self.message_user(request, f"Rename at most {RENAME_MAX} containers at a time.", messages.ERROR)
+            return None
+        form = RenameForm(request.POST if "apply" in request.POST else None, containers=containers)
+        if form.is_bound and form.is_valid():
+            for container in containers:
+                name, old_name = form.cleaned_data[form.field_name(container)].lstrip("/"), container.name
+                if name == old_name:
+                    continue
+                try:
+                    operations.rename(container, name, user=request.user)
+                except operations.OperationError as exc:
+                    self.message_user(request, f"rename {old_name}: {exc}", messages.ERROR)
+                else:
+                    self.message_user(request, f"{old_name} renamed to {name}.", messages.SUCCESS)
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Rename containers", "form": form,
+                   "opts": self.model._meta}
+        return TemplateResponse(request, _RENAME_PAGE, context)
 
     def visible_queryset(self, request):
         return visible_containers(request.user)
@@ -170,13 +301,33 @@ class ContainerAdmin(ObjectPermissionAdmin):
         return False
 
 
+class TagOriginFilter(admin.SimpleListFilter):
+    title = "origin"
+    parameter_name = "origin"
+
+    def lookups(self, request, model_admin):
+        return [("user", "Set by people"), ("compose", "From compose labels"), ("unused", "On no present container")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("user", "compose"):
+            return queryset.filter(container_links__source=self.value()).distinct()
+        if self.value() == "unused":
+            return queryset.filter(n=0)
+        return queryset
+
+
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     list_display = ["name", "color", "n_containers"]
+    list_filter = [TagOriginFilter, "color"]
     search_fields = ["name"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n=Count("container_links"))
+        # The count is of present containers this user may see (never of others' containers).
+        counted = Q(container_links__container__removed_at__isnull=True)
+        if not request.user.is_superuser:
+            counted &= Q(container_links__container__in=visible_containers(request.user).values("key"))
+        return super().get_queryset(request).annotate(n=Count("container_links", filter=counted))
 
     @admin.display(description="Containers", ordering="n")
     def n_containers(self, obj):
@@ -184,20 +335,13 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(RowVisibilityAdmin):
     list_display = ["ts", "category", "type", "severity", "host", "container_name", "message", "actor"]
     list_filter = ["category", "severity", "type", "host"]
     search_fields = ["message", "container_name", "container_key", "type"]
     date_hierarchy = "ts"
     list_select_related = ["host", "actor"]
     readonly_fields = ["ts", "category", "type", "severity", "host", "container_key", "container_name", "message", "data", "actor"]
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        if request.user.is_superuser:
-            return qs
-        keys = visible_containers(request.user).values("key")
-        return qs.filter(Q(host__in=visible_hosts(request.user)) | Q(container_key__in=keys))
 
     def has_add_permission(self, request):
         return False
@@ -210,6 +354,7 @@ class EventAdmin(admin.ModelAdmin):
 class StatsBatchAdmin(admin.ModelAdmin):
     list_display = ["host", "tier", "ts", "containers"]
     list_filter = ["tier", "host"]
+    search_fields = ["host__name", "host__url"]
     date_hierarchy = "ts"
     readonly_fields = ["host", "tier", "ts", "data"]
 
@@ -231,6 +376,7 @@ class StatsBatchAdmin(admin.ModelAdmin):
 class DiskUsageAdmin(admin.ModelAdmin):
     list_display = ["host", "ts", "images_count", "images_size", "containers_size", "volumes_size", "build_cache_size"]
     list_filter = ["host"]
+    search_fields = ["host__name", "host__url"]
     date_hierarchy = "ts"
     actions = ["refresh_now"]
 
@@ -255,19 +401,13 @@ class DiskUsageAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProfileSession)
-class ProfileSessionAdmin(admin.ModelAdmin):
+class ProfileSessionAdmin(RowVisibilityAdmin):
     list_display = ["container_name", "host", "user", "started_at", "ended_at", "end_reason", "sample_count"]
     list_filter = ["host", "end_reason"]
     search_fields = ["container_name", "container_key"]
     date_hierarchy = "started_at"
+    list_select_related = ["host", "user"]
     readonly_fields = ["container_key", "container_name", "host", "user", "started_at", "ended_at", "end_reason", "sample_count", "samples"]
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request).select_related("host", "user")
-        if request.user.is_superuser:
-            return qs
-        keys = visible_containers(request.user).values("key")
-        return qs.filter(Q(host__in=visible_hosts(request.user)) | Q(container_key__in=keys))
 
     def has_add_permission(self, request):
         return False
@@ -314,15 +454,16 @@ class BulkJobAdmin(admin.ModelAdmin):
         return False
 
 
-def _operation_action(name: str, label: str):
+def _operation_action(name: str, label: str, *, action: str | None = None, force: bool = False):
     @admin.action(description=label)
     def run(modeladmin, request, queryset):
-        modeladmin._bulk(request, queryset, name)
+        modeladmin._bulk(request, queryset, action or name, force=force)
 
     run.__name__ = f"op_{name}"
     return run
 
 
 for _name, _label in (("start", "Start"), ("stop", "Stop"), ("restart", "Restart"), ("kill", "Kill"),
-                      ("pause", "Pause"), ("unpause", "Unpause"), ("remove", "Remove (force)")):
+                      ("pause", "Pause"), ("unpause", "Unpause"), ("remove", "Remove (stopped ones only)")):
     setattr(ContainerAdmin, f"op_{_name}", _operation_action(_name, _label))
+ContainerAdmin.op_remove_force = _operation_action("remove_force", "Remove (force: running ones too)", action="remove", force=True)
