@@ -1,20 +1,49 @@
 """Auto-update: containers that opted in are updated after the check that found their update,
 or when their maintenance window opens. Only `allow` policies qualify (warn and block are
-skipped), and a digest that was rolled back on the container is never tried again."""
+skipped), and a digest that was rolled back on the container is never tried again.
+
+A run that failed without a rollback (the pull failed, the engine was unreachable...) says
+nothing about the release itself, so its digest is not written off: it is retried with a
+backoff instead, DOCKMON_AUTO_UPDATE_RETRY_SECONDS after the first failure, twice as long after
+each further one, at most DOCKMON_AUTO_UPDATE_RETRY_MAX_SECONDS apart (counted per container and
+target digest; a new digest starts afresh)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
+from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
-from updates.choices import RunTrigger
+from updates.choices import RunStatus, RunTrigger
 from updates.executor import RunRefused, request_update
-from updates.models import AutoUpdate, ContainerUpdate, RolledBackDigest
+from updates.models import AutoUpdate, ContainerUpdate, RolledBackDigest, UpdateRun
 from updates.policies import decide_many
 
 logger = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1800
+RETRY_MAX_SECONDS = 86400
+
+
+def retry_delay(failures: int) -> timedelta:
+    """How long auto-update waits after the `failures`-th failed run for the same digest."""
+    base = getattr(settings, "DOCKMON_AUTO_UPDATE_RETRY_SECONDS", RETRY_SECONDS)
+    cap = getattr(settings, "DOCKMON_AUTO_UPDATE_RETRY_MAX_SECONDS", RETRY_MAX_SECONDS)
+    return timedelta(seconds=min(cap, base * 2 ** max(0, min(failures, 30) - 1)))
+
+
+def _failures(keys) -> dict[tuple[str, str], list]:
+    """{(container key, target digest): [finished_at of each failed auto run]}."""
+    found = defaultdict(list)
+    rows = (UpdateRun.objects.filter(old_key__in=list(keys), trigger=RunTrigger.AUTO, status=RunStatus.FAILED)
+            .exclude(target_digest="").values_list("old_key", "target_digest", "finished_at", "created_at"))
+    for key, digest, finished_at, created_at in rows:
+        found[(key, digest)].append(finished_at or created_at)
+    return found
 
 
 def candidates(keys=None, *, now=None) -> list[ContainerUpdate]:
@@ -32,11 +61,15 @@ def candidates(keys=None, *, now=None) -> list[ContainerUpdate]:
     skipped = set(
         RolledBackDigest.objects.filter(container_id__in=[r.container_id for r in rows]).values_list("container_id", "digest")
     )
+    failures = _failures(r.container_id for r in rows)
     decisions = decide_many([r.container for r in rows])
     result = []
     for row in rows:
         if (row.container_id, row.latest_digest) in skipped:
             continue  # this release failed on this container before
+        failed = failures.get((row.container_id, row.latest_digest))
+        if failed and now < max(failed) + retry_delay(len(failed)):
+            continue  # its last try failed: wait before the next one
         if not decisions[row.container_id].allows_auto_update:
             continue
         if not row.container.auto_update.in_window(now):

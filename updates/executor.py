@@ -127,10 +127,12 @@ def request_update(container: Container, *, user=None, force: bool = False, trig
     active = UpdateRun.objects.filter(host_id=container.host_id, container_name=container.name, status__in=ACTIVE_RUN_STATUSES).first()
     if active is not None:
         raise RunRefused(f"{container.name} is being updated already (run #{active.pk}).", 409, active)
+    target = ContainerUpdate.objects.filter(container_id=container.pk).values_list("latest_digest", flat=True).first() or ""
     try:
         with transaction.atomic():
             run = UpdateRun.objects.create(
                 host_id=container.host_id, container=container, container_name=container.name, old_key=container.key,
+                target_digest=target,
                 trigger=trigger, force=force, batch=batch, requested_by=user if getattr(user, "is_authenticated", False) else None,
                 image=container.image, health_timeout=health_timeout, old_container_id=container.container_id,
             )

@@ -127,6 +127,9 @@ class UpdateRun(models.Model):
     image = models.CharField(max_length=500, blank=True, default="")
     from_digest = models.CharField(max_length=100, blank=True, default="")
     to_digest = models.CharField(max_length=100, blank=True, default="")
+    # The registry digest the check had offered when the run was asked for (what it aims at,
+    # known even when the pull fails): auto-update backs off per container and target digest.
+    target_digest = models.CharField(max_length=100, blank=True, default="")
     from_image_id = models.CharField(max_length=100, blank=True, default="")
     to_image_id = models.CharField(max_length=100, blank=True, default="")
     old_container_id = models.CharField(max_length=64, blank=True, default="")

@@ -232,7 +232,7 @@ class UpdateRunSerializer(serializers.ModelSerializer):
         model = UpdateRun
         fields = [
             "id", "run", "status", "stage", "percent", "log", "error", "old_key", "new_key", "key", "host", "container_name",
-            "trigger", "force", "batch", "requested_by", "image", "from_digest", "to_digest", "from_image_id", "to_image_id",
+            "trigger", "force", "batch", "requested_by", "image", "from_digest", "to_digest", "target_digest", "from_image_id", "to_image_id",
             "backup_name", "was_running", "health_timeout", "dependents", "timings", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = fields
