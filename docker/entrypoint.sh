@@ -6,7 +6,11 @@ case "$role" in
     web)
         python3 manage.py migrate --noinput
         python3 manage.py ensure_admin
-        exec daphne -b "${BIND:-0.0.0.0}" -p "${PORT:-8000}" --proxy-headers dockmon_site.asgi:application
+        # The Docker socket mounted into the container is the first host (once).
+        python3 manage.py add_local_host || true
+        # DOCKMON_URL_PREFIX (e.g. /dockmon): served under that sub-path behind a reverse proxy
+        # that passes the path unchanged; links, static files and the WebSocket follow it.
+        exec daphne -b "${BIND:-0.0.0.0}" -p "${PORT:-8000}" --proxy-headers --root-path "${DOCKMON_URL_PREFIX:-}" dockmon_site.asgi:application
         ;;
     worker)
         exec celery -A dockmon_site worker -l "${LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}"

@@ -540,6 +540,11 @@ def _ensure_core_packages() -> None:
     # The browser tests drive Debian's Chromium through Playwright (no browser download).
     if not os.path.exists("/usr/bin/chromium"):
         need.add("chromium")
+    # The deployment test builds DockMon's image on a debootstrapped base and runs the compose file.
+    if not shutil.which("debootstrap"):
+        need.add("debootstrap")
+    if not shutil.which("docker-compose"):
+        need.add("docker-compose")
     apt_install(need)
     if static_busybox() is None:
         raise TestbedError("no static busybox at /bin/busybox after installing busybox-static")
@@ -1500,6 +1505,79 @@ def _stop_postgres(rec: dict) -> None:
 
 
 # ------------------------------------------------------------------ images
+
+
+BASE_IMAGE = "debian:bookworm-slim"
+
+
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 or one-line sources)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in path.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split(None, 1)[1].split()[0]
+    legacy = Path("/etc/apt/sources.list")
+    if legacy.exists():
+        for line in legacy.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and "security" not in parts[1]:
+                return parts[1]
+    return "http://deb.debian.org/debian"
+
+
+def ensure_base_image(engine: Engine, ref: str = BASE_IMAGE) -> str:
+    """`ref` on the engine, made with debootstrap when missing (no registry pull); its image ID.
+    The debootstrapped tree is kept as a tarball in the testbed dir for the next engine or run."""
+    if engine.image_exists(ref):
+        return engine.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip()
+    cache = state_dir() / "base" / "bookworm-minbase.tar"
+    if not cache.exists():
+        if not shutil.which("debootstrap"):
+            apt_install(["debootstrap"])
+        work = state_dir() / "base" / "rootfs"
+        shutil.rmtree(work, ignore_errors=True)
+        work.parent.mkdir(parents=True, exist_ok=True)
+        _log(f"debootstrap bookworm (minbase) from {debian_mirror()}")
+        res = _sp(["debootstrap", "--variant=minbase", "bookworm", str(work), debian_mirror()], capture_output=True, text=True, timeout=900)
+        if res.returncode != 0:
+            raise TestbedError(f"debootstrap failed: {(res.stderr or res.stdout)[-2000:]}")
+        # Smaller image: no apt lists or package cache.
+        for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (work / sub).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        tmp = cache.with_suffix(".partial")
+        res = _sp(["tar", "-C", str(work), "-cf", str(tmp), "."], capture_output=True, text=True, timeout=300)
+        if res.returncode != 0:
+            raise TestbedError(f"tar of the base failed: {res.stderr}")
+        tmp.rename(cache)
+        shutil.rmtree(work, ignore_errors=True)
+    with open(cache, "rb") as tar:
+        res = _sp([docker_bin(), "-H", engine.unix_url, "import", "-", ref], stdin=tar, capture_output=True, text=True, timeout=300,
+                  env=_cli_env())
+    if res.returncode != 0:
+        raise TestbedError(f"docker import of the base failed: {res.stderr}")
+    return res.stdout.strip().splitlines()[-1]
+
+
+def ensure_wheels(requirements: Path) -> Path:
+    """Wheels for `requirements` downloaded on this machine (the image's pip cannot reach PyPI
+    here); kept in the testbed dir per requirements content."""
+    import hashlib
+
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    folder = state_dir() / "wheels" / digest
+    done = folder / ".complete"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _log(f"pip download of {requirements.name} into {folder}")
+        res = _sp([sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "-r", str(requirements)],
+                  capture_output=True, text=True, timeout=900)
+        if res.returncode != 0:
+            raise TestbedError(f"pip download failed: {res.stderr[-2000:]}")
+        done.write_text(digest)
+    return folder
+
 
 
 def _rootfs_tar(dest: Path, marker: str, files: dict | None = None) -> Path:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install the pinned requirements. Works on a bare Debian 12 as root.
+# `scripts/bootstrap.sh dev` also installs what the tests and tools need (requirements-dev.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -19,14 +20,19 @@ if [ ! -x .venv/bin/python ]; then
         fi
     fi
 fi
+reqs=requirements.txt
+[ "${1:-}" = dev ] && reqs=requirements-dev.txt
 stamp=.venv/.requirements.sha
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+want=$(cat requirements.txt "$reqs" | sha256sum | cut -d' ' -f1)
+# A dev install covers the runtime one: `make run` after `make test` installs nothing more.
+dev_want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+have=$(cat "$stamp" 2>/dev/null || true)
+if [ "$have" != "$want" ] && [ "$have" != "$dev_want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     if [ -d wheels ]; then
-        .venv/bin/python -m pip install -q --no-index --find-links wheels -r requirements.txt
+        .venv/bin/python -m pip install -q --no-index --find-links wheels -r "$reqs"
     else
-        .venv/bin/python -m pip install -q -r requirements.txt
+        .venv/bin/python -m pip install -q -r "$reqs"
     fi
     echo "$want" > "$stamp"
 fi

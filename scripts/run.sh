@@ -38,8 +38,9 @@ $PY manage.py ensure_admin || exit 1
 $PY manage.py collectstatic --noinput -v 0 || exit 1
 $PY manage.py add_local_host || true
 
-echo "DockMon on http://127.0.0.1:$PORT/  (Ctrl-C stops everything)"
-.venv/bin/daphne -b 127.0.0.1 -p "$PORT" dockmon_site.asgi:application & pids+=($!)
+echo "DockMon on http://127.0.0.1:$PORT${DOCKMON_URL_PREFIX:-}/  (Ctrl-C stops everything)"
+# Behind a reverse proxy on a sub-path (e.g. /dockmon): the proxy passes the path unchanged.
+.venv/bin/daphne -b 127.0.0.1 -p "$PORT" --root-path "${DOCKMON_URL_PREFIX:-}" dockmon_site.asgi:application & pids+=($!)
 .venv/bin/celery -A dockmon_site worker -l warning --concurrency "${CELERY_CONCURRENCY:-2}" & pids+=($!)
 .venv/bin/celery -A dockmon_site beat -l warning --scheduler django_celery_beat.schedulers:DatabaseScheduler --pidfile= & pids+=($!)
 $PY manage.py monitor & pids+=($!)

@@ -3,7 +3,7 @@
 # testbed), on SQLite and then on PostgreSQL. Stops what the testbed started when done.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh || exit 1
+scripts/bootstrap.sh dev || exit 1
 source scripts/test-env.sh
 PY=.venv/bin/python
 
