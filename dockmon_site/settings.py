@@ -150,9 +150,11 @@ AUTHENTICATION_BACKENDS = [
 ]
 ANONYMOUS_USER_NAME = None  # guardian: no anonymous user object
 GUARDIAN_RAISE_403 = False
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
-LOGOUT_REDIRECT_URL = "/login/"
+# URL names, not paths: behind a reverse proxy on a sub-path (daphne --root-path, see
+# DOCKMON_URL_PREFIX) they resolve under that prefix.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
 # Failed logins (admin, session and API token) per username and per client address: after
 # this many failures within the window, further attempts are refused until it ends.
 DOCKMON_LOGIN_MAX_FAILURES = envint("DOCKMON_LOGIN_MAX_FAILURES", 5, minimum=1)
@@ -174,7 +176,8 @@ TIME_ZONE = envstr("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = envstr("STATIC_URL", "/static/")
+# Relative: Django puts the request's script prefix (a reverse-proxy sub-path) in front.
+STATIC_URL = envstr("STATIC_URL", "static/")
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "static_collected")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
