@@ -105,3 +105,40 @@ def test_two_monitors_share_twenty_engines_and_take_over_a_dead_ones_hosts(testb
     by_id[host_id].docker("stop", "-t", "0", f"gap-{unique}")
     testing.wait_for(lambda: Container.objects.filter(host_id=host_id, name=f"gap-{unique}", state="exited").exists(), timeout=20,
                      message="a live event after the takeover")
+
+
+def test_two_web_processes_behind_one_address_both_stream_every_event(admin, make_host, alpha, monitor, run_container, unique):
+    """Several daphne processes share the WebSocket fan-out through Redis: a client on either
+    gets the event, and each process hears it once (one pub/sub subscription per process)."""
+    from accounts.models import APIToken
+
+    ports = [testing.free_port(), testing.free_port()]
+    webs = [testing.start_daphne(port) for port in ports]
+    clients = []
+    try:
+        host = make_host(alpha)
+        name = f"fan-{unique}"
+        run_container(alpha, name)
+        monitor()
+        row = testing.wait_for(lambda: Container.objects.filter(host=host, name=name, state="running").first(), timeout=30,
+                               message="the container recorded")
+        _, raw = APIToken.issue(admin, name="ws")
+        for port in ports:
+            client = testing.WSClient(f"ws://127.0.0.1:{port}/ws/events/?token={raw}")
+            client.wait_for(lambda m: m["type"] == "hello", timeout=10)
+            clients.append(client)
+        alpha.docker("stop", "-t", "0", name)
+        for client in clients:
+            message = client.wait_for(lambda m: m["type"] == "container.state" and m["data"]["key"] == row.key and m["data"]["state"] == "exited",
+                                      timeout=15)
+            assert message["ts"].endswith("Z")
+        for client in clients:
+            client.drain(1.0)
+            exited = [m for m in client.messages if m["type"] == "container.state" and m["data"]["key"] == row.key
+                      and m["data"]["state"] == "exited"]
+            assert len(exited) == 1, "each client gets the event exactly once"
+    finally:
+        for client in clients:
+            client.close()
+        for web in webs:
+            web.stop()
