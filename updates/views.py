@@ -9,6 +9,7 @@ from django.shortcuts import render
 from containers.models import Container
 from dockmon_site.permissions import visible_containers
 from updates.api.views import runs_visible_to
+from updates.history import runs_of
 from updates.models import ContainerUpdate, UpdateRun
 from updates.policies import decide_many
 
@@ -30,9 +31,9 @@ def update_list(request):
     updatable = set(
         visible_containers(user, "update", queryset=Container.objects.filter(pk__in=[r.container_id for r in rows])).values_list("pk", flat=True)
     )
-    runs = runs_visible_to(user, UpdateRun.objects.select_related("requested_by", "host"))
-    if container_key:
-        runs = runs.filter(Q(old_key=container_key) | Q(new_key=container_key))
+    base = UpdateRun.objects.select_related("requested_by", "host")
+    # One container's history follows it across its re-creations (each update gives a new key).
+    runs = runs_of(user, container_key, base) if container_key else runs_visible_to(user, base)
     items = [{"row": r, "policy": decisions[r.container_id], "can_update": r.container_id in updatable} for r in rows]
     return render(request, "updates/list.html", {
         "items": items, "runs": list(runs[:100]), "show_all": show_all, "container_key": container_key,

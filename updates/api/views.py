@@ -256,7 +256,8 @@ def runs_visible_to(user, queryset=None):
 
 
 class UpdateRunFilter(django_filters.FilterSet):
-    container = django_filters.CharFilter(method="filter_container", help_text="A container key (old or new)")
+    container = django_filters.CharFilter(method="filter_container",
+                                          help_text="A container key: its runs across its re-creations (every key it had)")
     host = django_filters.UUIDFilter(field_name="host_id")
     status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
     trigger = django_filters.ChoiceFilter(choices=RunTrigger.choices)
@@ -269,7 +270,10 @@ class UpdateRunFilter(django_filters.FilterSet):
         fields = ["container", "host", "status", "trigger", "batch"]
 
     def filter_container(self, queryset, name, value):
-        return queryset.filter(Q(old_key=value) | Q(new_key=value))
+        from updates.history import lineage_keys
+
+        keys = lineage_keys(value)
+        return queryset.filter(Q(old_key__in=keys) | Q(new_key__in=keys))
 
 
 class UpdateRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -284,9 +288,15 @@ class UpdateRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return [permissions.IsAuthenticated(), _token_write_permission()]
 
     def get_queryset(self):
+        from updates.history import runs_of
         from updates.models import UpdateRun
 
-        return runs_visible_to(self.request.user, UpdateRun.objects.select_related("requested_by"))
+        base = UpdateRun.objects.select_related("requested_by")
+        key = self.request.query_params.get("container") if self.action == "list" else None
+        if key:
+            # One container's history: the same runs its page shows, across its re-creations.
+            return runs_of(self.request.user, key, base)
+        return runs_visible_to(self.request.user, base)
 
     @extend_schema(request=BulkUpdateSerializer, responses={202: BulkResultSerializer})
     @action(detail=False, methods=["post"])

@@ -6,24 +6,16 @@ from django import template
 from django.db.models import Q
 
 from dockmon_site.permissions import has_container_perm
+from updates.history import lineage_keys
 from updates.models import ContainerUpdate, UpdateRun
 from updates.policies import decide
 
 register = template.Library()
 
 
-def lineage(container, depth: int = 20) -> list[str]:
-    """The container's key and those of the containers it replaced (newest first)."""
-    from containers.models import Container
-
-    keys, current = [container.key], container.key
-    for _ in range(depth):
-        previous = Container.objects.filter(replaced_by=current).values_list("key", flat=True).first()
-        if not previous or previous in keys:
-            break
-        keys.append(previous)
-        current = previous
-    return keys
+def lineage(container) -> list[str]:
+    """Every key of the container across its re-creations (updates.history.lineage_keys)."""
+    return lineage_keys(container.key)
 
 
 @register.inclusion_tag("updates/_container_updates.html", takes_context=True)
