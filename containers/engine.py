@@ -147,6 +147,76 @@ def _tls_config(ca: str, cert: str, key: str) -> docker.tls.TLSConfig:
 
 NO_TIMEOUT = -1.0
 
+# --- ssh:// ---------------------------------------------------------------------------------
+# The SDK reaches an ssh:// engine through the `ssh` command. As the SDK runs it, ssh may ask for
+# a password or a host key on the terminal, and waits for a silent server for ever (the client's
+# timeout never reaches it). DockMon runs it never to prompt and to give up connecting after the
+# client's timeout, and keeps what ssh said when it fails, for the error message.
+_ssh_failure = threading.local()
+
+
+def _ssh_socket_class():
+    try:
+        from docker.transport import sshconn
+    except ImportError:  # paramiko missing: the SDK says so when the client is made
+        return None
+    import math
+    import subprocess
+    import tempfile
+
+    class BoundedSSHSocket(sshconn.SSHSocket):
+        def connect(self, **kwargs):
+            # Streams have no timeout (they may be idle), but connecting is bounded all the same.
+            timeout = self.gettimeout() or settings.DOCKMON_ENGINE_TIMEOUT
+            args = ["ssh", "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
+                    "-o", f"ConnectTimeout={max(1, math.ceil(timeout))}"]
+            if self.user:
+                args += ["-l", self.user]
+            if self.port:
+                args += ["-p", self.port]
+            args += ["--", self.host, "docker system dial-stdio"]
+            environment = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+            self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: ssh can never block on it
+            self.proc = subprocess.Popen(args, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self._stderr, start_new_session=True)
+
+        def _failed(self) -> None:
+            try:
+                self.proc.wait(timeout=1)
+                self._stderr.seek(0)
+                lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                return
+            if lines:
+                _ssh_failure.message = lines[-1]
+
+        def _write(self, data):
+            try:
+                return super()._write(data)
+            except OSError:
+                self._failed()
+                raise
+
+        def close(self):
+            # The HTTP layer reads ssh's stdout directly and closes the socket on a failure;
+            # an ssh that has exited by then failed: keep what it said.
+            stderr = getattr(self, "_stderr", None)
+            if self.proc is not None and stderr is not None and not stderr.closed and os.fstat(stderr.fileno()).st_size:
+                self._failed()
+            try:
+                super().close()
+            except OSError:
+                pass  # ssh is gone already (the SDK writes to its closed stdin)
+            if stderr is not None:
+                stderr.close()
+
+    sshconn.SSHSocket = BoundedSSHSocket
+    return BoundedSSHSocket
+
+
+_ssh_socket_class()
+# --- end of ssh:// -------------------------------------------------------------------------
+
 
 def connect(url: str, *, tls_ca: str = "", tls_cert: str = "", tls_key: str = "", timeout: float | None = None):
     """A docker client for one engine, without any network call yet.
@@ -219,6 +289,11 @@ def _wrap(exc: BaseException) -> EngineError:
     unreachable = isinstance(
         exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | socket.timeout | OSError
     ) and not isinstance(exc, requests.exceptions.SSLError | docker.errors.APIError)  # APIError is an OSError too
+    ssh_said = getattr(_ssh_failure, "message", None)
+    if ssh_said:
+        _ssh_failure.message = None
+        if unreachable:
+            return EngineError(f"ssh: {_short(ssh_said.removeprefix('ssh: '))}", unreachable=True)
     return EngineError(describe_error(exc), unreachable=unreachable)
 
 

@@ -231,3 +231,48 @@ class TestHostPermissions:
         assert self._client(None).get("/api/v1/hosts/").status_code in (401, 403)
         assert self._client(None).get(f"/api/v1/hosts/{mine.pk}/").status_code in (401, 403)
 
+
+
+# ---------------------------------------------------------------------------
+# ssh:// hosts: the SDK runs the real `ssh` client; every failure is a status, never a 500 or a hang
+# ---------------------------------------------------------------------------
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_ssh_host_on_a_closed_port_is_offline_with_what_ssh_said(admin_client, unique):
+    port = _closed_port()
+    response = admin_client.post("/api/v1/hosts/", {"name": f"ssh-{unique}", "url": f"ssh://nobody@127.0.0.1:{port}"}, format="json")
+    assert response.status_code == 201, response.data
+    assert response.data["url"] == f"ssh://nobody@127.0.0.1:{port}"
+    assert response.data["status"] == "offline"
+    assert response.data["last_error"] == f"ssh: connect to host 127.0.0.1 port {port}: Connection refused"
+    tested = admin_client.post(f"/api/v1/hosts/{response.data['id']}/test/")
+    assert tested.status_code == 200, tested.data
+    assert tested.data["ok"] is False and tested.data["status"] == "offline"
+    assert "Connection refused" in tested.data["error"]
+    assert DockerHost.objects.get(pk=response.data["id"]).status == "offline"
+
+
+def test_an_ssh_host_that_never_answers_gives_up_within_the_probe_timeout(admin_client, settings, unique):
+    """A server that accepts and says nothing (no SSH banner): ssh is told to give up after the
+    probe's timeout; before, the call waited for ever."""
+    settings.DOCKMON_PROBE_TIMEOUT = 2
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        port = silent.getsockname()[1]
+        response = admin_client.post("/api/v1/hosts/", {"name": f"sshq-{unique}", "url": f"ssh://nobody@127.0.0.1:{port}"}, format="json")
+        assert response.status_code == 201, response.data
+        assert response.data["status"] == "offline"
+        assert response.data["last_error"] == f"ssh: Connection to 127.0.0.1 port {port} timed out"
+        tested = admin_client.post(f"/api/v1/hosts/{response.data['id']}/test/")
+        assert tested.status_code == 200 and tested.data["status"] == "offline" and "timed out" in tested.data["error"]
+
+
+def test_an_ssh_url_without_a_host_is_a_400(admin_client, unique):
+    for url in ("ssh://", "ssh://nobody@", "ssh://nobody@127.0.0.1:99999", "ssh://127.0.0.1/path"):
+        response = admin_client.post("/api/v1/hosts/", {"name": f"sshbad-{unique}", "url": url}, format="json")
+        assert response.status_code == 400 and "url" in response.data, (url, response.data)
