@@ -27,6 +27,10 @@ from dockmon_site.testing import free_port
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def _session() -> requests.Session:
@@ -128,13 +132,15 @@ class TokenServer:
     service = "dockmon-test-registry"
     issuer = "dockmon-test-issuer"
 
-    def __init__(self, base: Path, username: str, password: str):
+    def __init__(self, base: Path, username: str, password: str, *, anonymous_pull: bool = False):
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
         from cryptography.x509.oid import NameOID
 
         self.username, self.password = username, password
+        # Docker Hub's way: a token without any credentials, good for pulling public images.
+        self.anonymous_pull = anonymous_pull
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dockmon test token signer")])
         now = datetime.datetime.now(datetime.UTC)
@@ -171,14 +177,15 @@ class TokenServer:
                         self.end_headers()
                         return
                     user = given_user
-                if user is None:
+                if user is None and not server.anonymous_pull:
                     # No anonymous pulls on this registry: everything needs the password.
                     server.requests.append({"scope": query.get("scope", []), "user": None, "ok": False})
                     self.send_response(401)
                     self.end_headers()
                     return
                 server.requests.append({"scope": query.get("scope", []), "user": user, "ok": True})
-                body = json.dumps({"token": server.token(user, query.get("scope", [])), "expires_in": 300}).encode()
+                allowed = ("pull", "push") if user else ("pull",)
+                body = json.dumps({"token": server.token(user or "", query.get("scope", []), allowed), "expires_in": 300}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -188,7 +195,7 @@ class TokenServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def token(self, user: str, scopes: list[str]) -> str:
+    def token(self, user: str, scopes: list[str], allowed=("pull", "push")) -> str:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -198,7 +205,7 @@ class TokenServer:
                 kind, _, rest = item.partition(":")
                 name, _, actions = rest.rpartition(":")
                 if kind == "repository" and name:
-                    access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a in ("pull", "push")]})
+                    access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a in allowed]})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self._der).decode()]}
         claims = {"iss": self.issuer, "sub": user, "aud": self.service, "exp": now + 300, "nbf": now - 10, "iat": now,
@@ -216,8 +223,8 @@ class TokenServer:
         self.httpd.server_close()
 
 
-def start_token_registry(base: Path, username: str, password: str) -> tuple[RegistryProcess, TokenServer]:
-    tokens = TokenServer(base, username, password).start()
+def start_token_registry(base: Path, username: str, password: str, *, anonymous_pull: bool = False) -> tuple[RegistryProcess, TokenServer]:
+    tokens = TokenServer(base, username, password, anonymous_pull=anonymous_pull).start()
     auth = (
         "auth:\n  token:\n"
         f"    realm: {tokens.realm}\n    service: {tokens.service}\n    issuer: {tokens.issuer}\n"
@@ -268,15 +275,17 @@ def put_manifest(registry: str, repo: str, reference: str, body: dict, media_typ
 
 def get_manifest(registry: str, repo: str, reference: str) -> tuple[dict, bytes]:
     resp = _session().get(f"http://{registry}/v2/{repo}/manifests/{reference}",
-                          headers={"Accept": f"{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}"}, timeout=10)
+                          headers={"Accept": f"{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}, {OCI_MANIFEST}, {OCI_INDEX}"}, timeout=10)
     resp.raise_for_status()
     return resp.json(), resp.content
 
 
 def push_variant(registry: str, repo: str, base_reference: str, *, tag: str | None = None,
-                 architecture: str | None = None, marker: str = "") -> tuple[str, int]:
+                 architecture: str | None = None, marker: str = "", oci: bool = False) -> tuple[str, int]:
     """A new single-platform manifest made from an existing one (same layers, a changed config):
-    another architecture and/or a marker label. Returns (digest, size); tagged when `tag` is given."""
+    another architecture and/or a marker label; with oci=True an OCI image manifest (OCI media
+    types for it, its config and its gzip layers: the same bytes). Returns (digest, size); tagged
+    when `tag` is given."""
     manifest, _ = get_manifest(registry, repo, base_reference)
     config_digest = manifest["config"]["digest"]
     resp = _session().get(f"http://{registry}/v2/{repo}/blobs/{config_digest}", timeout=10)
@@ -289,22 +298,30 @@ def push_variant(registry: str, repo: str, base_reference: str, *, tag: str | No
     data = json.dumps(config).encode()
     new_config = _upload_blob(registry, repo, data)
     manifest["config"] = {**manifest["config"], "digest": new_config, "size": len(data)}
+    media_type = DOCKER_MANIFEST
+    if oci:
+        media_type = OCI_MANIFEST
+        manifest["mediaType"] = OCI_MANIFEST
+        manifest["config"]["mediaType"] = OCI_CONFIG
+        manifest["layers"] = [{**layer, "mediaType": OCI_LAYER_GZIP} for layer in manifest["layers"]]
     body = json.dumps(manifest).encode()
-    digest = put_manifest(registry, repo, tag or "sha256:" + hashlib.sha256(body).hexdigest(), manifest, DOCKER_MANIFEST)
+    digest = put_manifest(registry, repo, tag or "sha256:" + hashlib.sha256(body).hexdigest(), manifest, media_type)
     return digest, len(body)
 
 
-def put_index(registry: str, repo: str, tag: str, entries: list[tuple[str, int, str]]) -> str:
-    """A Docker manifest list under `tag`: entries are (digest, size, architecture) on linux."""
+def put_index(registry: str, repo: str, tag: str, entries: list[tuple[str, int, str]], *, oci: bool = False) -> str:
+    """A Docker manifest list (or, with oci=True, an OCI image index of OCI manifests) under `tag`:
+    entries are (digest, size, architecture) on linux."""
+    index_type, entry_type = (OCI_INDEX, OCI_MANIFEST) if oci else (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
     body = {
         "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST_LIST,
+        "mediaType": index_type,
         "manifests": [
-            {"mediaType": DOCKER_MANIFEST, "digest": d, "size": size, "platform": {"architecture": arch, "os": "linux"}}
+            {"mediaType": entry_type, "digest": d, "size": size, "platform": {"architecture": arch, "os": "linux"}}
             for d, size, arch in entries
         ],
     }
-    return put_manifest(registry, repo, tag, body, DOCKER_MANIFEST_LIST)
+    return put_manifest(registry, repo, tag, body, index_type)
 
 
 def manifest_size(registry: str, repo: str, reference: str) -> int:

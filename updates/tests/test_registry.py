@@ -317,3 +317,220 @@ def test_exhausted_rate_limit_stops_counted_gets_but_not_heads():
         client.head_manifest(ref)
     finally:
         limiter.stop()
+
+
+# ---------------------------------------------------------------------------
+# OCI media types, anonymous tokens, a registry that hangs, the digest cache
+# ---------------------------------------------------------------------------
+def _row(host, cid) -> ContainerUpdate:
+    return ContainerUpdate.objects.get(container_id=f"{host.pk}:{cid[:12]}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_oci_manifest_and_oci_index_on_the_real_registry(testbed, alpha, beta, make_host, run_container, sync, unique, images_to_remove):
+    """GIVEN images pushed to the real registry with OCI media types: a single OCI manifest, and
+    an OCI image index (amd64 + arm64) that the engine pulled through the index
+    THEN HEAD reports the OCI types, detection says up to date; WHEN a new OCI manifest is pushed
+    THEN an update; WHEN only the index's arm64 entry changes THEN no update; WHEN its amd64
+    entry changes THEN an update."""
+    from updates import testing as t
+    from updates.registry import OCI_INDEX, OCI_MANIFEST
+
+    reg, repo = testbed.registry, f"upd-{unique}/oci"
+    base_ref = testbed.image_ref(repo, "base")
+    testbed.build_image("beta", base_ref, "oci-base")
+    images_to_remove.append((beta, base_ref))
+    base = testbed.push("beta", base_ref)
+    single, _ = t.push_variant(reg, repo, base, tag="single", marker="single-one", oci=True)
+    amd, amd_size = t.push_variant(reg, repo, base, marker="amd-one", oci=True)
+    arm, arm_size = t.push_variant(reg, repo, base, architecture="arm64", marker="arm-one", oci=True)
+    index1 = t.put_index(reg, repo, "1.0", [(amd, amd_size, "amd64"), (arm, arm_size, "arm64")], oci=True)
+
+    client = RegistryClient()
+    head = client.head_manifest(parse_reference(f"{reg}/{repo}:single"))
+    assert (head.digest, head.media_type, head.is_index) == (single, OCI_MANIFEST, False)
+    head = client.head_manifest(parse_reference(f"{reg}/{repo}:1.0"))
+    assert (head.digest, head.media_type, head.is_index) == (index1, OCI_INDEX, True)
+    index = client.get_manifest(parse_reference(f"{reg}/{repo}:1.0"), index1)
+    assert index.is_index and index.platform_digest(Platform.normalized("linux", "amd64")) == amd
+
+    host = make_host(alpha)
+    refs = {}
+    for tag in ("single", "1.0"):
+        refs[tag] = f"{reg}/{repo}:{tag}"
+        alpha.docker("pull", refs[tag])
+        images_to_remove.append((alpha, refs[tag]))
+    single_cid = run_container(alpha, f"upd-oci1-{unique}", image=refs["single"])
+    index_cid = run_container(alpha, f"upd-oci2-{unique}", image=refs["1.0"])
+    sync(host)
+    services.check(force=True)
+    assert (_row(host, single_cid).status, _row(host, single_cid).current_digest) == (UpdateStatus.OK, single)
+    assert _row(host, index_cid).status == UpdateStatus.OK, _row(host, index_cid).error
+
+    single2, _ = t.push_variant(reg, repo, base, tag="single", marker="single-two", oci=True)
+    arm2, arm2_size = t.push_variant(reg, repo, base, architecture="arm64", marker="arm-two", oci=True)
+    index2 = t.put_index(reg, repo, "1.0", [(amd, amd_size, "amd64"), (arm2, arm2_size, "arm64")], oci=True)
+    services.check(force=True)
+    row = _row(host, single_cid)
+    assert (row.status, row.latest_digest) == (UpdateStatus.UPDATE_AVAILABLE, single2)
+    row = _row(host, index_cid)
+    assert (row.status, row.update_available, row.latest_digest) == (UpdateStatus.OK, False, index2), row.error
+
+    amd2, amd2_size = t.push_variant(reg, repo, base, marker="amd-two", oci=True)
+    index3 = t.put_index(reg, repo, "1.0", [(amd2, amd2_size, "amd64"), (arm2, arm2_size, "arm64")], oci=True)
+    services.check(force=True)
+    row = _row(host, index_cid)
+    assert (row.status, row.latest_digest) == (UpdateStatus.UPDATE_AVAILABLE, index3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_anonymous_bearer_token_flow(testbed, alpha, tmp_path, unique, images_to_remove, make_host, run_container, sync):
+    """GIVEN a token-auth registry whose token server hands out pull tokens without any
+    credentials (the Docker Hub case) WHEN DockMon has no credentials for it THEN it follows the
+    challenge, gets an anonymous pull-only token (once per scope) and detects updates."""
+    from updates.testing import start_token_registry
+
+    registry, tokens = start_token_registry(tmp_path / "anon-registry", "anon-pusher", "anon-pass-123", anonymous_pull=True)
+    try:
+        reg = registry.addr
+        ref_text = f"{reg}/upd-{unique}/public:1.0"
+        config = tmp_path / "docker-config"
+        docker_cli(alpha, config, "login", "-u", "anon-pusher", "--password-stdin", reg, input_text="anon-pass-123")
+        testbed.build_image("alpha", ref_text, "public-one")
+        images_to_remove.append((alpha, ref_text))
+        docker_cli(alpha, config, "push", ref_text)
+
+        tokens.requests.clear()
+        client = RegistryClient()
+        ref = parse_reference(ref_text)
+        first = client.head_manifest(ref).digest
+        assert client.head_manifest(ref).digest == first
+        assert tokens.requests == [{"scope": [f"repository:upd-{unique}/public:pull"], "user": None, "ok": True}]
+
+        host = make_host(alpha)
+        cid = run_container(alpha, f"upd-anon-{unique}", image=ref_text)
+        sync(host)
+        assert not RegistryCredential.objects.exists()
+        services.check(force=True)
+        row = _row(host, cid)
+        assert (row.status, row.current_digest) == (UpdateStatus.OK, first), row.error
+
+        testbed.build_image("beta", ref_text, "public-two")
+        images_to_remove.append((testbed.engines["beta"], ref_text))
+        docker_cli(testbed.engines["beta"], config, "push", ref_text)
+        services.check(force=True)
+        row.refresh_from_db()
+        assert row.status == UpdateStatus.UPDATE_AVAILABLE and row.latest_digest != first
+    finally:
+        registry.stop()
+        tokens.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_registry_that_hangs_times_out_with_a_clear_status(testbed, alpha, unique, images_to_remove, make_host, run_container, sync):
+    """GIVEN a registry that accepts connections but never answers (a stand-in holding every
+    request: fault injection) THEN the client gives up after its timeout with a clear error, and
+    a check marks the container `registry_error` saying so (never an update)."""
+    from django.test import override_settings
+
+    from updates.testing import RegistryStandIn
+
+    repo = f"upd-{unique}/hang"
+    ref = testbed.image_ref(repo, "1.0")
+    testbed.build_image("alpha", ref, "hang-one")
+    images_to_remove.append((alpha, ref))
+    testbed.push("alpha", ref)
+    front = RegistryStandIn(testbed.registry, max_hold=60)
+    try:
+        front_ref = f"{front.addr}/{repo}:1.0"
+        alpha.docker("pull", front_ref)
+        images_to_remove.append((alpha, front_ref))
+        host = make_host(alpha)
+        cid = run_container(alpha, f"upd-hang-{unique}", image=front_ref)
+        sync(host)
+        front.hold("/v2/")
+        with pytest.raises(RegistryUnreachable, match="did not answer in time"):
+            RegistryClient(timeout=1).head_manifest(parse_reference(front_ref))
+        with override_settings(DOCKMON_REGISTRY_TIMEOUT=1):
+            summary = services.check(container_keys=[f"{host.pk}:{cid[:12]}"], force=True)
+        row = _row(host, cid)
+        assert (row.status, row.update_available) == (UpdateStatus.REGISTRY_ERROR, False)
+        assert "did not answer in time" in row.error and summary.updates == []
+        assert front.held, "the requests reached the stand-in and were held"
+    finally:
+        front.stop()
+
+
+def _ttl(key: str) -> float:
+    """Seconds the cache keeps `key` (Redis in the test settings; local memory also handled)."""
+    import time as _time
+
+    from django.core.cache import cache
+
+    backend = getattr(cache, "_cache", None)
+    if backend is not None and hasattr(backend, "get_client"):
+        return backend.get_client(key, write=False).ttl(cache.make_key(key))
+    return cache._expire_info[cache.make_and_validate_key(key)] - _time.time()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cache_ttls_per_kind_and_a_manual_check_bypasses_them(testbed, alpha, make_host, run_container, sync, unique, images_to_remove):
+    """GIVEN distinct TTLs for mutable tags, version tags and digests WHEN a check runs THEN the
+    answer for `latest` is kept shortest, for `1.2.3` longer, manifests by digest longest; a
+    scheduled (not forced) check answers from the cache, so a fresh push is seen only after the
+    TTL, while a manual (forced) check asks the registry and sees it at once."""
+    from django.test import override_settings
+
+    from updates import testing as t
+
+    reg, repo = testbed.registry, f"upd-{unique}/ttl"
+    v_ref, latest_ref = testbed.image_ref(repo, "1.2.3"), testbed.image_ref(repo, "latest")
+    testbed.build_image("alpha", v_ref, "ttl-one")
+    alpha.docker("tag", v_ref, latest_ref)
+    images_to_remove.extend([(alpha, v_ref), (alpha, latest_ref)])
+    testbed.push("alpha", v_ref)
+    testbed.push("alpha", latest_ref)
+    # A multi-arch index whose other platform then changes: the check reads manifests by digest.
+    amd_ref = testbed.image_ref(repo, "amd64-build")
+    testbed.build_image("beta", amd_ref, "ttl-amd")  # built elsewhere: alpha knows it only by the index
+    images_to_remove.append((testbed.engines["beta"], amd_ref))
+    amd = testbed.push("beta", amd_ref)
+    amd_size = t.manifest_size(reg, repo, amd)
+    arm, arm_size = t.push_variant(reg, repo, amd, architecture="arm64", marker="arm-one")
+    t.put_index(reg, repo, "multi", [(amd, amd_size, "amd64"), (arm, arm_size, "arm64")])
+    multi_ref = testbed.image_ref(repo, "multi")
+    alpha.docker("pull", multi_ref)
+    images_to_remove.append((alpha, multi_ref))
+    host = make_host(alpha)
+    v_cid = run_container(alpha, f"ttl-v-{unique}", image=v_ref)
+    latest_cid = run_container(alpha, f"ttl-l-{unique}", image=latest_ref)
+    run_container(alpha, f"ttl-m-{unique}", image=multi_ref)
+    sync(host)
+    arm2, arm2_size = t.push_variant(reg, repo, amd, architecture="arm64", marker="arm-two")
+    index2 = t.put_index(reg, repo, "multi", [(amd, amd_size, "amd64"), (arm2, arm2_size, "arm64")])
+
+    ttls = {"DOCKMON_UPDATE_CACHE_MUTABLE_SECONDS": 100, "DOCKMON_UPDATE_CACHE_SECONDS": 1000,
+            "DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS": 10000}
+    name = f"{reg}/{repo}"
+    with override_settings(**ttls):
+        first = services.check(host_ids=[host.pk], force=True)
+        assert first.registry_stats["manifest_head"] == 3 and first.registry_stats["manifest_get"] == 2
+        assert 0 < _ttl(services._head_key(name, "latest")) <= 100
+        assert 100 < _ttl(services._head_key(name, "1.2.3")) <= 1000
+        assert 0 < _ttl(services._head_key(name, "multi")) <= 100
+        for digest in (index2, amd):
+            assert 1000 < _ttl(services._manifest_key(name, digest)) <= 10000, digest
+
+        # A new release under both tags: a scheduled check answers from the cache...
+        testbed.build_image("alpha", v_ref, "ttl-two")
+        alpha.docker("tag", v_ref, latest_ref)
+        testbed.push("alpha", v_ref)
+        new = testbed.push("alpha", latest_ref)
+        cached = services.check(host_ids=[host.pk])
+        assert cached.registry_stats.get("manifest_head", 0) == 0 and cached.cache_hits >= 3
+        assert _row(host, latest_cid).status == UpdateStatus.OK and _row(host, v_cid).status == UpdateStatus.OK
+        # ...a manual one asks again and sees the release at once.
+        forced = services.check(host_ids=[host.pk], force=True)
+        assert forced.registry_stats["manifest_head"] == 3
+        assert (_row(host, latest_cid).status, _row(host, latest_cid).latest_digest) == (UpdateStatus.UPDATE_AVAILABLE, new)
+        assert _row(host, v_cid).status == UpdateStatus.UPDATE_AVAILABLE
