@@ -13,7 +13,10 @@ case "$role" in
         exec daphne -b "${BIND:-0.0.0.0}" -p "${PORT:-8000}" --proxy-headers --root-path "${DOCKMON_URL_PREFIX:-}" dockmon_site.asgi:application
         ;;
     worker)
-        exec celery -A dockmon_site worker -l "${LOG_LEVEL:-info}" --concurrency "${CELERY_CONCURRENCY:-2}"
+        # Threads: DockMon's tasks wait on engines, registries and HTTP checks, so one process with
+        # a few threads does the work of a prefork pool in a third of the memory. More workers
+        # (containers, machines) scale it out; CELERY_POOL=prefork for one process per task.
+        exec celery -A dockmon_site worker -l "${LOG_LEVEL:-info}" --pool "${CELERY_POOL:-threads}" --concurrency "${CELERY_CONCURRENCY:-4}"
         ;;
     beat)
         exec celery -A dockmon_site beat -l "${LOG_LEVEL:-info}" --scheduler django_celery_beat.schedulers:DatabaseScheduler --pidfile=

@@ -124,7 +124,8 @@ class PrivatePostgres:
 
 
 def start_worker(env: dict, *, queues: str | None = None, name: str = "worker") -> testing.ManagedProcess:
-    argv = [sys.executable, "-m", "celery", "-A", "dockmon_site", "worker", "-c", "2", "-l", "info", "--without-heartbeat",
+    # The pool DockMon runs with (docker/entrypoint.sh, scripts/run.sh): threads.
+    argv = [sys.executable, "-m", "celery", "-A", "dockmon_site", "worker", "--pool", "threads", "-c", "4", "-l", "info", "--without-heartbeat",
             "--without-gossip", "--without-mingle", "-n", f"{name}-{os.getpid()}@%h"]
     if queues:
         argv += ["-Q", queues]

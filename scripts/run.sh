@@ -41,7 +41,7 @@ $PY manage.py add_local_host || true
 echo "DockMon on http://127.0.0.1:$PORT${DOCKMON_URL_PREFIX:-}/  (Ctrl-C stops everything)"
 # Behind a reverse proxy on a sub-path (e.g. /dockmon): the proxy passes the path unchanged.
 .venv/bin/daphne -b 127.0.0.1 -p "$PORT" --root-path "${DOCKMON_URL_PREFIX:-}" dockmon_site.asgi:application & pids+=($!)
-.venv/bin/celery -A dockmon_site worker -l warning --concurrency "${CELERY_CONCURRENCY:-2}" & pids+=($!)
+.venv/bin/celery -A dockmon_site worker -l warning --pool "${CELERY_POOL:-threads}" --concurrency "${CELERY_CONCURRENCY:-4}" & pids+=($!)
 .venv/bin/celery -A dockmon_site beat -l warning --scheduler django_celery_beat.schedulers:DatabaseScheduler --pidfile= & pids+=($!)
 $PY manage.py monitor & pids+=($!)
 
