@@ -1,8 +1,10 @@
 """Container stats: concurrent collection, tiered storage with rollups, range queries.
 
-Collection asks the engine for every running container at once (each stats call takes about a
-second because the engine measures CPU over an interval), writes one StatsBatch row per host
-per cycle and publishes the samples to clients that subscribed to that host's stats.
+Collection asks the engine for every running container at once (each stats call waits for the
+engine's collector, which ticks about once a second), writes one StatsBatch row per host per
+cycle and publishes the samples to clients that subscribed to that host's stats. After the
+first cycle the calls are one-shot (one tick instead of two) and CPU % is measured from the
+previous cycle's counters, i.e. averaged over the collection interval.
 Rollups turn raw rows into 5-minute rows and those into 1-hour rows, keeping min/avg/max.
 """
 
@@ -13,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
@@ -83,6 +86,57 @@ def sample_payload(key: str, point: list) -> dict:
     }
 
 
+# The CPU counters of each container's last sample, so that the next cycle can ask the engine
+# for a one-shot document (one collector tick instead of two) and still compute CPU % over the
+# time since. They live in the shared cache: the next cycle may run in another worker.
+_CPU_KEY = "dockmon:stats:cpu:{host}:{container}"
+
+
+def _previous_ttl() -> int:
+    # Beyond a few missed cycles the old reading is dropped and the full (two-tick) call, which
+    # measures over the engine's last second, is used again.
+    return max(30, 3 * settings.DOCKMON_STATS_INTERVAL_SECONDS)
+
+
+def _load_previous(host_id, ids: list[str]) -> dict[str, dict]:
+    keys = {_CPU_KEY.format(host=host_id, container=cid): cid for cid in ids}
+    try:
+        found = cache.get_many(list(keys))
+    except Exception:  # no cache (Redis down): every call takes the full path this cycle
+        logger.warning("stats: previous CPU readings unavailable", exc_info=True)
+        return {}
+    return {keys[key]: value for key, value in found.items()}
+
+
+def _store_previous(host_id, readings: dict[str, dict]) -> None:
+    try:
+        cache.set_many({_CPU_KEY.format(host=host_id, container=cid): cpu for cid, cpu in readings.items()}, timeout=_previous_ttl())
+    except Exception:
+        logger.warning("stats: previous CPU readings not stored", exc_info=True)
+
+
+def _cpu_reading(doc: dict) -> dict | None:
+    cpu = doc.get("cpu_stats") or {}
+    total = (cpu.get("cpu_usage") or {}).get("total_usage")
+    if not total or not cpu.get("system_cpu_usage"):
+        return None
+    return {"cpu_usage": {"total_usage": total}, "system_cpu_usage": cpu["system_cpu_usage"], "online_cpus": cpu.get("online_cpus") or 0}
+
+
+def _sample(client, container_id: str, previous: dict | None) -> tuple[engine.StatsSample, dict | None] | None:
+    """One container's sample: one-shot when the last cycle left its CPU counters (CPU % over
+    the time since then), else the engine's own two-tick measurement."""
+    try:
+        doc = engine.container_stats_doc(client, container_id, one_shot=previous is not None)
+    except engine.EngineError as exc:
+        # A container that stopped between the list and its stats call is normal.
+        logger.debug("stats for %s failed: %s", container_id[:12], exc)
+        return None
+    if previous is not None:
+        doc["precpu_stats"] = previous
+    return engine.compute_stats(container_id, doc), _cpu_reading(doc)
+
+
 def collect_host(host_id, *, concurrency: int | None = None) -> dict:
     """One stats cycle for one host. Returns {"containers": n, "errors": n}."""
     host = DockerHost.objects.filter(pk=host_id, enabled=True).first()
@@ -92,18 +146,24 @@ def collect_host(host_id, *, concurrency: int | None = None) -> dict:
     started = timezone.now().replace(microsecond=0)
     client = engine.client_for_host(host)
     errors = 0
+    readings: dict[str, dict] = {}
     try:
         ids = engine.running_container_ids(client)
         samples: list[engine.StatsSample] = []
         if ids:
+            previous = _load_previous(host.pk, ids)
             with ThreadPoolExecutor(max_workers=min(concurrency, len(ids)), thread_name_prefix="stats") as pool:
-                for result in pool.map(lambda cid: _safe_stats(client, cid), ids):
+                for cid, result in zip(ids, pool.map(lambda cid: _sample(client, cid, previous.get(cid)), ids), strict=True):
                     if result is None:
                         errors += 1
-                    else:
-                        samples.append(result)
+                        continue
+                    samples.append(result[0])
+                    if result[1] is not None:
+                        readings[cid] = result[1]
     finally:
         client.close()
+    if readings:
+        _store_previous(host.pk, readings)
     data = {s.container_id[:12]: _point(s) for s in samples}
     data[HOST_KEY] = _host_total(list(data.values()))
     StatsBatch.objects.bulk_create([StatsBatch(host=host, tier=StatsTier.RAW, ts=started, data=data)], ignore_conflicts=True)
@@ -123,15 +183,6 @@ def collect_host(host_id, *, concurrency: int | None = None) -> dict:
         },
     )
     return {"containers": len(samples), "errors": errors}
-
-
-def _safe_stats(client, container_id):
-    try:
-        return engine.container_stats(client, container_id)
-    except engine.EngineError as exc:
-        # A container that stopped between the list and its stats call is normal.
-        logger.debug("stats for %s failed: %s", container_id[:12], exc)
-        return None
 
 
 # ---------------------------------------------------------------------------
