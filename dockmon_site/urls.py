@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("updates.api.urls")),
     path("", include("healthchecks.api.urls")),
     path("", include("alerts.api.urls")),
+    path("config/", include("dockmon_site.api_config")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
