@@ -39,6 +39,14 @@ def secret_fields(kind: str) -> tuple[str, ...]:
     return tuple(transport_class(kind).secret_fields) if kind in TRANSPORTS else ()
 
 
+def transport_errors(transport, config: dict) -> dict:
+    """The transport's own field errors for `config` (values of any JSON type are refused, not raised)."""
+    try:
+        return transport.validate(config)
+    except (TypeError, ValueError, AttributeError):
+        return {"config": "These settings are not valid for this kind of channel."}
+
+
 # ---------------------------------------------------------------------------
 # Export
 # ---------------------------------------------------------------------------
@@ -99,7 +107,7 @@ class PortableChannelSerializer(serializers.Serializer):
             errors["config"] = [f"{', '.join(carried)}: secret settings are not imported; enter them in DockMon after the import."]
         else:
             # The transport's own rules for the plain settings; the secret ones are not here.
-            problems = {k: v for k, v in transport.validate(config).items() if k not in secret}
+            problems = {k: v for k, v in transport_errors(transport, config).items() if k not in secret}
             if problems:
                 errors["config"] = problems
         unknown = sorted(set(attrs.get("secrets_needed", [])) - secret)
@@ -214,7 +222,7 @@ def _import_channel(ctx: ImportContext, item: dict, result) -> None:
     missing = [name for name in item["secrets_needed"] if stored.get(name) in (None, "", {}, [])]
     # The transport's required settings, secret ones included, must all be there to send.
     merged = {**item["config"], **{k: v for k, v in stored.items() if v not in (None, "", {}, [])}}
-    missing += [name for name in transport.validate(merged) if name in transport.secret_fields and name not in missing]
+    missing += [name for name in transport_errors(transport, merged) if name in transport.secret_fields and name not in missing]
     values = {"config": item["config"], "enabled": item["enabled"]}
     if missing:
         values["enabled"] = False

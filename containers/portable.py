@@ -121,19 +121,32 @@ def container_refs(ctx: ImportContext):
 # ---------------------------------------------------------------------------
 # Finding hosts and containers
 # ---------------------------------------------------------------------------
-def _match_host(item: dict) -> tuple[DockerHost | None, str]:
-    """The local host a host of the file is: the same id, else the same name, else the only
-    host with the same URL (another DockMon watching the same engines)."""
-    host = DockerHost.objects.filter(pk=item["id"]).first()
-    if host is not None:
-        return host, "id"
-    host = DockerHost.objects.filter(name=item["name"]).first()
-    if host is not None:
-        return host, "name"
-    same_url = list(DockerHost.objects.filter(url=item["url"])[:2])
-    if len(same_url) == 1:
-        return same_url[0], "url"
-    return None, ""
+def _match_hosts(items: list[dict]) -> dict[str, tuple[DockerHost | None, str]]:
+    """The local host each host of the file is: the same id, else the same name, else the only
+    host with the same URL (another DockMon watching the same engines). A local host stands
+    for one host of the file at most; ids are matched first, for every host."""
+    plan: dict[str, tuple[DockerHost | None, str]] = {}
+    taken: set = set()
+    for item in items:
+        host = DockerHost.objects.filter(pk=item["id"]).first()
+        if host is not None:
+            plan[str(item["id"])] = (host, "id")
+            taken.add(host.pk)
+    for item in items:
+        if str(item["id"]) in plan:
+            continue
+        match: tuple[DockerHost | None, str] = (None, "")
+        host = DockerHost.objects.filter(name=item["name"]).exclude(pk__in=taken).first()
+        if host is not None:
+            match = (host, "name")
+        else:
+            same_url = list(DockerHost.objects.filter(url=item["url"]).exclude(pk__in=taken)[:2])
+            if len(same_url) == 1:
+                match = (same_url[0], "url")
+        if match[0] is not None:
+            taken.add(match[0].pk)
+        plan[str(item["id"])] = match
+    return plan
 
 
 def find_container(ctx: ImportContext, host_id: str, name: str) -> tuple[Container | None, str]:
@@ -155,7 +168,7 @@ def prepare(ctx: ImportContext) -> None:
     """Before the transaction: match the file's hosts, and read the engine of every host that
     holds a container the file names but this DockMon has not seen (read-only engine calls)."""
     doc_hosts = {str(item["id"]): item for item in ctx.items("hosts")}
-    plan = {host_id: _match_host(item) for host_id, item in doc_hosts.items()}
+    plan = _match_hosts(list(doc_hosts.values()))
     ctx.state["host_plan"] = plan
     missing: dict[str, set[str]] = {}
     for host_id, name in config_io.container_refs(ctx):
@@ -251,6 +264,8 @@ def _import_hosts(ctx: ImportContext) -> None:
                 host.save()
                 result.updated()
             ctx.hosts[host_id] = host
+        if result.result == "skipped":
+            ctx.host_problems[host_id] = f"host {item['name']} was not imported ({result.reason})"
 
 
 def _import_tags(ctx: ImportContext) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -210,10 +210,23 @@ class ValidationContext:
         return cleaned
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def clean_item(serializer_class, item, **kwargs) -> tuple[dict, dict]:
     """(validated data, errors) of one object; unknown keys are errors too (typos must not pass)."""
     if not isinstance(item, dict):
         return {}, {"non_field_errors": ["Expected an object."]}
+    if _has_nul(item):
+        # No database stores a NUL character in text or JSON; free-form settings would reach it.
+        return {}, {"non_field_errors": ["Text must not contain NUL characters."]}
     serializer = serializer_class(data=item, **kwargs)
     writable = {name for name, f in serializer.fields.items() if not f.read_only}
     unknown = sorted(set(item) - writable)
@@ -364,6 +377,9 @@ class ImportContext:
         except IntegrityError as exc:
             logger.info("config import: %s %s conflicts: %s", result.kind, result.ref, exc)
             result.skip("conflicts with what is stored here (" + (str(exc).splitlines() or ["constraint"])[0][:200] + ")")
+        except DataError as exc:
+            logger.info("config import: %s %s refused by the database: %s", result.kind, result.ref, exc)
+            result.skip("a value the database cannot store (" + (str(exc).splitlines() or ["data"])[0][:200] + ")")
         except DjangoValidationError as exc:
             result.skip("; ".join(exc.messages))
 

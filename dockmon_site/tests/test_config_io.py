@@ -453,6 +453,24 @@ def test_hosts_of_another_dockmon_are_matched_by_name(configured):
     assert DockerHost.objects.count() == 2 and _changes(report) == 0, report["items"]
 
 
+def test_a_host_that_cannot_be_imported_says_why_for_its_containers(db, alpha, make_host):
+    here = make_host(alpha, name="cfg-shared")
+    new_id = "5f2b0c9d-8a41-4e6f-b2c3-9d8e7f6a5b4c"
+    doc = {"dockmon_config": 1,
+           # A new host whose name another host of the file still holds here (it is renamed later).
+           "hosts": [{"id": new_id, "name": "cfg-shared", "url": "tcp://127.0.0.1:9", "enabled": False},
+                     {"id": str(here.pk), "name": "cfg-renamed", "url": here.url, "enabled": True}],
+           "containers": [{"host": new_id, "name": "app", "desired_state": "running"}]}
+    report = config_io.import_config(doc)
+    hosts = _results(report, "hosts")
+    assert hosts["cfg-shared"] == {"kind": "hosts", "ref": "cfg-shared", "result": "skipped",
+                                   "reason": "another host is named 'cfg-shared'"}
+    assert hosts["cfg-renamed"]["result"] == "updated"
+    entry = _results(report, "containers")["cfg-shared/app"]
+    assert entry["result"] == "skipped" and "was not imported (another host is named 'cfg-shared')" in entry["reason"]
+    assert list(DockerHost.objects.values_list("pk", "name")) == [(here.pk, "cfg-renamed")]
+
+
 # ---------------------------------------------------------------------------
 # Invalid documents
 # ---------------------------------------------------------------------------
@@ -484,6 +502,13 @@ def test_hosts_of_another_dockmon_are_matched_by_name(configured):
     ({"dockmon_config": 1, "maintenance_windows": [{"name": "w", "recurrence": "weekly"}]}, "maintenance_windows"),
     ({"dockmon_config": 1, "policy_categories": [{"name": "not a slug", "policy": "allow"}]}, "policy_categories"),
     ({"dockmon_config": 1, "registry_credentials": [{"registry": "bad host@x"}]}, "registry_credentials"),
+    # Free-form settings: a NUL character no database stores, a value a transport's check chokes on.
+    ({"dockmon_config": 1, "notification_channels": [{"name": "s", "kind": "slack", "config": {"channel": "a\x00b"}}]},
+     "notification_channels"),
+    ({"dockmon_config": 1, "notification_channels": [{"name": "m", "kind": "email", "config": {"to": "a@b.c", "port": "\u00b2"}}]},
+     "notification_channels"),
+    ({"dockmon_config": 1, "notification_channels": [{"name": "m", "kind": "email", "config": {"to": {"a": 1}, "port": [1]}}]},
+     "notification_channels"),
 ])
 def test_invalid_documents_are_refused_with_field_errors(db, doc, where):
     with pytest.raises(config_io.ConfigError) as caught:
