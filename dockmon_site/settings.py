@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from pathlib import Path
 
@@ -176,8 +177,14 @@ TIME_ZONE = envstr("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
-# Relative: Django puts the request's script prefix (a reverse-proxy sub-path) in front.
-STATIC_URL = envstr("STATIC_URL", "static/")
+# Served under a sub-path behind a reverse proxy that passes the path unchanged (DEPLOY.md):
+# daphne gets --root-path from the same variable; links, static files and the WebSocket follow.
+DOCKMON_URL_PREFIX = envstr("DOCKMON_URL_PREFIX", "").rstrip("/")
+if DOCKMON_URL_PREFIX and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", DOCKMON_URL_PREFIX):
+    raise ImproperlyConfigured(f"DOCKMON_URL_PREFIX={DOCKMON_URL_PREFIX!r} must look like /dockmon (a path, no trailing slash)")
+if DOCKMON_URL_PREFIX:
+    FORCE_SCRIPT_NAME = DOCKMON_URL_PREFIX
+STATIC_URL = envstr("STATIC_URL", f"{DOCKMON_URL_PREFIX}/static/")
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "static_collected")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []

@@ -53,14 +53,22 @@
     connect();
   }
 
+  // The sub-path DockMon is served under behind a reverse proxy ("" at the root): base.html puts
+  // the request's script prefix on <body>. Every absolute DockMon path goes through url().
+  function prefix() { return (document.body && document.body.dataset.prefix) || ""; }
+  function url(path) {
+    const p = prefix();
+    return p && typeof path === "string" && path.charAt(0) === "/" && path.indexOf(p + "/") !== 0 ? p + path : path;
+  }
   function csrf() {
     const m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
     return m ? decodeURIComponent(m[1]) : "";
   }
-  async function api(method, url, body) {
+  async function api(method, path, body) {
+    const prefixed = url(path);
     const options = { method: method, credentials: "same-origin", headers: { "X-CSRFToken": csrf(), "Accept": "application/json" } };
     if (body !== undefined) { options.headers["Content-Type"] = "application/json"; options.body = JSON.stringify(body); }
-    const response = await fetch(url, options);
+    const response = await fetch(prefixed, options);
     let data = null;
     if (response.status !== 204) { try { data = await response.json(); } catch (e) { data = null; } }
     if (!response.ok) {
@@ -251,7 +259,7 @@
     if (socket && socket.readyState === 1) opened();
   });
   window.DockMon = {
-    on: on, onOpen: onOpen, send: send, api: api, toast: toast, esc: esc, bytes: bytes, pct: pct, ago: ago, spark: spark,
+    on: on, onOpen: onOpen, send: send, api: api, url: url, prefix: prefix, toast: toast, esc: esc, bytes: bytes, pct: pct, ago: ago, spark: spark,
     chart: chart, theme: theme, confirm: confirmDialog, start: start, niceCeil: niceCeil,
   };
 })();
