@@ -131,7 +131,7 @@ def query_count(user, path: str) -> int:
     from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
-    client = APIClient()
+    client = APIClient(HTTP_HOST="127.0.0.1")  # an allowed host ("testserver" is only for the test runner)
     client.force_authenticate(user)
     with CaptureQueriesContext(connection) as ctx:
         response = client.get(path)
@@ -148,7 +148,7 @@ def in_process(user, paths: list[str], profile: bool = False, deadline: float | 
 
     from rest_framework.test import APIClient
 
-    client = APIClient()
+    client = APIClient(HTTP_HOST="127.0.0.1")
     client.force_authenticate(user)
     client.get(paths[0])
     samples = []

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.django_db
 UNSAFE = ("post", "put", "patch", "delete")
 # Endpoints anyone may call (the login itself; the schema and its docs describe the API, not data).
 PUBLIC = {"/api/v1/auth/token/", "/api/v1/schema/", "/api/v1/docs/"}
-# Administration: model permissions on users, groups and grants, which only Administrators hold.
-ADMIN_ONLY_PREFIXES = ("/api/v1/users/", "/api/v1/groups/", "/api/v1/permissions/")
+# Administration: users, groups, grants and the configuration export/import, for Administrators only.
+ADMIN_ONLY_PREFIXES = ("/api/v1/users/", "/api/v1/groups/", "/api/v1/permissions/", "/api/v1/config/")
 # Object-bound collections: the world holds one of each on a1 (host A) and on b1 (host B),
 # keyed by these prefixes (accounts/tests/conftest.py::_bound_objects).
 BOUND_COLLECTIONS = (

@@ -127,7 +127,7 @@ class ContainerSerializer(serializers.ModelSerializer):
         """The same output as the declared fields, built directly: the list endpoint serialises
         hundreds of rows per page and DRF's per-field machinery was most of its time."""
         return {
-            "key": obj.key, "host": str(obj.host_id), "host_name": obj.host.name, "short_id": obj.short_id,
+            "key": obj.key, "host": str(obj.host_id), "host_name": _host_name(obj), "short_id": obj.short_id,
             "container_id": obj.container_id, "name": obj.name, "image": obj.image, "image_id": obj.image_id,
             "command": obj.command, "state": obj.state, "status": obj.status, "health": obj.health,
             "exit_code": obj.exit_code, "restart_count": obj.restart_count, "labels": obj.labels, "ports": obj.ports,
@@ -137,6 +137,12 @@ class ContainerSerializer(serializers.ModelSerializer):
             "removed_at": _iso(obj.removed_at), "replaced_by": obj.replaced_by, "first_seen_at": _iso(obj.first_seen_at),
             "desired_state": obj.desired_state, "update_available": self.get_update_available(obj),
         }
+
+
+def _host_name(obj) -> str:
+    # The list view annotates the name (no host object per row); elsewhere the host is loaded.
+    name = obj.__dict__.get("host_name")
+    return name if name is not None else obj.host.name
 
 
 def _iso(value) -> str | None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from guardian.shortcuts import assign_perm
@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from containers import container_settings, engine, operations, services
 from containers import stats as stats_service
+from containers.api.pagination import KeysFirstPagination
 from containers.api.serializers import (
     BulkOperationSerializer,
     ContainerSerializer,
@@ -212,8 +213,22 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
     ordering_fields = ["name", "state", "image", "created_at", "started_at", "host__name", "key"]
     # By name (then key, for a stable order across pages): served by the partial index.
     ordering = ["name", "key"]
+    # The page's keys first, then only those rows (containers/api/pagination.py).
+    pagination_class = KeysFirstPagination
 
     def get_queryset(self):
+        if self.action == "list":
+            # Narrowed, filtered, ordered and sliced as plain rows; page_rows() reads the page.
+            return Container.objects.all()
+        return self._with_details(Container.objects.select_related("host"))
+
+    def page_rows(self, keys):
+        """The full rows of one page of the list (containers/api/pagination.py); the list shows
+        the host's name only, so there is no host object per row."""
+        return self._with_details(Container.objects.filter(pk__in=keys).annotate(host_name=F("host__name")))
+
+    @staticmethod
+    def _with_details(queryset):
         from updates.models import ContainerUpdate  # the updates app owns update state
 
         # update_available comes from the last update check, in the same query (no per-row lookups).
@@ -221,7 +236,7 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
         # Tags land in a plain list: reading them through `obj.tags.all()` builds a related manager
         # and a queryset per row, which was a large part of a list request.
         tags = Prefetch("tags", queryset=Tag.objects.only("id", "name"), to_attr="tag_list")
-        return Container.objects.select_related("host").prefetch_related(tags).annotate(update_available=Exists(has_update))
+        return queryset.prefetch_related(tags).annotate(update_available=Exists(has_update)).order_by()
 
 
     # --- operations -------------------------------------------------------------------
