@@ -19,9 +19,9 @@ from rest_framework import serializers
 
 from containers import engine, services
 from containers.api.serializers import HostSerializer
-from containers.choices import DesiredState, TagSource
+from containers.choices import DesiredState, EventCategory, TagSource
 from containers.models import Container, ContainerTag, DockerHost, Tag
-from dockmon_site import config_io
+from dockmon_site import bus, config_io
 from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
 
 logger = logging.getLogger(__name__)
@@ -260,12 +260,26 @@ def _import_hosts(ctx: ImportContext) -> None:
             if item.get("tls") and not has_tls(host):
                 values["enabled"] = False
                 result.note("needs its TLS certificates (not in the file): disabled until they are added")
-            if apply_values(host, values) or result.result == "created":
+            changed = apply_values(host, values)
+            if changed or result.result == "created":
                 host.save()
                 result.updated()
+                _announce(ctx, host, created=result.result == "created", fields=changed)
             ctx.hosts[host_id] = host
         if result.result == "skipped":
             ctx.host_problems[host_id] = f"host {item['name']} was not imported ({result.reason})"
+
+
+def _announce(ctx: ImportContext, host: DockerHost, *, created: bool, fields: list[str]) -> None:
+    """The event-log entries the hosts API writes for the same change."""
+    if created:
+        bus.emit("host.added", category=EventCategory.HOST, host=host, actor=ctx.user,
+                 message=f"{ctx.actor_name} added host {host.name} ({host.url}) from a configuration file",
+                 data={"host": str(host.pk), "name": host.name, "url": host.url})
+    else:
+        bus.emit("host.changed", category=EventCategory.HOST, host=host, actor=ctx.user,
+                 message=f"{ctx.actor_name} changed host {host.name} from a configuration file",
+                 data={"host": str(host.pk), "name": host.name, "fields": sorted(fields)})
 
 
 def _import_tags(ctx: ImportContext) -> None:

@@ -346,6 +346,7 @@ class ImportContext:
         self.cleaned = cleaned
         self.dry_run = dry_run
         self.user = user if getattr(user, "is_authenticated", False) else None
+        self.actor_name = self.user.username if self.user is not None else "manage.py import_config"
         # Filled by containers.portable: the local host of each host id the file names
         # (None: skipped), and why the containers of a host cannot be found.
         self.hosts: dict[str, Any] = {}
@@ -443,13 +444,13 @@ class ImportContext:
         }
 
 
-def apply_values(obj, values: dict) -> bool:
-    """Set the fields of `obj` that differ from `values`; True when any did."""
-    changed = False
+def apply_values(obj, values: dict) -> list[str]:
+    """Set the fields of `obj` that differ from `values`; returns their names (empty: none did)."""
+    changed = []
     for name, value in values.items():
         if getattr(obj, name) != value:
             setattr(obj, name, value)
-            changed = True
+            changed.append(name)
     return changed
 
 

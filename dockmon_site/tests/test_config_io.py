@@ -251,6 +251,9 @@ def test_round_trip_to_a_fresh_database(configured):
     # The same hosts with the same ids; the containers found again on their engines, same keys.
     assert set(DockerHost.objects.values_list("pk", flat=True)) == {configured["host_a"].pk, configured["host_b"].pk}
     assert old_keys <= set(Container.objects.values_list("key", flat=True))
+    added = Event.objects.filter(type="host.added")
+    assert {e.host_id for e in added} == {configured["host_a"].pk, configured["host_b"].pk}
+    assert all("from a configuration file" in e.message for e in added)
     had_secrets = _with_secrets(before)
     assert len(had_secrets) == 5
     assert _sans_secret_marks(config_io.export_config(), had_secrets) == _sans_secret_marks(before, had_secrets)
@@ -469,6 +472,8 @@ def test_a_host_that_cannot_be_imported_says_why_for_its_containers(db, alpha, m
     entry = _results(report, "containers")["cfg-shared/app"]
     assert entry["result"] == "skipped" and "was not imported (another host is named 'cfg-shared')" in entry["reason"]
     assert list(DockerHost.objects.values_list("pk", "name")) == [(here.pk, "cfg-renamed")]
+    changed = Event.objects.get(type="host.changed")
+    assert changed.host_id == here.pk and changed.data["fields"] == ["name"]
 
 
 # ---------------------------------------------------------------------------
