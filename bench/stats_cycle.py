@@ -3,8 +3,9 @@
 Starts N running busybox containers on the testbed's alpha engine (`--network none`, label
 dockmon.bench=stats, started in parallel), adds the engine as an online DockerHost and runs
 `containers.stats.collect_host(host_id)` — the product's own cycle: list running containers,
-one engine stats call per container on a thread pool, one StatsBatch row, one `stats.sample`
-bus event published to the channel layer (Redis) — several times at each concurrency asked for.
+one engine stats call per container on a thread pool (one-shot once the warm-up cycle has left
+each container's CPU counters in the cache), one StatsBatch row, one `stats.sample` bus event
+published to the channel layer (Redis) — several times at each concurrency asked for.
 Per cycle it records the wall time, the CPU time of this process (`time.process_time()`, all
 threads, and `getrusage(RUSAGE_SELF)`), the CPU time the engine (dockerd) spent meanwhile, and
 how many of our containers are in the row written. The containers are removed at the end (by
@@ -172,18 +173,18 @@ def summarize(cycles: list[dict], key: str) -> dict:
 
 def probe_engine(host, ids: list[str]) -> dict:
     """Why a cycle takes what it takes: every stats call of one round timed on its own, all at
-    once (one thread per container), through the product's engine.container_stats (stream=False:
-    the engine skips its first, priming frame, then waits for the next one, its collector ticking
-    about once a second) and, for comparison, the SDK's one_shot=True (no priming frame, so no
-    precpu_stats: CPU % would have to come from the previous cycle)."""
+    once (one thread per container): the full call (stream=False: the engine skips its first,
+    priming frame, then waits for the next one, its collector ticking about once a second; the
+    product's first cycle and its fallback) and the one-shot call (no priming frame, so no
+    precpu_stats: the product takes CPU % from the previous cycle; its steady state)."""
     from containers import engine
 
     client = engine.client_for_host(host)
     out = {}
     try:
         for label, call in (
-            ("container_stats (stream=False)", lambda cid: engine.container_stats(client, cid)),
-            ("SDK stats(stream=False, one_shot=True)", lambda cid: client.api.stats(cid, stream=False, one_shot=True)),
+            ("full call (stream=False): first cycle", lambda cid: engine.container_stats_doc(client, cid)),
+            ("one-shot (stream=False, one_shot=True): later cycles", lambda cid: engine.container_stats_doc(client, cid, one_shot=True)),
         ):
             def timed(cid, call=call):
                 t0 = time.perf_counter()
