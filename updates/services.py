@@ -10,8 +10,10 @@ One check run:
      image reference (shared by every container on every host using it), one tag list per
      repository for version tracking, and — only for multi-arch indexes whose digest is not one
      the image was pulled as — the index and the platform manifest (GETs, cached by digest);
-  5. decides per container and saves every row in bulk; announces `update.available` for each
-     container that newly has an update.
+  5. decides each image's containers as soon as the registry's answer for that image is in (a
+     HEAD, or the index look for a multi-arch image), saves those rows, announces
+     `update.available` for each container that newly has an update, and sends the per-container
+     `update.check` results right then: the Updates page fills in while the check goes on.
 
 An update is reported only when the registry positively offers something other than what runs:
 the registry digest is compared with *all* of the image's RepoDigests, then with the platform
@@ -25,7 +27,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -173,6 +175,18 @@ class _Run:
         with ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="registry") as pool:
             return list(pool.map(func, items))
 
+    def _as_completed(self, func, items):
+        """(item, func(item)) pairs in the order the answers arrive (yielded in the caller's thread)."""
+        items = list(items)
+        if len(items) <= 1 or self.workers <= 1:
+            for item in items:
+                yield item, func(item)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="registry") as pool:
+            futures = {pool.submit(func, item): item for item in items}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
     @staticmethod
     def _safely(func, *args):
         try:
@@ -183,23 +197,29 @@ class _Run:
             logger.exception("registry lookup failed")
             return RegistryError(f"Unexpected error: {exc}")
 
-    def fetch_heads(self, wanted: set[tuple[str, str]]) -> None:
+    def fetch_heads(self, wanted: set[tuple[str, str]], on_result=None) -> None:
+        """HEAD each (name, tag) once; on_result(w, answer) is called (in this thread) for each
+        answer as soon as it is in, cached ones first."""
         wanted = {w for w in wanted if w not in self.heads}
         keys = {w: _head_key(*w) for w in wanted}
         cached = {} if self.force else _cache_get_many(list(keys.values()))
         todo = []
-        for w in wanted:
+        for w in sorted(wanted):
             hit = cached.get(keys[w])
             if hit:
                 self.cache_hits += 1
                 self.heads[w] = ManifestHead(hit["digest"], hit["media_type"])
+                if on_result is not None:
+                    on_result(w, self.heads[w])
             else:
                 todo.append(w)
-        results = self._parallel(lambda w: self._safely(self.client.head_manifest, self.refs[w[0]].with_tag(w[1])), todo)
-        for w, result in zip(todo, results, strict=True):
+        answers = self._as_completed(lambda w: self._safely(self.client.head_manifest, self.refs[w[0]].with_tag(w[1])), todo)
+        for w, result in answers:
             self.heads[w] = result
             if isinstance(result, ManifestHead):
                 _cache_set(keys[w], {"digest": result.digest, "media_type": result.media_type}, _head_ttl(w[1]))
+            if on_result is not None:
+                on_result(w, result)
 
     def fetch_tags(self, names: set[str]) -> None:
         names = {n for n in names if n not in self.tags}
@@ -357,33 +377,38 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
     client = client or RegistryClient(registry_credentials())
     run = _Run(force, client)
     now = timezone.now()
-    previous = {key: (row.update_available, row.latest_digest) for key, row in rows.items()}
+    results = _Results(summary, containers, rows, now)
 
     try:
         targets: list[_Target] = []
-        skipped: list[ContainerUpdate] = []
+        settled: list[ContainerUpdate] = []
         for container in containers:
             row = rows[container.pk]
             if container.host_id in host_errors:
                 # Nothing is known about what runs there now: keep the last answer, say why it is old.
                 row.error = f"Engine unreachable, result not refreshed: {host_errors[container.host_id]}"
-                skipped.append(row)
+                settled.append(row)
                 continue
             target = _Target(container, row)
             _classify(target, images[container.host_id])
             row.checked_at = now
             targets.append(target)
         live = [t for t in targets if t.image is not None and t.digests and t.ref is not None]
+        live_ids = {id(t) for t in live}
+        # Pinned, local and unsupported images (and unreachable engines) need no registry.
+        results.done(settled + [t.row for t in targets if id(t) not in live_ids])
 
-        # Phase 1: tags of the exact references and tag lists for version tracking.
-        head_wanted, tag_names = set(), set()
+        # Phase 1: tag lists for version tracking.
+        tag_names = set()
         for t in live:
             run.refs.setdefault(t.ref.name, t.ref)
-            head_wanted.add((t.ref.name, t.ref.tag))
             if _mode(t.row, t.ref) != TrackingMode.EXACT:
                 tag_names.add(t.ref.name)
         run.fetch_tags(tag_names)
-        # Phase 2: the newest allowed version tag of each tracking container.
+        # Phase 2: the newest allowed version tag of each tracking container, then one HEAD per
+        # distinct reference; each image's containers are decided as soon as its answer is in,
+        # unless it is a multi-arch index that needs a closer look (phase 3).
+        waiting: dict[tuple[str, str], list[_Target]] = defaultdict(list)
         for t in live:
             mode = _mode(t.row, t.ref)
             tags = run.tags.get(t.ref.name)
@@ -391,56 +416,49 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
                 best = newest_allowed(t.ref.tag, tags, mode, t.row.include_prerelease)
                 if best is not None:
                     t.candidate_tag = best.tag
-                    head_wanted.add((t.ref.name, best.tag))
-        run.fetch_heads(head_wanted)
-        # Phase 3: multi-arch indexes whose digest the image does not carry need a closer look.
-        platforms = _platforms_needed(run, live, clients)
-        index_wanted = set()
-        for t in live:
-            head = _head_for(run, t)
-            if isinstance(head, ManifestHead) and head.is_index and head.digest not in t.digests:
-                index_wanted.add((t.ref.name, head.digest))
+            waiting[(t.ref.name, t.candidate_tag or t.ref.tag)].append(t)
+        closer_look: list[_Target] = []
+
+        def answered(wanted, head):
+            decided = []
+            for t in waiting.pop(wanted, []):
+                if isinstance(head, ManifestHead) and head.is_index and head.digest not in t.digests:
+                    closer_look.append(t)
+                else:
+                    _decide(run, t, {})
+                    decided.append(t.row)
+            results.done(decided)
+
+        run.fetch_heads(set(waiting), on_result=answered)
+        for wanted in list(waiting):  # answered from an earlier phase of this run (none today)
+            answered(wanted, run.heads.get(wanted))
+
+        # Phase 3: multi-arch indexes whose digest the image does not carry.
+        platforms = _platforms_needed(run, closer_look, clients)
+        index_wanted = {(t.ref.name, _head_for(run, t).digest) for t in closer_look}
         run.fetch_manifests(index_wanted)
         platform_wanted = set()
-        for t in live:
-            head = _head_for(run, t)
-            if isinstance(head, ManifestHead) and (t.ref.name, head.digest) in index_wanted:
-                index = run.manifests.get((t.ref.name, head.digest))
-                platform = platforms.get((t.container.host_id, t.image.image_id))
-                if isinstance(index, Manifest) and isinstance(platform, Platform):
-                    pd = index.platform_digest(platform)
-                    if pd and pd not in t.digests:
-                        platform_wanted.add((t.ref.name, pd))
+        for t in closer_look:
+            index = run.manifests.get((t.ref.name, _head_for(run, t).digest))
+            platform = platforms.get((t.container.host_id, t.image.image_id))
+            if isinstance(index, Manifest) and isinstance(platform, Platform):
+                pd = index.platform_digest(platform)
+                if pd and pd not in t.digests:
+                    platform_wanted.add((t.ref.name, pd))
         run.fetch_manifests(platform_wanted)
-
-        for t in live:
+        by_image: dict[tuple[str, str], list[ContainerUpdate]] = defaultdict(list)
+        for t in closer_look:
             _decide(run, t, platforms)
+            by_image[(t.ref.name, t.candidate_tag or t.ref.tag)].append(t.row)
+        for decided in by_image.values():
+            results.done(decided)
     finally:
         for c in clients.values():
             try:
                 c.close()
             except Exception:  # closing is best effort
                 logger.debug("closing an engine client failed", exc_info=True)
-
-    for row in rows.values():
-        if row.update_available:
-            if not previous.get(row.container_id, (False,))[0]:
-                row.available_since = now
-        else:
-            row.available_since = None
-
-    by_key = {c.pk: c for c in containers}
-    for row in rows.values():
-        row.updated_at = now
-        if row.update_available and row.latest_digest != row.announced_digest:
-            # Announce each offered digest once, however often the check runs or the registry flaps.
-            row.announced_digest = row.latest_digest
-            summary.newly_available.append(row.container_id)
-    with transaction.atomic():
-        _save_rows(rows.values())
-        for key in summary.newly_available:
-            _announce(by_key[key], rows[key])
-    _progress_events(summary.check, containers, rows)
+    results.flush()
 
     counts: dict[str, int] = defaultdict(int)
     for row in rows.values():
@@ -458,28 +476,91 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
 
 
 # Per-container results of a check go out live (the Updates page) for checks up to this size;
-# bigger ones send one summary per host, which keeps a full check of thousands cheap.
+# bigger ones send per-host progress (how many of the host's containers are decided so far, at
+# most every HOST_PROGRESS_SECONDS), which keeps a full check of thousands cheap.
 CHECK_EVENTS_PER_CONTAINER_LIMIT = 500
+HOST_PROGRESS_SECONDS = 0.25
+
+
+class _Results:
+    """Saves and announces decided rows as the check goes: each call of done() is one image's
+    containers (or the ones that needed no registry), written together and sent out on commit."""
+
+    def __init__(self, summary: CheckSummary, containers, rows: dict, now):
+        self.summary, self.rows, self.now = summary, rows, now
+        self.by_key = {c.pk: c for c in containers}
+        self.previous = {key: row.update_available for key, row in rows.items()}
+        self.per_container = len(containers) <= CHECK_EVENTS_PER_CONTAINER_LIMIT
+        self.host_total: dict = defaultdict(int)
+        for c in containers:
+            self.host_total[c.host_id] += 1
+        self.host_done: dict = defaultdict(int)
+        self.host_updates: dict = defaultdict(int)
+        self.dirty_hosts: set = set()
+        self.last_host_progress = 0.0
+        self.saved: set[str] = set()
+
+    def done(self, decided: list[ContainerUpdate]) -> None:
+        decided = [row for row in decided if row.container_id not in self.saved]
+        if not decided:
+            return
+        announce = []
+        for row in decided:
+            self.saved.add(row.container_id)
+            if row.update_available:
+                if not self.previous.get(row.container_id):
+                    row.available_since = self.now
+            else:
+                row.available_since = None
+            row.updated_at = self.now
+            if row.update_available and row.latest_digest != row.announced_digest:
+                # Announce each offered digest once, however often the check runs or the registry flaps.
+                row.announced_digest = row.latest_digest
+                announce.append(row)
+        with transaction.atomic():
+            _save_rows(decided)
+            for row in announce:
+                self.summary.newly_available.append(row.container_id)
+                _announce(self.by_key[row.container_id], row)
+            if self.per_container:
+                _progress_events(self.summary.check, [self.by_key[row.container_id] for row in decided], self.rows)
+            else:
+                for row in decided:
+                    host_id = self.by_key[row.container_id].host_id
+                    self.host_done[host_id] += 1
+                    self.host_updates[host_id] += int(row.update_available)
+                    self.dirty_hosts.add(host_id)
+                if time.monotonic() - self.last_host_progress >= HOST_PROGRESS_SECONDS:
+                    self._host_progress()
+
+    def flush(self) -> None:
+        """Whatever is left: rows no answer decided (an error on the way) and the last host progress."""
+        rest = [row for key, row in self.rows.items() if key not in self.saved]
+        if rest:
+            self.done(rest)
+        if self.dirty_hosts:
+            with transaction.atomic():
+                self._host_progress()
+
+    def _host_progress(self) -> None:
+        self.last_host_progress = time.monotonic()
+        for host_id in sorted(self.dirty_hosts, key=str):
+            bus.emit("update.check", category=EventCategory.UPDATE, persist=False, host=host_id,
+                     data={"check": self.summary.check, "stage": "host", "host": str(host_id), "done": self.host_done[host_id],
+                           "total": self.host_total[host_id], "updates": self.host_updates[host_id]})
+        self.dirty_hosts.clear()
 
 
 def _progress_events(check_id: str, containers, rows) -> None:
-    """`update.check` results that reach everyone allowed to see them: staff-only events (no host,
-    no container) would leave users granted a host or a container without live progress."""
-    if len(containers) <= CHECK_EVENTS_PER_CONTAINER_LIMIT:
-        for container in containers:
-            row = rows[container.pk]
-            bus.emit("update.check", category=EventCategory.UPDATE, persist=False, host=container.host_id, container=container,
-                     data={"check": check_id, "stage": "container", "key": container.pk, "status": row.status,
-                           "update_available": row.update_available, "latest_version": row.latest_version,
-                           "latest_digest": row.latest_digest, "error": row.error})
-        return
-    per_host: dict = defaultdict(lambda: [0, 0])
+    """Per-container `update.check` results that reach everyone allowed to see them: staff-only
+    events (no host, no container) would leave users granted a host or a container without live
+    progress."""
     for container in containers:
-        per_host[container.host_id][0] += 1
-        per_host[container.host_id][1] += int(rows[container.pk].update_available)
-    for host_id, (total, updates) in per_host.items():
-        bus.emit("update.check", category=EventCategory.UPDATE, persist=False, host=host_id,
-                 data={"check": check_id, "stage": "host", "host": str(host_id), "total": total, "updates": updates})
+        row = rows[container.pk]
+        bus.emit("update.check", category=EventCategory.UPDATE, persist=False, host=container.host_id, container=container,
+                 data={"check": check_id, "stage": "container", "key": container.pk, "status": row.status,
+                       "update_available": row.update_available, "latest_version": row.latest_version,
+                       "latest_digest": row.latest_digest, "error": row.error})
 
 
 def _save_rows(rows) -> None:

@@ -407,7 +407,12 @@ class RegistryStandIn:
             self._released.wait(self.max_hold)
             if self._stopping.is_set():
                 return  # the connection just closes: no answer at all
-        headers = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "authorization", "range")}
+        headers = {}
+        for name in ("Accept", "Authorization", "Range"):
+            values = handler.headers.get_all(name) or []
+            if values:
+                # Engines send one Accept header per media type: all of them count.
+                headers[name] = ", ".join(values)
         try:
             resp = _session().request(handler.command, f"http://{self.upstream}{path}", headers=headers, timeout=30,
                                       allow_redirects=True)

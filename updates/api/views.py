@@ -4,6 +4,7 @@ import logging
 import uuid
 
 import django_filters
+from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -137,8 +138,10 @@ class ContainerUpdateViewSet(ContainerScopedViewSetMixin, mixins.ListModelMixin,
             count_qs = count_qs.filter(host_id__in=host_ids)
         check_id = uuid.uuid4().hex
         try:
-            check_updates.delay(container_keys=container_keys, host_ids=host_ids,
-                                force=serializer.validated_data["force"], check_id=check_id)
+            # A manual check goes where the updates app's work goes (DOCKMON_UPDATE_QUEUE, when set).
+            options = {"queue": settings.DOCKMON_UPDATE_QUEUE} if settings.DOCKMON_UPDATE_QUEUE else {}
+            check_updates.apply_async(kwargs={"container_keys": container_keys, "host_ids": host_ids,
+                                              "force": serializer.validated_data["force"], "check_id": check_id}, **options)
         except OperationalError:
             logger.exception("could not queue an update check")
             return Response({"detail": "The task queue (Redis) is unavailable; try again shortly."}, status=503)

@@ -282,3 +282,55 @@ def test_semver_tracking_offers_newer_versions_in_mode_and_never_a_downgrade(
     row.refresh_from_db()
     assert (row.status, row.latest_version, row.update_available) == (UpdateStatus.OK, "1.2.3", False)
     assert UpdatePolicy.objects.count() == 0
+
+
+def test_each_images_results_go_out_as_soon_as_its_registry_answered(
+    testbed, alpha, make_host, sync_container, unique, images_to_remove, containers_to_remove
+):
+    """GIVEN two containers on two images of one registry, whose answer for the second image is
+    held back (a stand-in in front of the real registry: fault injection) WHEN a check runs
+    THEN the first container's row is saved and its `update.check` result is sent while the
+    second image's request is still waiting; the second follows once it is answered."""
+    from dockmon_site import bus
+    from updates.testing import RegistryStandIn
+
+    front = RegistryStandIn(testbed.registry, max_hold=30)
+    keys = {}
+    host = make_host(alpha)
+    try:
+        for which in ("fast", "slow"):
+            repo = f"upd-{unique}/{which}"
+            ref = testbed.image_ref(repo, "1.0")
+            testbed.build_image("alpha", ref, which)
+            images_to_remove.append((alpha, ref))
+            testbed.push("alpha", ref)
+            front_ref = f"{front.addr}/{repo}:1.0"
+            alpha.docker("pull", front_ref)
+            images_to_remove.append((alpha, front_ref))
+            name = f"upd-{which}-{unique}"
+            containers_to_remove.append((alpha, name))
+            cid = alpha.docker("run", "-d", "--network", "none", "--name", name, front_ref, "sleep", "3600").stdout.strip()
+            keys[which] = sync_container(host, cid).key
+        front.hold(f"/v2/upd-{unique}/slow/manifests/")
+        seen = []
+
+        def listen(event):
+            if event.type != "update.check" or event.data.get("stage") != "container":
+                return
+            key = event.data["key"]
+            row = ContainerUpdate.objects.get(container_id=key)
+            seen.append({"key": key, "slow_held": bool(front.held) and not front._released.is_set(), "saved_status": row.status})
+            if key == keys["fast"]:
+                front.release()  # the held answer may come now
+
+        bus.subscribe(listen)
+        try:
+            services.check(force=True)
+        finally:
+            bus.unsubscribe(listen)
+        assert [s["key"] for s in seen] == [keys["fast"], keys["slow"]], seen
+        assert seen[0]["slow_held"] is True, "the first result went out while the second image was still asked"
+        assert seen[0]["saved_status"] == UpdateStatus.OK, "its row was saved before it was announced"
+        assert seen[1]["slow_held"] is False and seen[1]["saved_status"] == UpdateStatus.OK
+    finally:
+        front.stop()

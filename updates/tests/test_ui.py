@@ -160,3 +160,98 @@ def test_update_button_shows_live_progress_in_the_browser(testbed, alpha, admin,
         for n in alpha.docker("ps", "-a", "--format", "{{.Names}}").stdout.split():
             if n.startswith(f"{name}-dockmon-backup-"):
                 alpha.docker("rm", "-f", n, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_check_now_fills_the_updates_page_in_as_each_image_is_decided(
+    testbed, alpha, beta, admin, make_host, sync_container, unique, images_to_remove, containers_to_remove, monkeypatch, request
+):
+    """GIVEN two containers on two images, a new release of both, and a registry whose answer for
+    the second image is held back (a stand-in in front of the real one: fault injection)
+    WHEN "Check now" is clicked on the Updates page THEN the first row turns to "Update available"
+    and the progress says 1 / 2 while the second is still being asked; once answered, the second
+    row follows and the check is reported finished."""
+    from pathlib import Path
+
+    from updates import services
+    from updates.testing import RegistryStandIn
+
+    if not os.path.exists("/usr/bin/chromium"):
+        pytest.fail("Debian's chromium is required for the UI tests")
+    queue = f"dmtest-uichk-{unique}"
+    monkeypatch.setenv("DOCKMON_UPDATE_QUEUE", queue)  # daphne (started below) queues the check here
+    daphne = request.getfixturevalue("daphne")
+    front = RegistryStandIn(testbed.registry, max_hold=60)
+    host = make_host(alpha)
+    keys, worker = {}, None
+    shots = Path(os.environ.get("DOCKMON_SCREENSHOT_DIR", Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        for which in ("first", "second"):
+            ref = testbed.image_ref(f"upd-{unique}/{which}", "1.0")
+            testbed.build_image("alpha", ref, which, cmd=LOOP)
+            images_to_remove.append((alpha, ref))
+            testbed.push("alpha", ref)
+            front_ref = f"{front.addr}/upd-{unique}/{which}:1.0"
+            alpha.docker("pull", front_ref)
+            images_to_remove.append((alpha, front_ref))
+            name = f"uichk-{which}-{unique}"
+            containers_to_remove.append((alpha, name))
+            keys[which] = sync_container(host, alpha.docker("run", "-d", "--network", "none", "--name", name, front_ref).stdout.strip()).key
+            testbed.build_image("beta", ref, f"{which}-two", cmd=LOOP)
+            images_to_remove.append((beta, ref))
+        services.check(force=True)  # both rows exist, up to date
+        assert set(ContainerUpdate.objects.filter(status=UpdateStatus.OK).values_list("container_id", flat=True)) == set(keys.values())
+        for which in ("first", "second"):
+            testbed.push("beta", testbed.image_ref(f"upd-{unique}/{which}", "1.0"))
+        worker = testing.ManagedProcess(
+            "celery-worker",
+            [sys.executable, "-m", "celery", "-A", "dockmon_site", "worker", "-Q", queue, "-c", "1", "-l", "info",
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", f"{queue}@%h"],
+            testing.subprocess_env(), testing.log_dir(),
+        ).start()
+        front.hold(f"/v2/upd-{unique}/second/manifests/")
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1200, "height": 700})
+            page.set_default_timeout(30_000)
+            base = f"http://127.0.0.1:{daphne.port}"
+            page.goto(f"{base}/login/")
+            page.fill("#id_username", "boss")
+            page.fill("#id_password", "pw-boss-12345")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/")
+            page.goto(f"{base}/updates/?all=1")
+            page.wait_for_selector("#live-dot.on")
+            status = lambda which: page.locator(f'#available tr[data-key="{keys[which]}"] .status').inner_text().strip()  # noqa: E731
+            assert status("first") == status("second") == "Up to date"
+            page.click("#check-now")
+            page.wait_for_function(
+                "key => document.querySelector(`#available tr[data-key=\"${key}\"] .status`).textContent.trim() === 'Update available'",
+                arg=keys["first"], timeout=60_000)
+            assert front.held and not front._released.is_set(), "the second image's answer is still held"
+            assert status("second") == "Up to date"
+            assert page.inner_text("#check-text").strip() == "1 / 2 checked"
+            assert int(page.eval_on_selector("#check-bar", "el => el.value")) == 1
+            page.screenshot(path=str(shots / "updates-check-progress.png"), full_page=True)
+            front.release()
+            page.wait_for_function("() => document.getElementById('check-text').textContent.startsWith('Check finished')", timeout=60_000)
+            assert status("second") == "Update available"
+            assert page.locator('#available tr[data-key] .checked:text("just now")').count() == 2
+            page.screenshot(path=str(shots / "updates-check-finished.png"), full_page=True)
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        front.stop()
+        if worker is not None:
+            os.killpg(worker.pid, 9)
+            worker.stop()
+        from dockmon_site.celery import app
+
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
