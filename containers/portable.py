@@ -155,7 +155,7 @@ def find_container(ctx: ImportContext, host_id: str, name: str) -> tuple[Contain
         if host_id in ctx.hosts or host_id in ctx.host_problems:
             return None, ctx.host_problems.get(host_id) or f"host {ctx.host_label(host_id)} was not imported"
         return None, f"host {host_id} is neither in the file nor in this DockMon"
-    container = Container.objects.present().filter(host=host, name=name).order_by("-first_seen_at").first()
+    container = _present(ctx, host).get(name)
     if container is not None:
         return container, ""
     problem = ctx.host_problems.get(host_id)
@@ -164,23 +164,36 @@ def find_container(ctx: ImportContext, host_id: str, name: str) -> tuple[Contain
     return None, f"no container named {name!r} on {host.name} (its engine was asked); import again once it exists"
 
 
+def _present(ctx: ImportContext, host: DockerHost) -> dict[str, Container]:
+    """The host's present containers by name (one query per host; the newest of a name wins)."""
+    cache = ctx.state.setdefault("present", {})
+    if host.pk not in cache:
+        rows = Container.objects.present().filter(host=host).select_related("host").order_by("first_seen_at", "key")
+        cache[host.pk] = {container.name: container for container in rows}
+    return cache[host.pk]
+
+
 def prepare(ctx: ImportContext) -> None:
     """Before the transaction: match the file's hosts, and read the engine of every host that
     holds a container the file names but this DockMon has not seen (read-only engine calls)."""
     doc_hosts = {str(item["id"]): item for item in ctx.items("hosts")}
     plan = _match_hosts(list(doc_hosts.values()))
     ctx.state["host_plan"] = plan
-    missing: dict[str, set[str]] = {}
+    wanted: dict[str, set[str]] = {}
     for host_id, name in config_io.container_refs(ctx):
-        local = plan[host_id][0] if host_id in plan else DockerHost.objects.filter(pk=host_id).first()
-        if local is not None and Container.objects.present().filter(host=local, name=name).exists():
-            continue
+        wanted.setdefault(host_id, set()).add(name)
+    locals_ = {host_id: plan[host_id][0] if host_id in plan else DockerHost.objects.filter(pk=host_id).first() for host_id in wanted}
+    missing: list[str] = []
+    for host_id, names in wanted.items():
+        local = locals_[host_id]
         if local is None and host_id not in doc_hosts:
-            continue  # no such host anywhere: reported when the container is looked for
-        missing.setdefault(host_id, set()).add(name)
+            continue  # no such host anywhere: reported when its containers are looked for
+        known = set(Container.objects.present().filter(host=local).values_list("name", flat=True)) if local is not None else set()
+        if names - known:
+            missing.append(host_id)
     jobs = {}
     for host_id in missing:
-        local = plan[host_id][0] if host_id in plan else DockerHost.objects.filter(pk=host_id).first()
+        local = locals_[host_id]
         item = doc_hosts.get(host_id, {})
         label = item.get("name") or (local.name if local else host_id)
         enabled = item.get("enabled", local.enabled if local else True)
@@ -202,9 +215,12 @@ def prepare(ctx: ImportContext) -> None:
         label = jobs[host_id][0]
         try:
             facts[host_id] = future.result()
-        except engine.EngineError as exc:
-            ctx.host_problems[host_id] = f"host {label} did not answer ({exc}); import again once it does"
-            ctx.engine_sync.append({"host": label, "ok": False, "detail": str(exc)})
+        except Exception as exc:  # an outside system: whatever it does, it is this host's problem, not the import's
+            if not isinstance(exc, engine.EngineError):
+                logger.warning("config import: reading the engine of %s failed", label, exc_info=True)
+            reason = str(exc) if isinstance(exc, engine.EngineError) else engine.describe_error(exc)
+            ctx.host_problems[host_id] = f"host {label} did not answer ({reason}); import again once it does"
+            ctx.engine_sync.append({"host": label, "ok": False, "detail": reason})
     ctx.state["engine_facts"] = facts
 
 
@@ -303,6 +319,7 @@ def _sync_hosts(ctx: ImportContext) -> None:
             continue
         result = services.reconcile(host.pk, facts, initial=True)
         ctx.engine_sync.append({"host": host.name, "ok": True, "detail": f"synced: {result['total']} containers"})
+    ctx.state.pop("present", None)
     ctx.forget_containers()
 
 

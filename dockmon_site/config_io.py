@@ -356,6 +356,7 @@ class ImportContext:
         self.results: list[ItemResult] = []
         self._entries: dict[int, ItemResult] = {}
         self._found: dict[tuple[str, str], tuple[Any, str]] = {}
+        self._names = {str(item["id"]): item["name"] for item in self.items("hosts")}
 
     # ---- sections and results -------------------------------------------------------------
     def items(self, section: str) -> list[dict]:
@@ -396,9 +397,8 @@ class ImportContext:
 
     def host_label(self, host_id) -> str:
         host_id = str(host_id)
-        for item in self.items("hosts"):
-            if str(item["id"]) == host_id:
-                return item["name"]
+        if host_id in self._names:
+            return self._names[host_id]
         host = self.local_host(host_id)
         return host.name if host is not None else host_id
 

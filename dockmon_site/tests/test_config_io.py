@@ -439,6 +439,46 @@ def test_an_unreachable_host_is_reported_and_the_others_import(transactional_db,
     assert DockerHost.objects.filter(pk=dead_id, enabled=True).exists()
 
 
+def test_an_engine_that_never_answers_is_reported_after_its_timeout(db, settings, unique):
+    import socket
+    import threading
+
+    settings.DOCKMON_ENGINE_TIMEOUT = 1.0
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_keep_quiet():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_keep_quiet, daemon=True)
+    thread.start()
+    try:
+        host_id = "3c9e1f0a-6b2d-4e8f-a1c3-5d7b9e0f2a4c"
+        doc = {"dockmon_config": 1,
+               "hosts": [{"id": host_id, "name": f"cfg-silent-{unique}", "url": f"tcp://127.0.0.1:{listener.getsockname()[1]}"}],
+               "containers": [{"host": host_id, "name": "app", "desired_state": "stopped"}]}
+        report = config_io.import_config(doc)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+    assert held, "the import never tried the engine"
+    assert report["engine_sync"] == [{"host": f"cfg-silent-{unique}", "ok": False, "detail": "The engine did not answer in time."}]
+    entry = _results(report, "containers")[f"cfg-silent-{unique}/app"]
+    assert entry["result"] == "skipped" and "did not answer" in entry["reason"]
+    assert report["summary"]["hosts"]["created"] == 1
+
+
 def test_hosts_of_another_dockmon_are_matched_by_name(configured):
     """Another DockMon watching the same engines knows them under other ids: matched by name,
     the containers found there, nothing duplicated."""
@@ -559,8 +599,8 @@ def test_only_administrators_may_export_or_import(people, make_host, alpha):
         assert client.post("/api/v1/config/import/", doc, format="json").status_code == 403
         assert client.post("/api/v1/config/import/?dry_run=true", doc, format="json").status_code == 403
     anonymous = APIClient()
-    assert anonymous.get("/api/v1/config/export/").status_code in (401, 403)
-    assert anonymous.post("/api/v1/config/import/", doc, format="json").status_code in (401, 403)
+    assert anonymous.get("/api/v1/config/export/").status_code == 401
+    assert anonymous.post("/api/v1/config/import/", doc, format="json").status_code == 401
     assert not Tag.objects.filter(name="cfg-perm").exists()
     for who in ("admin", "role_admin"):
         client = _client_for(people[who])
