@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
-from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
+from dockmon_site.config_io import ExportContext, ImportContext, ValidationContext, apply_values
 from updates.api.serializers import PolicyCategorySerializer, RegistryCredentialSerializer, TrackingSerializer
 from updates.choices import Policy, TrackingMode
 from updates.models import AutoUpdate, ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
@@ -169,10 +169,8 @@ def _import_registry(ctx: ImportContext, item: dict, result) -> None:
         # The stored password stays: the file never carries one.
         cred.save()
         result.updated()
-    if item.get("has_password") and not cred.password:
+    if not cred.password and (item.get("has_password") or cred.username):
         result.note("needs its password (or token) again: enter it under registry credentials")
-    if cred.username and not cred.password and not item.get("has_password"):
-        raise Skip("a user name needs a password (or token), which the file cannot carry")
 
 
 def _set_policy(ctx: ImportContext, container, value: dict | None) -> bool:

@@ -37,9 +37,9 @@ CONFIG_MODELS = (DockerHost, Tag, ContainerTag, RegistryCredential, PolicyCatego
                  HealthCheck, AutoRestartConfig, NotificationChannel, AlertRule, MaintenanceWindow, Container)
 
 
-def _sleeper(run_container, engine, name):
+def _sleeper(run_container, engine, name, extra=()):
     # trap: busybox sleep as PID 1 ignores SIGTERM (testbed notes); rm -f kills anyway.
-    return run_container(engine, name, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done")
+    return run_container(engine, name, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done", extra=tuple(extra))
 
 
 def _without_time(doc: dict) -> dict:
@@ -123,7 +123,11 @@ def configured(transactional_db, alpha, beta, unique, run_container, sync_contai
     names = {"web": f"cfgweb{unique}", "db": f"cfgdb{unique}", "api": f"cfgapi{unique}"}
     web = sync_container(host_a, _sleeper(run_container, alpha, names["web"]))
     db = sync_container(host_a, _sleeper(run_container, alpha, names["db"]))
-    api = sync_container(host_b, _sleeper(run_container, beta, names["api"]))
+    # A compose service: its compose tag comes from the engine's labels, its user tag from a person.
+    compose = ("--label", f"com.docker.compose.project=cfgproj{unique}", "--label", "com.docker.compose.service=api")
+    api = sync_container(host_b, _sleeper(run_container, beta, names["api"], extra=compose))
+    assert api.tag_links.get().tag.name == f"compose:cfgproj{unique}"
+    ContainerTag.objects.create(container=api, tag=Tag.objects.create(name=f"backend-{unique}"))
 
     prod = Tag.objects.create(name=f"prod-{unique}", color="#ff0000")
     Tag.objects.create(name=f"unused-{unique}", color="")
@@ -204,6 +208,9 @@ def test_the_export_holds_every_kind_and_no_secret(configured, make_host, beta):
                          "max_delay_seconds": 60.0, "reset_after_minutes": 20},
     }
     assert entries[(str(db.host_id), db.name)]["desired_state"] == "stopped"
+    api = configured["api"]
+    assert entries[(str(api.host_id), api.name)]["tags"] == [f"backend-{configured['unique']}"]  # not the compose one
+    assert f"compose:cfgproj{configured['unique']}" in {t["name"] for t in doc["tags"]}
     assert entries[(str(db.host_id), db.name)]["auto_update"] == {"enabled": True, "days": [5, 6], "start": "02:00:00", "end": "04:30:00",
                                                                   "timezone": "Europe/Berlin"}
     registries = {r["registry"]: r for r in doc["registry_credentials"]}
@@ -251,6 +258,9 @@ def test_round_trip_to_a_fresh_database(configured):
     # The same hosts with the same ids; the containers found again on their engines, same keys.
     assert set(DockerHost.objects.values_list("pk", flat=True)) == {configured["host_a"].pk, configured["host_b"].pk}
     assert old_keys <= set(Container.objects.values_list("key", flat=True))
+    api = Container.objects.get(pk=configured["api"].pk)
+    assert {(link.tag.name, link.source) for link in api.tag_links.select_related("tag")} == {
+        (f"compose:cfgproj{configured['unique']}", "compose"), (f"backend-{configured['unique']}", "user")}
     added = Event.objects.filter(type="host.added")
     assert {e.host_id for e in added} == {configured["host_a"].pk, configured["host_b"].pk}
     assert all("from a configuration file" in e.message for e in added)
@@ -345,6 +355,21 @@ def test_a_channel_imported_without_secrets_is_enabled_once_they_are_entered(con
     assert slack.name not in _results(third, "notification_channels")
     slack.refresh_from_db()
     assert slack.enabled and slack.secret_dict == {"webhook_url": SECRETS["slack_webhook"]}
+
+
+def test_a_file_exported_after_an_import_still_says_what_is_missing(db):
+    """A second-generation file (exported where the secrets were never entered) no longer lists
+    them; what cannot work without them is still caught."""
+    doc = {"dockmon_config": 1,
+           "registry_credentials": [{"registry": "registry.example.invalid", "username": "pusher", "has_password": False}],
+           "notification_channels": [{"name": "cfg-gen2", "kind": "slack", "config": {}, "secrets_needed": [], "enabled": True}]}
+    report = config_io.import_config(doc)
+    assert _results(report, "registry_credentials")["registry.example.invalid"]["notes"] == [
+        "needs its password (or token) again: enter it under registry credentials"]
+    assert _results(report, "notification_channels")["cfg-gen2"]["notes"] == [
+        "needs its secret settings (webhook_url) again: disabled until they are entered"]
+    assert not NotificationChannel.objects.get(name="cfg-gen2").enabled
+    assert _changes(config_io.import_config(doc)) == 0
 
 
 # ---------------------------------------------------------------------------
