@@ -17,6 +17,16 @@ class UpdatesConfig(AppConfig):
         # (choosing what updates by itself is an update right, not a settings right).
         from rest_framework import serializers
 
+        from updates import policies
+        from updates.choices import Policy
+
+        # {"update_policy": "allow" | "warn" | "block" | ""}: rule 2 of the priority order; ""
+        # removes the container's own policy (labels, categories and the default decide again).
+        container_settings.register(
+            "update_policy",
+            lambda: serializers.ChoiceField(choices=Policy.choices, required=False, allow_blank=True),
+            policies.get_container_policy, policies.set_container_policy,
+        )
         container_settings.register(
             "auto_update", lambda: serializers.BooleanField(required=False),
             autoupdate.get_setting, autoupdate.set_setting, permission="update",

@@ -167,3 +167,23 @@ def decide_many(containers) -> dict[str, Decision]:
     categories = list(PolicyCategory.objects.filter(enabled=True))
     policies = {p.container_id: p for p in UpdatePolicy.objects.filter(container__in=[c.pk for c in containers])}
     return {c.pk: decide(c, container_policy=policies.get(c.pk), categories=categories) for c in containers}
+
+
+# --- PATCH /containers/{key}/settings/ {"update_policy": "allow"|"warn"|"block"|""} ---------------
+def get_container_policy(container) -> str:
+    """The policy a user set on this container ("" = none: the labels/categories/default decide)."""
+    from updates.models import UpdatePolicy
+
+    row = UpdatePolicy.objects.filter(container=container).only("policy").first()
+    return row.policy if row else ""
+
+
+def set_container_policy(container, value: str, user) -> None:
+    from updates.models import UpdatePolicy
+
+    if not value:
+        UpdatePolicy.objects.filter(container=container).delete()
+        return
+    UpdatePolicy.objects.update_or_create(
+        container=container, defaults={"policy": value, "created_by": user if getattr(user, "is_authenticated", False) else None}
+    )

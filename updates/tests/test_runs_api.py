@@ -138,6 +138,27 @@ def test_auto_update_setting_needs_the_update_right(world, admin_client):
     assert bad.status_code == 400 and "auto_update_window" in bad.json()
 
 
+def test_update_policy_is_a_container_setting(world, admin_client):
+    """PATCH /containers/{key}/settings/ {"update_policy"} (design.md's settings contract) sets
+    rule 2 of the priority order; "" gives the decision back to the labels/categories/default."""
+    from updates import policies
+
+    target = world["target"]
+    url = f"/api/v1/containers/{target.key}/settings/"
+    assert admin_client.get(url).json()["update_policy"] == ""
+    response = admin_client.patch(url, {"update_policy": "block"}, format="json")
+    assert response.status_code == 200 and response.json()["update_policy"] == "block"
+    assert UpdatePolicy.objects.get(container=target).policy == "block"
+    assert policies.decide(target).rule == "container"
+    assert admin_client.patch(url, {"update_policy": "sometimes"}, format="json").status_code == 400
+    assert admin_client.patch(url, {"update_policy": ""}, format="json").json()["update_policy"] == ""
+    assert not UpdatePolicy.objects.filter(container=target).exists()
+    # It is a settings right: a viewer is refused, an outsider does not see the container.
+    assert _client(world["viewer"]).patch(url, {"update_policy": "allow"}, format="json").status_code == 403
+    assert _client(world["outsider"]).patch(url, {"update_policy": "allow"}, format="json").status_code == 404
+    assert not UpdatePolicy.objects.filter(container=target).exists()
+
+
 def test_maintenance_window_is_timezone_aware_and_may_span_midnight():
     setting = AutoUpdate(days=[5], start=dt.time(22, 0), end=dt.time(4, 0), timezone="Europe/Berlin")
     utc = dt.UTC
