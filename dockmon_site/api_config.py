@@ -9,12 +9,14 @@ outcome's counts instead of the uploaded document), the export by its own row.
 
 from __future__ import annotations
 
+import json
+
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import APIException, ParseError, ValidationError
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,6 +27,35 @@ from dockmon_site import config_io
 from dockmon_site.permissions import is_administrator
 
 _SECTION_HELP = "Objects of this kind (see the README's 'Configuration export and import')"
+
+
+# Django refuses request bodies over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default) when they
+# are read whole; a configuration with thousands of containers is bigger, so this endpoint reads
+# its body from the stream, bounded here instead.
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+
+
+class DocumentTooLarge(APIException):
+    status_code = 413
+    default_detail = "The document is too large for the API; import it with manage.py import_config."
+    default_code = "too_large"
+
+
+class ConfigDocumentParser(BaseParser):
+    """JSON from the request stream, up to MAX_DOCUMENT_BYTES (not a JSONParser subclass: DRF
+    reads the whole body through Django's size check for those)."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read(MAX_DOCUMENT_BYTES + 1)
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise DocumentTooLarge(f"The document is larger than {MAX_DOCUMENT_BYTES // 2**20} MiB; "
+                                   "import it with manage.py import_config.")
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
 
 
 class IsAdministrator(BasePermission):
@@ -104,7 +135,7 @@ class ConfigExportView(APIView):
 
 class ConfigImportView(APIView):
     permission_classes = _PERMISSIONS
-    parser_classes = [JSONParser]
+    parser_classes = [ConfigDocumentParser]
 
     @extend_schema(
         operation_id="config_import",
@@ -115,7 +146,8 @@ class ConfigImportView(APIView):
         parameters=[OpenApiParameter("dry_run", OpenApiTypes.BOOL, description="Report what would change, write nothing")],
         request=ConfigDocumentSerializer,
         responses={200: ImportReportSerializer, 400: OpenApiResponse(description="Invalid document (field errors)"),
-                   403: OpenApiResponse(description="Not an administrator")},
+                   403: OpenApiResponse(description="Not an administrator"),
+                   413: OpenApiResponse(description=f"Larger than {MAX_DOCUMENT_BYTES // 2**20} MiB")},
     )
     def post(self, request):
         raw = request.query_params.get("dry_run")

@@ -665,11 +665,29 @@ def test_the_api_answers_400_for_bad_input_and_audits_imports(people):
     assert rows.filter(status_code=400).exists()
 
 
+def test_a_document_larger_than_a_form_post_is_accepted_up_to_a_bound(people, monkeypatch):
+    from dockmon_site import api_config
+
+    client = _client_for(people["admin"])
+    # Over Django's 2.5 MB request-body limit (a config with thousands of containers is).
+    big = {"dockmon_config": 1, "not_included": ["x" * 3_000_000], "tags": [{"name": "cfg-big"}]}
+    response = client.post("/api/v1/config/import/", big, format="json")
+    assert response.status_code == 200 and response.json()["summary"]["tags"]["created"] == 1
+    assert AuditEntry.objects.filter(action="config.import", status_code=200).exists()
+    assert client.post("/api/v1/config/import/", b"\xff\xfe", content_type="application/json").status_code == 400
+    assert client.post("/api/v1/config/import/", "[" * 100_000, content_type="application/json").status_code == 400
+    assert client.post("/api/v1/config/import/", "dockmon_config=1", content_type="text/plain").status_code == 415
+    monkeypatch.setattr(api_config, "MAX_DOCUMENT_BYTES", 1000)
+    response = client.post("/api/v1/config/import/", big, format="json")
+    assert response.status_code == 413 and "manage.py import_config" in response.json()["detail"]
+
+
 def test_the_endpoints_are_in_the_schema(people):
     schema = _client_for(people["admin"]).get("/api/v1/schema/?format=json").json()
     assert "get" in schema["paths"]["/api/v1/config/export/"]
     imp = schema["paths"]["/api/v1/config/import/"]["post"]
-    assert {p["name"] for p in imp["parameters"]} == {"dry_run"} and {"200", "400", "403"} <= set(imp["responses"])
+    assert {p["name"] for p in imp["parameters"]} == {"dry_run"} and {"200", "400", "403", "413"} <= set(imp["responses"])
+    assert list(imp["requestBody"]["content"]) == ["application/json"]
 
 
 # ---------------------------------------------------------------------------
