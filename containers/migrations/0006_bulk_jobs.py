@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('containers', '0006_monitor_leases'),
+        ('containers', '0005_monitor_leases'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
