@@ -18,6 +18,8 @@ from containers.models import (
     DiskUsage,
     DockerHost,
     Event,
+    HostLease,
+    MonitorInstance,
     ProfileSession,
     StatsBatch,
     Tag,
@@ -452,6 +454,64 @@ class BulkJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(MonitorInstance)
+class MonitorInstanceAdmin(admin.ModelAdmin):
+    """The running monitor processes (containers.leases): which machine, since when, how many
+    hosts each watches. Superusers only; written by the monitors themselves."""
+
+    list_display = ["id", "hostname", "pid", "shard", "hosts_watched", "started_at", "heartbeat_at"]
+    list_filter = ["hostname", "shard"]
+    search_fields = ["id", "hostname"]
+    readonly_fields = ["id", "hostname", "pid", "process_started", "shard", "hosts_watched", "started_at", "heartbeat_at"]
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(HostLease)
+class HostLeaseAdmin(admin.ModelAdmin):
+    """Which monitor watches each host. "Release" frees a lease at once (its monitor stops
+    watching the host on its next round and another one takes it)."""
+
+    list_display = ["host", "owner", "expires_at", "acquired_at"]
+    list_filter = ["owner"]
+    search_fields = ["host__name", "owner"]
+    readonly_fields = ["host", "owner", "expires_at", "acquired_at"]
+    actions = ["release"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("host")
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Release (another monitor takes the host)")
+    def release(self, request, queryset):
+        count = queryset.update(owner="", expires_at=None)
+        self.message_user(request, f"Released {count} lease(s).", messages.SUCCESS)
 
 
 def _operation_action(name: str, label: str, *, action: str | None = None, force: bool = False):

@@ -171,3 +171,25 @@ def test_a_crashed_monitor_of_this_machine_is_replaced_without_waiting_for_expir
     finally:
         alive.kill()
         alive.wait(5)
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_monitors_and_leases_and_releases_one(unique, admin_user, django_user_model):
+    from django.test import Client
+
+    hosts = _hosts(2, unique)
+    leases.register("m1")
+    leases.balance("m1", hosts)
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get("/admin/containers/monitorinstance/")
+    assert page.status_code == 200 and "m1" in page.content.decode()
+    assert client.get("/admin/containers/hostlease/?q=lease-").status_code == 200
+    first = sorted(hosts)[0]
+    response = client.post("/admin/containers/hostlease/", {"action": "release", "_selected_action": [first]}, follow=True)
+    assert response.status_code == 200 and "Released 1 lease" in response.content.decode()
+    assert HostLease.objects.get(host_id=first).owner == ""
+    # Staff who are not superusers do not see the monitors' bookkeeping.
+    staff = django_user_model.objects.create_user("leasestaff", password="pw-staff-12345", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/admin/containers/hostlease/").status_code == 403
