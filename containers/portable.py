@@ -324,18 +324,21 @@ def _sync_hosts(ctx: ImportContext) -> None:
 
 
 def _import_container_settings(ctx: ImportContext) -> None:
-    for entry, container, result in ctx.container_entries():
+    entries = list(ctx.container_entries())
+    links = config_io.rows_by_container(ContainerTag.objects.select_related("tag"), [c.pk for _, c, _ in entries], many=True)
+    tags = {tag.name: tag for tag in Tag.objects.all()}
+    for entry, container, result in entries:
         with ctx.guard(result):
             if "tags" in entry:
-                result.changed(_set_user_tags(container, entry["tags"]))
+                current = {link.tag.name: link for link in links.get(container.pk, [])}
+                result.changed(_set_user_tags(container, entry["tags"], current, tags))
             if "desired_state" in entry and container.desired_state != entry["desired_state"]:
                 Container.objects.filter(pk=container.pk).update(desired_state=entry["desired_state"])
                 container.desired_state = entry["desired_state"]
                 result.updated()
 
 
-def _set_user_tags(container: Container, names: list[str]) -> bool:
-    links = {link.tag.name: link for link in container.tag_links.select_related("tag")}
+def _set_user_tags(container: Container, names: list[str], links: dict[str, ContainerTag], tags: dict[str, Tag]) -> bool:
     # A tag the engine's compose labels already put on the container stays theirs.
     wanted = {name for name in names if not (name in links and links[name].source != TagSource.USER)}
     changed = False
@@ -344,8 +347,9 @@ def _set_user_tags(container: Container, names: list[str]) -> bool:
             link.delete()
             changed = True
     for name in sorted(wanted - set(links)):
-        tag, _ = Tag.objects.get_or_create(name=name)
-        ContainerTag.objects.create(container=container, tag=tag, source=TagSource.USER)
+        if name not in tags:
+            tags[name] = Tag.objects.get_or_create(name=name)[0]
+        ContainerTag.objects.create(container=container, tag=tags[name], source=TagSource.USER)
         changed = True
     return changed
 

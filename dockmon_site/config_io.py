@@ -454,6 +454,21 @@ def apply_values(obj, values: dict) -> list[str]:
     return changed
 
 
+def rows_by_container(queryset, keys, *, many: bool = False, field: str = "container_id") -> dict:
+    """Rows of `queryset` for these container keys, by key (a list each with many=True), read in
+    chunks that every database accepts as IN parameters."""
+    keys = list(keys)
+    found: dict = {}
+    for start in range(0, len(keys), 500):
+        for row in queryset.filter(**{f"{field}__in": keys[start:start + 500]}):
+            key = getattr(row, field)
+            if many:
+                found.setdefault(key, []).append(row)
+            else:
+                found[key] = row
+    return found
+
+
 def pair_up(wanted: list, existing: list, key) -> list[tuple[Any, Any]]:
     """Match file items to stored objects with the same natural key, in order: the first item
     with a key gets the oldest object with it, and so on (names need not be unique). Returns

@@ -14,7 +14,7 @@ import re
 
 from rest_framework import serializers
 
-from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values, pair_up
+from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values, pair_up, rows_by_container
 from healthchecks.api.serializers import AutoRestartConfigSerializer, HealthCheckSerializer
 from healthchecks.models import AutoRestartConfig, HealthCheck
 
@@ -125,17 +125,17 @@ def import_(ctx: ImportContext) -> None:
             result.skip(reason)
             continue
         by_container.setdefault(container.pk, []).append((item, result))
+    stored = rows_by_container(HealthCheck.objects.order_by("id"), list(by_container), many=True)
     for container_key, items in by_container.items():
-        existing = list(HealthCheck.objects.filter(container_id=container_key).order_by("id"))
-        pairs = pair_up([item for item, _ in items], existing, key=_check_key)
+        pairs = pair_up([item for item, _ in items], stored.get(container_key, []), key=_check_key)
         for (item, result), (_, check) in zip(items, pairs, strict=True):
             with ctx.guard(result):
                 _import_check(ctx, container_key, item, check, result)
-    for entry, container, result in ctx.container_entries():
-        if "auto_restart" not in entry:
-            continue
+    entries = [(entry, container, result) for entry, container, result in ctx.container_entries() if "auto_restart" in entry]
+    configs = rows_by_container(AutoRestartConfig.objects.all(), [c.pk for _, c, _ in entries])
+    for entry, container, result in entries:
         with ctx.guard(result):
-            result.changed(_set_auto_restart(container, entry["auto_restart"]))
+            result.changed(_set_auto_restart(container, entry["auto_restart"], configs.get(container.pk)))
 
 
 def _check_key(obj) -> tuple[str, str]:
@@ -161,8 +161,7 @@ def _import_check(ctx: ImportContext, container_key: str, item: dict, check: Hea
         result.updated()
 
 
-def _set_auto_restart(container, value: dict | None) -> bool:
-    current = AutoRestartConfig.objects.filter(container=container).first()
+def _set_auto_restart(container, value: dict | None, current) -> bool:
     if value is None:
         if current is None:
             return False

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
-from dockmon_site.config_io import ExportContext, ImportContext, ValidationContext, apply_values
+from dockmon_site.config_io import ExportContext, ImportContext, ValidationContext, apply_values, rows_by_container
 from updates.api.serializers import PolicyCategorySerializer, RegistryCredentialSerializer, TrackingSerializer
 from updates.choices import Policy, TrackingMode
 from updates.models import AutoUpdate, ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
@@ -148,14 +148,20 @@ def import_(ctx: ImportContext) -> None:
             elif apply_values(category, values):
                 category.save()
                 result.updated()
-    for entry, container, result in ctx.container_entries():
+    entries = list(ctx.container_entries())
+    keys = [c.pk for _, c, _ in entries]
+    policies = rows_by_container(UpdatePolicy.objects.all(), keys)
+    auto = rows_by_container(AutoUpdate.objects.all(), keys)
+    records = rows_by_container(ContainerUpdate.objects.all(), keys)
+    for entry, container, result in entries:
         with ctx.guard(result):
             if "update_policy" in entry:
-                result.changed(_set_policy(ctx, container, entry["update_policy"]))
+                result.changed(_set_one(UpdatePolicy, container, entry["update_policy"], policies.get(container.pk),
+                                        created_by=ctx.user))
             if "auto_update" in entry:
-                result.changed(_set_one(AutoUpdate, container, entry["auto_update"]))
+                result.changed(_set_one(AutoUpdate, container, entry["auto_update"], auto.get(container.pk)))
             if "update_tracking" in entry:
-                result.changed(_set_tracking(container, entry["update_tracking"]))
+                result.changed(_set_tracking(container, entry["update_tracking"], records.get(container.pk)))
 
 
 def _import_registry(ctx: ImportContext, item: dict, result) -> None:
@@ -173,32 +179,15 @@ def _import_registry(ctx: ImportContext, item: dict, result) -> None:
         result.note("needs its password (or token) again: enter it under registry credentials")
 
 
-def _set_policy(ctx: ImportContext, container, value: dict | None) -> bool:
-    current = UpdatePolicy.objects.filter(container=container).first()
-    if value is None:
-        if current is None:
-            return False
-        current.delete()
-        return True
-    if current is None:
-        UpdatePolicy.objects.create(container=container, created_by=ctx.user, **value)
-        return True
-    if apply_values(current, value):
-        current.save()
-        return True
-    return False
-
-
-def _set_one(model, container, value: dict | None) -> bool:
+def _set_one(model, container, value: dict | None, current, **create) -> bool:
     """A one-to-one settings row of a container: created, brought in line, or removed (None)."""
-    current = model.objects.filter(container=container).first()
     if value is None:
         if current is None:
             return False
         current.delete()
         return True
     if current is None:
-        model.objects.create(container=container, **value)
+        model.objects.create(container=container, **create, **value)
         return True
     if apply_values(current, value):
         current.save()
@@ -206,10 +195,9 @@ def _set_one(model, container, value: dict | None) -> bool:
     return False
 
 
-def _set_tracking(container, value: dict | None) -> bool:
+def _set_tracking(container, value: dict | None, record) -> bool:
     """Tracking lives on the container's update record; defaults need no record of their own."""
     wanted = {**DEFAULT_TRACKING, **(value or {})}
-    record = ContainerUpdate.objects.filter(container=container).first()
     if record is None:
         if wanted == DEFAULT_TRACKING:
             return False
