@@ -838,7 +838,9 @@ class Engine:
 
     @property
     def namespace(self) -> str:
-        return f"dockmon-{self.name}"
+        # DOCKMON_TESTBED_TAG tells apart the engines of a second testbed on the same machine
+        # (same engine names, own containerd namespaces and cgroup parent).
+        return f"dockmon{os.environ.get('DOCKMON_TESTBED_TAG', '')}-{self.name}"
 
     @property
     def unix_url(self) -> str:
