@@ -221,6 +221,8 @@ def main() -> int:
     p.add_argument("--list-containers", type=int, default=5000)
     p.add_argument("--wrk-seconds", type=int, default=15)
     p.add_argument("--wrk-connections", type=int, default=16)
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="stops per second over all engines (each followed by a start); 0 = as fast as the engines go")
     p.add_argument("--pool", default="threads", help="Celery pool of the worker (DockMon's default: threads)")
     p.add_argument("--concurrency", type=int, default=4)
     args = p.parse_args()
@@ -235,7 +237,7 @@ def main() -> int:
 
     testbed = Testbed.load()
     names = [f"bso{bench.run_id[:5]}{i:02d}" for i in range(args.engines)]
-    results: dict = {"engines": args.engines, "containers_per_engine": args.containers, "db": None}
+    results: dict = {"engines": args.engines, "containers_per_engine": args.containers, "db": None, "rate": args.rate}
     streams: list[DieStream] = []
     listener = None
     try:
@@ -297,8 +299,13 @@ def main() -> int:
             client = docker.DockerClient(base_url=engine.unix_url, version="1.41", timeout=30)
             client.api.trust_env = False
             n = 0
+            period = len(engines) / args.rate if args.rate else 0.0
+            next_at = time.monotonic() + (period * index / len(engines) if period else 0.0)
             try:
                 while time.monotonic() < stop_at:
+                    if period:
+                        time.sleep(max(0.0, next_at - time.monotonic()))
+                        next_at += period
                     short = per_engine[engine.name][n % args.containers]
                     key = keys[engine.name][n % args.containers]
                     n += 1
