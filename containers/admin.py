@@ -456,15 +456,8 @@ class BulkJobAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(MonitorInstance)
-class MonitorInstanceAdmin(admin.ModelAdmin):
-    """The running monitor processes (containers.leases): which machine, since when, how many
-    hosts each watches. Superusers only; written by the monitors themselves."""
-
-    list_display = ["id", "hostname", "pid", "shard", "hosts_watched", "started_at", "heartbeat_at"]
-    list_filter = ["hostname", "shard"]
-    search_fields = ["id", "hostname"]
-    readonly_fields = ["id", "hostname", "pid", "process_started", "shard", "hosts_watched", "started_at", "heartbeat_at"]
+class SuperuserReadOnlyAdmin(admin.ModelAdmin):
+    """Bookkeeping the processes write themselves: shown to superusers, never edited by hand."""
 
     def has_module_permission(self, request):
         return request.user.is_superuser
@@ -479,8 +472,19 @@ class MonitorInstanceAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(MonitorInstance)
+class MonitorInstanceAdmin(SuperuserReadOnlyAdmin):
+    """The running monitor processes (containers.leases): which machine, since when, how many
+    hosts each watches."""
+
+    list_display = ["id", "hostname", "pid", "shard", "hosts_watched", "started_at", "heartbeat_at"]
+    list_filter = ["hostname", "shard"]
+    search_fields = ["id", "hostname"]
+    readonly_fields = ["id", "hostname", "pid", "process_started", "shard", "hosts_watched", "started_at", "heartbeat_at"]
+
+
 @admin.register(HostLease)
-class HostLeaseAdmin(admin.ModelAdmin):
+class HostLeaseAdmin(SuperuserReadOnlyAdmin):
     """Which monitor watches each host. "Release" frees a lease at once (its monitor stops
     watching the host on its next round and another one takes it)."""
 
@@ -492,18 +496,6 @@ class HostLeaseAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("host")
-
-    def has_module_permission(self, request):
-        return request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
