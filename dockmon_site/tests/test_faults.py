@@ -17,6 +17,7 @@ import requests
 
 from accounts.models import APIToken
 from containers.models import Container, DockerHost
+from containers.tests.browser import browser  # noqa: F401 (fixture)
 from dockmon_site import testing, testservers
 from dockmon_site.testing import WSClient, wait_for
 
@@ -256,3 +257,48 @@ def test_postgresql_restarted_requests_fail_clearly_then_everything_recovers(pro
             process.stop()
         processes.clear()
         pg.close()
+
+
+def test_a_browser_page_that_missed_events_while_its_socket_was_down_shows_the_truth_again(
+    browser, admin, make_host, alpha, monitor, run_container, unique,  # noqa: F811
+):
+    """GIVEN the container list open in Chromium
+    WHEN the web process goes away, a container stops meanwhile, and the web process comes back
+    THEN the page reconnects, knows its stream had a hole, and shows the container exited."""
+    from containers.tests.browser import live, row
+
+    port = testing.free_port()
+    web = testing.start_daphne(port)
+    try:
+        host = make_host(alpha)
+        name = f"gap-{unique}"
+        run_container(alpha, name)
+        monitor()
+        container = wait_for(lambda: Container.objects.filter(host=host, name=name, state="running").first(), timeout=30,
+                             message="the container recorded")
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        base = f"http://127.0.0.1:{port}"
+        page.goto(f"{base}/login/")
+        page.fill("#id_username", "boss")
+        page.fill("#id_password", "pw-boss-12345")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/")
+        page.goto(f"{base}/containers/")
+        live(page)
+        assert row(page, container.key).locator(".badge.state").inner_text() == "running"
+        page.evaluate("() => { window.__before = true; }")
+
+        web.stop()
+        page.wait_for_selector("#live-dot.off")
+        alpha.docker("stop", "-t", "0", name)  # streamed to nobody: no web process
+        wait_for(lambda: Container.objects.get(pk=container.key).state == "exited", timeout=20, message="the stop recorded")
+        web = testing.start_daphne(port)
+
+        page.wait_for_function("() => window.__before === undefined", timeout=30_000)  # reloaded after the reconnect
+        live(page)
+        assert row(page, container.key).locator(".badge.state").inner_text() == "exited"
+        context.close()
+    finally:
+        web.stop()

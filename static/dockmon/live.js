@@ -5,7 +5,7 @@
   "use strict";
   const handlers = {};
   const openHooks = [];
-  let socket = null, retry = 500, queue = [], started = false;
+  let socket = null, retry = 500, queue = [], started = false, everOpened = false, resyncing = false;
   // The socket is opened as soon as <body> exists (base.html calls start()), while the rest of
   // the page is still being parsed. Messages that arrive before the page's own scripts have
   // registered their handlers wait here until DOMContentLoaded, so none is lost.
@@ -23,6 +23,14 @@
   function dispatch(data) {
     (handlers[data.type] || []).forEach(function (fn) { try { fn(data.data, data); } catch (e) { console.error(e); } });
     (handlers["*"] || []).forEach(function (fn) { try { fn(data.data, data); } catch (e) { console.error(e); } });
+    // The stream had a hole (the server lost Redis, or this socket was down): what the page shows
+    // may be stale. A page that can refetch its own state registers "stream.resync"; any other
+    // page is reloaded once, so it never keeps showing something that is no longer true.
+    if (data.type === "stream.resync" && !(handlers["stream.resync"] || []).length && !resyncing) {
+      resyncing = true;
+      toast("The live stream was interrupted; reloading to show the current state.", "bad");
+      setTimeout(function () { location.reload(); }, 1500);
+    }
   }
   function opened() {
     openHooks.forEach(function (fn) { try { fn(); } catch (e) { console.error(e); } });
@@ -37,6 +45,9 @@
     socket.onopen = function () {
       retry = 500; setDot("on");
       if (parked === null) opened();
+      // Opened again after a drop: whatever happened meanwhile was not streamed to this page.
+      if (everOpened) { const hole = { type: "stream.resync", data: { reason: "reconnected" } }; if (parked !== null) parked.push(hole); else dispatch(hole); }
+      everOpened = true;
     };
     socket.onmessage = function (msg) {
       let data; try { data = JSON.parse(msg.data); } catch (e) { return; }
