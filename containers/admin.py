@@ -8,7 +8,7 @@ from django.http import Http404
 from django.template import engines
 from django.template.response import TemplateResponse
 
-from containers import operations, services
+from containers import host_rules, operations, services
 from containers.api.serializers import HostSerializer
 from containers.models import (
     BulkJob,
@@ -89,6 +89,10 @@ class HostAdminForm(forms.ModelForm):
     tls_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="PEM; never shown; leave empty to keep")
     clear_tls = forms.BooleanField(required=False, help_text="Remove the stored TLS material")
 
+    # Set per request by DockerHostAdmin.get_form.
+    request_user = None
+    may_change_connection = True
+
     class Meta:
         model = DockerHost
         fields = ["name", "url", "enabled", "tls_ca", "tls_cert", "tls_key"]
@@ -96,25 +100,35 @@ class HostAdminForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name in ("tls_ca", "tls_cert", "tls_key"):
-            self.initial[name] = ""
+            if name in self.fields:
+                self.initial[name] = ""
 
     def clean(self):
         cleaned = super().clean()
-        data = {"name": cleaned.get("name", ""), "url": cleaned.get("url", "")}
+        data = {"name": cleaned.get("name", "")}
+        if "url" in self.fields:
+            data["url"] = cleaned.get("url", "")
         for name in ("tls_ca", "tls_cert", "tls_key"):
             if cleaned.get(name):
                 data[name] = cleaned[name]
             elif cleaned.get("clear_tls"):
                 data[name] = ""
+        if self.instance.pk and not self.may_change_connection:
+            # The form has no such fields for them; refused here too, whatever was posted.
+            changing = host_rules.connection_changes(self.instance, data)
+            if changing:
+                raise forms.ValidationError(host_rules.refusal(changing))
         # The same validation as the API, so both surfaces accept exactly the same input.
-        serializer = HostSerializer(instance=self.instance if self.instance.pk else None, data=data, partial=bool(self.instance.pk))
+        serializer = HostSerializer(instance=self.instance if self.instance.pk else None, data=data, partial=bool(self.instance.pk),
+                                    context={"user": self.request_user})
         if not serializer.is_valid():
             for field, errors in serializer.errors.items():
                 target = field if field in self.fields else None
                 for error in errors:
                     self.add_error(target, error)
             return cleaned
-        cleaned["url"] = serializer.validated_data["url"]
+        if "url" in self.fields:
+            cleaned["url"] = serializer.validated_data["url"]
         for name in ("tls_ca", "tls_cert", "tls_key"):
             if name in serializer.validated_data:
                 cleaned[name] = serializer.validated_data[name]
@@ -149,6 +163,30 @@ class DockerHostAdmin(HiddenIsNotFoundMixin, ObjectPermissionAdmin):
     def visible_queryset(self, request):
         return visible_hosts(request.user)
 
+    def _connection_locked(self, request, obj) -> bool:
+        # Creating a host needs the model's add permission (administrators) anyway.
+        return obj is not None and not host_rules.may_change_connection(request.user)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return ["url", *fields] if self._connection_locked(request, obj) else fields
+
+    def get_exclude(self, request, obj=None):
+        excluded = list(super().get_exclude(request, obj) or [])
+        if self._connection_locked(request, obj):
+            excluded += [*host_rules.TLS_FIELDS, "clear_tls"]
+        return excluded or None
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        locked = self._connection_locked(request, obj)
+        attrs = {"request_user": request.user, "may_change_connection": not locked}
+        if locked:
+            # A grant holder may rename or disable their host, never re-point it: no URL (shown
+            # read-only) and no TLS fields at all (the declared ones too).
+            attrs.update(dict.fromkeys((*host_rules.TLS_FIELDS, "clear_tls")))
+        return type(form.__name__, (form,), attrs)
+
     @admin.display(description="Containers", ordering="n_containers")
     def container_count(self, obj):
         return obj.n_containers
@@ -160,7 +198,9 @@ class DockerHostAdmin(HiddenIsNotFoundMixin, ObjectPermissionAdmin):
         if not change or set(form.changed_data) & {"url", "tls_ca", "tls_cert", "tls_key", "clear_tls"}:
             services.test_host(obj)
 
-    @admin.action(description="Test connection")
+    # Contacts the engine of each selected host (a read: version and counts); viewing is enough,
+    # as for POST /api/v1/hosts/{id}/test/.
+    @admin.action(description="Test connection", permissions=["view"])
     def test_connection(self, request, queryset):
         for host in queryset:
             result = services.test_host(host)

@@ -6,7 +6,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from rest_framework import serializers
 
-from containers import engine
+from containers import engine, host_rules
 from containers.models import Container, DockerHost, Event
 
 
@@ -84,7 +84,17 @@ class HostSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError({"url": [str(exc)]}) from None
         if (ca or cert) and not attrs["url"].startswith("tcp://"):
             raise serializers.ValidationError({"url": ["TLS certificates apply only to tcp:// URLs."]})
+        if instance is None or attrs["url"] != instance.url:
+            # One host per engine: a second host on a registered engine would come with a fresh
+            # set of grants on its containers (containers/host_rules.py).
+            other = host_rules.same_endpoint(attrs["url"], exclude_pk=instance.pk if instance else None)
+            if other is not None:
+                raise serializers.ValidationError({"url": [host_rules.duplicate_message(other, self._user())]})
         return attrs
+
+    def _user(self):
+        request = self.context.get("request")
+        return self.context.get("user") or getattr(request, "user", None)
 
 
 class HostTestResultSerializer(serializers.Serializer):

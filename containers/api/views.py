@@ -7,9 +7,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from guardian.shortcuts import assign_perm
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from containers import container_settings, engine, operations, services
+from containers import container_settings, engine, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api.pagination import KeysFirstPagination
 from containers.api.serializers import (
@@ -158,6 +159,15 @@ class HostViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
                  message=f"{self.request.user} added host {host.name} ({host.url})",
                  data={"host": str(host.pk), "name": host.name, "url": host.url})
         services.test_host(host)
+
+    def update(self, request, *args, **kwargs):
+        # Where a host connects is for administrators (model permission), never for a grant on
+        # the host: checked before validation, so a grant holder learns nothing about other hosts.
+        host = self.get_object()
+        changing = host_rules.connection_changes(host, request.data)
+        if changing and not host_rules.may_change_connection(request.user):
+            raise PermissionDenied(host_rules.refusal(changing))
+        return super().update(request, *args, **kwargs)
 
     def perform_update(self, serializer):
         before = {name: getattr(serializer.instance, name) for name in _CONNECTION_FIELDS}
