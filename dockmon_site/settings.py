@@ -393,6 +393,29 @@ CELERY_BEAT_SCHEDULE["check-updates"] = {
 }
 
 # ---------------------------------------------------------------------------
+# Outbound requests made on a user's behalf (dockmon_site/outbound.py)
+# ---------------------------------------------------------------------------
+# Comma-separated CIDRs / addresses with optional ports ("10.0.0.0/8", "10.1.2.3:8080",
+# "[fd00::/8]:443", ":25", "192.168.0.0/16:8000-8100"). DENY narrows what may be reached; ALLOW,
+# when set, is the only thing that may be reached (and an ALLOW item naming port 2375/2376
+# explicitly re-admits it there). Engines, metadata and link-local stay refused regardless.
+DOCKMON_OUTBOUND_DENY = envstr("DOCKMON_OUTBOUND_DENY", "")
+DOCKMON_OUTBOUND_ALLOW = envstr("DOCKMON_OUTBOUND_ALLOW", "")
+
+
+def _check_outbound_rules():
+    from dockmon_site.outbound_rules import parse_rules
+
+    for name in ("DOCKMON_OUTBOUND_DENY", "DOCKMON_OUTBOUND_ALLOW"):
+        try:
+            parse_rules(globals()[name], setting=name)
+        except ValueError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
+
+
+_check_outbound_rules()
+
+# ---------------------------------------------------------------------------
 # Health checks and auto-restart (healthchecks app)
 # ---------------------------------------------------------------------------
 DOCKMON_HEALTH_DISPATCH_SECONDS = envfloat("DOCKMON_HEALTH_DISPATCH_SECONDS", 1.0, minimum=0.2)

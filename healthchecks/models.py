@@ -63,8 +63,20 @@ class HealthCheck(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A method other than GET/HEAD goes out only while the administrator who last set it (with
+    # the URL and headers it goes to) still is one; cleared whenever a non-administrator or code
+    # that names no approver changes any of them (see save()).
+    method_approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                           related_name="+", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Secrets follow their destination: stored values that are not supplied again are cleared
+    # when the check starts pointing elsewhere (another scheme, host or port, TLS verification
+    # turned off, another CA). The audit log keeps only their names (accounts.audit).
+    SECRET_FIELDS = ("headers", "basic_auth_password")
+    DESTINATION_FIELDS = ("url", "verify_tls", "tls_ca")
+    METHOD_FIELDS = ("url", "method", "headers")
 
     class Meta:
         ordering = ["container__name", "id"]
@@ -72,6 +84,61 @@ class HealthCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.url} ({self.container_id})"
+
+    def save(self, *args, **kwargs):
+        """Apply the two rules of a changed target before writing: secrets not supplied again
+        are dropped when the destination changes; an unsafe method loses its approval when its
+        URL, method or headers change without an administrator named as approver.
+
+        Callers say what they vouch for with attributes set before save():
+        `secrets_supplied` (names of SECRET_FIELDS given anew in this change) and
+        `method_approver` (the administrator approving a method other than GET/HEAD)."""
+        loaded = getattr(self, "_loaded", None)
+        changed: set[str] = set()
+        cleared: list[str] = []
+        if self.pk is not None and loaded is not None:
+            before = {name: loaded.get(name, getattr(self, name)) for name in self.DESTINATION_FIELDS}
+            supplied = set(getattr(self, "secrets_supplied", ()))
+            if destination_of(before["url"], before["verify_tls"], before["tls_ca"]) != self.destination():
+                for name in self.SECRET_FIELDS:
+                    # A value different from the stored one was given in this change, too.
+                    if name not in supplied and getattr(self, name) and getattr(self, name) == loaded.get(name):
+                        setattr(self, name, "")
+                        cleared.append(name)
+            changed = {name for name in self.METHOD_FIELDS if name in loaded and loaded[name] != getattr(self, name)}
+        approver = getattr(self, "method_approver", None)
+        approved_before = self.method_approved_by_id
+        if str(self.method).upper() in ("GET", "HEAD"):
+            self.method_approved_by = None
+        elif approver is not None:
+            self.method_approved_by = approver
+        elif self.pk is None or changed:
+            self.method_approved_by = None
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            extra = ["method_approved_by"] if self.method_approved_by_id != approved_before else []
+            kwargs["update_fields"] = list({*update_fields, *cleared, *extra})
+        super().save(*args, **kwargs)
+        self.secrets_cleared = cleared
+        self._loaded = {name: getattr(self, name) for name in {*self.DESTINATION_FIELDS, *self.SECRET_FIELDS,
+                                                               *self.METHOD_FIELDS}}
+        self.secrets_supplied = ()
+        self.method_approver = None
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded = {name: instance.__dict__.get(name) for name in {*cls.DESTINATION_FIELDS, *cls.SECRET_FIELDS,
+                                                                          *cls.METHOD_FIELDS}
+                            if name in instance.__dict__}
+        return instance
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._loaded = {name: getattr(self, name) for name in {*self.DESTINATION_FIELDS, *self.SECRET_FIELDS, *self.METHOD_FIELDS}}
+
+    def destination(self) -> tuple:
+        return destination_of(self.url, self.verify_tls, self.tls_ca)
 
     @property
     def header_dict(self) -> dict[str, str]:
@@ -110,6 +177,23 @@ class HealthCheck(models.Model):
         the auto-restart backoff and loop guard then pace)."""
         threshold = max(1, self.failure_threshold)
         return self.auto_restart and self.consecutive_failures >= threshold and self.consecutive_failures % threshold == 0
+
+
+def destination_of(url: str, verify_tls: bool, tls_ca: str) -> tuple:
+    """Where a check's secrets go: scheme, host and port of the URL (a path change keeps them),
+    and for HTTPS how the server is authenticated (verification on/off, the custom CA)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(str(url or "").strip())
+        port = parts.port
+    except ValueError:
+        return ("invalid", str(url))
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".").lower()
+    port = port or {"http": 80, "https": 443}.get(scheme)
+    tls = (bool(verify_tls), (tls_ca or "").strip()) if scheme == "https" else None
+    return scheme, host, port, tls
 
 
 class CheckResult(models.Model):

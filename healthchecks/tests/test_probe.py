@@ -7,8 +7,12 @@ import time
 
 import pytest
 
+from dockmon_site import outbound
 from healthchecks import probe
 from healthchecks.probe import ProbeSpec, parse_status_spec
+
+# The outbound policy reads the registered engines from the database.
+pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize(
@@ -86,7 +90,7 @@ def test_metadata_address_is_refused_without_connecting(connect_spy):
 def test_a_name_resolving_to_metadata_is_refused_before_connecting(monkeypatch, connect_spy):
     """DNS cannot be made to lie here, so the resolver answer is injected: a name that resolves
     to the metadata address (the DNS-rebinding case) is refused before any connection."""
-    monkeypatch.setattr(probe, "_getaddrinfo", lambda host, port: ["169.254.169.254"])
+    monkeypatch.setattr(outbound, "_getaddrinfo", lambda host, port: ["169.254.169.254"])
     result = probe.probe(ProbeSpec(url="http://innocent.example/health"))
     assert not result.ok
     assert "innocent.example resolves to 169.254.169.254" in result.error and "nothing was sent" in result.error
@@ -96,7 +100,7 @@ def test_a_name_resolving_to_metadata_is_refused_before_connecting(monkeypatch, 
 def test_the_connection_goes_to_the_checked_address(monkeypatch, local_server, connect_spy):
     """The name is resolved once, checked, and the socket connects to that very address."""
     answers = iter([["127.0.0.1"], ["169.254.169.254"]])  # a rebinding resolver's second answer
-    monkeypatch.setattr(probe, "_getaddrinfo", lambda host, port: next(answers))
+    monkeypatch.setattr(outbound, "_getaddrinfo", lambda host, port: next(answers))
     result = probe.probe(ProbeSpec(url=local_server.url("/", host="service.test")))
     assert result.ok, result.error
     assert [a[0] for a in connect_spy] == ["127.0.0.1"]
