@@ -24,6 +24,7 @@ from alerts.choices import AlertState, HistoryAction, NotificationEvent, Notific
 from alerts.models import Alert, AlertHistory, AlertRule, DeliveryAttempt, MaintenanceWindow, Notification, NotificationChannel
 from alerts.transports import transport_class
 from alerts.transports.base import Message, TransportError, scrub, secret_values
+from dockmon_site import crypto
 
 logger = logging.getLogger(__name__)
 S = NotificationStatus
@@ -185,7 +186,7 @@ def send(pk: int) -> str | None:
         return S.SKIPPED
     started = time.monotonic()
     try:
-        transport_class(channel.kind)(channel.full_config).send(message_for(note))
+        transport_class(channel.kind)(_config_for(channel)).send(message_for(note))
     except TransportError as exc:
         return _failed(note, _scrubbed(channel, exc), started)
     except Exception as exc:  # a transport bug must not leave the row claimed forever
@@ -196,6 +197,15 @@ def send(pk: int) -> str | None:
     Notification.objects.filter(pk=pk).update(status=S.SENT, sent_at=timezone.now(), last_error="", claimed_until=None)
     NotificationChannel.objects.filter(pk=channel.pk).update(last_sent_at=timezone.now(), last_error="")
     return S.SENT
+
+
+def _config_for(channel: NotificationChannel) -> dict:
+    """The transport's settings; a channel whose stored secrets no encryption key opens any more
+    fails here, once per delivery, with a message that says what to do (not disabled: putting
+    the old key back brings it back)."""
+    if crypto.is_undecryptable(channel.secrets):
+        raise TransportError(f"{channel.kind}: " + crypto.undecryptable_message("the stored secrets of this channel", plural=True), retry=False)
+    return channel.full_config
 
 
 def _scrub_text(channel: NotificationChannel, text: str) -> str:
@@ -283,7 +293,7 @@ def send_test(channel: NotificationChannel, user=None) -> dict:
     message.link = templating.link("/alerts/channels/")
     try:
         try:
-            transport_class(channel.kind)(channel.full_config).send(message)
+            transport_class(channel.kind)(_config_for(channel)).send(message)
         except TransportError:
             raise
         except Exception as exc:  # a transport bug: a failed test, not a 500

@@ -20,7 +20,7 @@ from containers.choices import (
     StatsTier,
     TagSource,
 )
-from dockmon_site.crypto import EncryptedTextField
+from dockmon_site.crypto import EncryptedTextField, is_undecryptable
 
 SHORT_ID_LENGTH = 12
 
@@ -63,7 +63,12 @@ class DockerHost(models.Model):
 
     @property
     def uses_tls(self) -> bool:
-        return bool(self.tls_cert or self.tls_ca)
+        return bool(self.tls_cert or self.tls_ca) or self.tls_undecryptable
+
+    @property
+    def tls_undecryptable(self) -> bool:
+        """Stored TLS material that no configured encryption key opens (see dockmon_site.crypto)."""
+        return any(is_undecryptable(value) for value in (self.tls_ca, self.tls_cert, self.tls_key))
 
     @property
     def group_name(self) -> str:

@@ -41,6 +41,13 @@ SECRET_KEY = _secret_key()
 # Secrets at rest (TLS keys, channel tokens) are encrypted with this key; it defaults to one
 # derived from SECRET_KEY so a plain install works, and can be set apart for key rotation.
 DOCKMON_ENCRYPTION_KEY = envstr("DOCKMON_ENCRYPTION_KEY")
+# Key rotation: several keys, newest first. New values use the first; any of them decrypts;
+# `manage.py rotate_keys` re-encrypts everything with the first (then drop the old ones).
+DOCKMON_ENCRYPTION_KEYS = envlist("DOCKMON_ENCRYPTION_KEYS", [])
+if DOCKMON_ENCRYPTION_KEYS and DOCKMON_ENCRYPTION_KEY:
+    raise ImproperlyConfigured(
+        "Set DOCKMON_ENCRYPTION_KEYS or DOCKMON_ENCRYPTION_KEY, not both (put the old key second in DOCKMON_ENCRYPTION_KEYS)"
+    )
 # Loopback only by default. Django's test client uses "testserver", which the test runner adds
 # itself (django.test.utils.setup_test_environment); it has no place in a deployment.
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -333,6 +340,10 @@ DOCKMON_PROFILE_SAVE_SECONDS = envfloat("DOCKMON_PROFILE_SAVE_SECONDS", 10.0, mi
 DOCKMON_DISK_USAGE_SECONDS = envint("DOCKMON_DISK_USAGE_SECONDS", 120, minimum=10)
 DOCKMON_DISK_USAGE_RETENTION_DAYS = envint("DOCKMON_DISK_USAGE_RETENTION_DAYS", 7, minimum=1)
 DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS = envint("DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS", 30, minimum=1)
+# Logs over the API are read from the engine as a stream under these caps: the JSON answer keeps
+# the newest lines within DOCKMON_LOGS_MAX_BYTES of text; a download stops at its own cap.
+DOCKMON_LOGS_MAX_BYTES = envint("DOCKMON_LOGS_MAX_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
+DOCKMON_LOGS_DOWNLOAD_MAX_BYTES = envint("DOCKMON_LOGS_DOWNLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=64 * 1024)
 
 # Periodic work of the containers app (each entry expires before its next run).
 CELERY_BEAT_SCHEDULE.update(

@@ -30,6 +30,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from django.conf import settings
 
+from dockmon_site import crypto
+
 logger = logging.getLogger(__name__)
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -333,7 +335,11 @@ class RegistryClient:
         return session
 
     def _credential(self, registry: str) -> Credential:
-        return self.credentials.get(canonical_registry(registry)) or Credential()
+        cred = self.credentials.get(canonical_registry(registry)) or Credential()
+        if crypto.is_undecryptable(cred.password):
+            # Never fall back to anonymous or an empty password: say what to do instead.
+            raise RegistryAuthError(f"{registry}: " + crypto.undecryptable_message("the stored registry password"))
+        return cred
 
     def base_url(self, registry: str) -> str:
         # Docker itself talks plain HTTP to loopback registries; others need HTTPS unless the

@@ -213,7 +213,11 @@ class BulkResultSerializer(serializers.Serializer):
 class LogsQuerySerializer(serializers.Serializer):
     tail = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=100)
     since = serializers.DateTimeField(required=False)
-    download = serializers.BooleanField(required=False, default=False, help_text="Return a plain-text file (full lines)")
+    download = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Return a plain-text file, streamed (lines up to 1 MiB); beyond DOCKMON_LOGS_DOWNLOAD_MAX_BYTES it ends with a "
+                  "line saying it was cut",
+    )
 
 
 class LogLineSerializer(serializers.Serializer):
@@ -224,6 +228,7 @@ class LogLineSerializer(serializers.Serializer):
 
 class LogsSerializer(serializers.Serializer):
     lines = LogLineSerializer(many=True)
+    truncated = serializers.BooleanField(help_text="Older lines were left out: the answer holds at most DOCKMON_LOGS_MAX_BYTES of text")
 
 
 class StatsQuerySerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from containers import container_settings, engine, host_rules, operations, services
 from containers import stats as stats_service
+from containers.api import logs as logs_api
 from containers.api.pagination import KeysFirstPagination
 from containers.api.serializers import (
     BulkOperationSerializer,
@@ -334,28 +335,39 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
     @extend_schema(parameters=[LogsQuerySerializer], responses={200: LogsSerializer})
     @action(detail=True, methods=["get"], required_action="operate")
     def logs(self, request, key=None):
-        """The last lines of stdout/stderr with timestamps; `download=true` returns them as a text file."""
+        """The last lines of stdout/stderr with timestamps; `download=true` returns them as a text file.
+
+        JSON holds the newest lines that fit in DOCKMON_LOGS_MAX_BYTES of text (`truncated: true`
+        when older ones were left out); a download streams up to DOCKMON_LOGS_DOWNLOAD_MAX_BYTES
+        and then ends with a line saying it was cut."""
         container = self.get_object()
         query = _valid(LogsQuerySerializer, request.query_params)
         if container.removed_at is not None:
             return Response({"detail": f"{container.name} was removed; its logs went with it."}, status=404)
-        client = engine.client_for_host(container.host, timeout=30)
+        # Read as a stream under a byte cap (containers/api/logs.py); guarded by `operate` above.
         try:
-            lines = engine.read_logs(client, container.container_id, tail=query["tail"], since=query.get("since"),
-                                     limit=10**9 if query["download"] else engine.MAX_LINE_BYTES)
+            client = engine.client_for_host(container.host, timeout=30)
+            try:
+                reader = logs_api.open_reader(client, container, query)
+            except BaseException:
+                client.close()
+                raise
         except engine.ContainerGone:
             services.mark_removed(container)
             return Response({"detail": f"{container.name} no longer exists on the engine."}, status=404)
         except engine.EngineError as exc:
             return Response({"detail": f"Host {container.host.name}: {exc}"}, status=503 if exc.unreachable else 409)
-        finally:
-            client.close()
         if query["download"]:
-            body = "".join(f"{line.ts.isoformat().replace('+00:00', 'Z') if line.ts else ''} {line.stream} {line.text}\n" for line in lines)
-            response = HttpResponse(body, content_type="text/plain; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="{container.name}.log"'
-            return response
-        return Response({"lines": LogLineSerializer([line.__dict__ for line in lines], many=True).data})
+            chunks = logs_api.download_chunks(reader, logs_api.download_cap(), on_close=client.close)
+            return logs_api.streaming_response(request, chunks, filename=f"{container.name}.log")
+        try:
+            lines, truncated = logs_api.newest_lines(reader, logs_api.json_cap())
+        except engine.EngineError as exc:
+            return Response({"detail": f"Host {container.host.name}: {exc}"}, status=503 if exc.unreachable else 409)
+        finally:
+            reader.close()
+            client.close()
+        return Response({"lines": LogLineSerializer([line.__dict__ for line in lines], many=True).data, "truncated": truncated})
 
     @extend_schema(request=None, responses={200: dict})
     @action(detail=True, methods=["get", "patch"], url_path="settings", required_action="view")
