@@ -90,6 +90,8 @@ class TokenAuthMiddleware(BaseMiddleware):
                 scope["user"] = token.user
                 # Consumers re-check the token while the socket is open: revoking it ends the stream.
                 scope["token_id"] = token.pk
+                # A read-only token may only read: the consumer refuses actions that write.
+                scope["token_read_only"] = token.read_only
             else:
                 from django.contrib.auth.models import AnonymousUser
 

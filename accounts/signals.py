@@ -83,6 +83,22 @@ def _token_saved(sender, instance=None, raw=False, **kwargs):
         _announce("token revoked")
 
 
+def _logged_out(sender, request=None, user=None, **kwargs):
+    # Names the session (by a digest): sockets opened with it end at once, without waiting
+    # for their next re-check; Django deletes the session row right after this signal.
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if not session_key:
+        return
+    from django.db import transaction
+
+    from accounts.grants import PERMISSIONS_CHANGED
+    from containers.ws_access import session_digest
+    from dockmon_site import realtime
+
+    digest = session_digest(session_key)
+    transaction.on_commit(lambda: realtime.publish(PERMISSIONS_CHANGED, {"reason": "logout", "session": digest}))
+
+
 def connect_permission_signals() -> None:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
@@ -97,6 +113,8 @@ def connect_permission_signals() -> None:
     m2m_changed.connect(_membership_changed, sender=User.user_permissions.through, dispatch_uid="accounts.user_perms")
     m2m_changed.connect(_membership_changed, sender=Group.permissions.through, dispatch_uid="accounts.group_perms")
     post_save.connect(_user_saved, sender=User, dispatch_uid="accounts.user_saved")
+    post_delete.connect(lambda **kwargs: _announce("user deleted"), sender=User, weak=False, dispatch_uid="accounts.user_deleted")
+    user_logged_out.connect(_logged_out, dispatch_uid="accounts.ws_logout")
     from accounts.models import APIToken
 
     post_save.connect(_token_saved, sender=APIToken, dispatch_uid="accounts.token_saved")

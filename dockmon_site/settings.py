@@ -337,6 +337,19 @@ try:
 except ValueError as _exc:
     raise ImproperlyConfigured(f"DOCKMON_METRICS_ALLOW: {_exc}") from None
 DOCKMON_PROFILE_SAVE_SECONDS = envfloat("DOCKMON_PROFILE_SAVE_SECONDS", 10.0, minimum=0.5)
+# Live profiles: open at once per user (all sockets and web processes), and how long one may run.
+DOCKMON_PROFILE_MAX_PER_USER = envint("DOCKMON_PROFILE_MAX_PER_USER", 3, minimum=1, maximum=100)
+DOCKMON_PROFILE_MAX_SECONDS = envint("DOCKMON_PROFILE_MAX_SECONDS", 3600, minimum=10, maximum=86400)
+# Open WebSockets read their user's access again this often (at most 5 s: revocation, logout,
+# password change reach every open stream within that), and at once on a permission change.
+DOCKMON_WS_RECHECK_SECONDS = envfloat("DOCKMON_WS_RECHECK_SECONDS", 4.0, minimum=0.5)
+if DOCKMON_WS_RECHECK_SECONDS > 5:
+    raise ImproperlyConfigured("DOCKMON_WS_RECHECK_SECONDS: at most 5")
+# Log output waiting for one WebSocket client; a client that leaves it full is dropped.
+DOCKMON_WS_SEND_BUFFER_BYTES = envint("DOCKMON_WS_SEND_BUFFER_BYTES", 1048576, minimum=65536, maximum=67108864)
+DOCKMON_DISK_USAGE_SECONDS = envint("DOCKMON_DISK_USAGE_SECONDS", 120, minimum=10)
+DOCKMON_DISK_USAGE_RETENTION_DAYS = envint("DOCKMON_DISK_USAGE_RETENTION_DAYS", 7, minimum=1)
+DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS = envint("DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS", 30, minimum=1)
 DOCKMON_DISK_USAGE_SECONDS = envint("DOCKMON_DISK_USAGE_SECONDS", 120, minimum=10)
 DOCKMON_DISK_USAGE_RETENTION_DAYS = envint("DOCKMON_DISK_USAGE_RETENTION_DAYS", 7, minimum=1)
 DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS = envint("DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS", 30, minimum=1)

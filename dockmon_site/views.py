@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
@@ -16,23 +17,51 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-@never_cache
-@require_GET
-def readyz(request):
-    checks = {}
+def _check_database() -> str:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        checks["database"] = "ok"
+        return "ok"
     except Exception as exc:
-        checks["database"] = f"error: {exc.__class__.__name__}"
+        return f"error: {exc.__class__.__name__}"
+
+
+def _check_redis() -> str:
     try:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
         client.ping()
         client.close()
-        checks["redis"] = "ok"
+        return "ok"
     except Exception as exc:
-        checks["redis"] = f"error: {exc.__class__.__name__}"
+        return f"error: {exc.__class__.__name__}"
+
+
+async def _check_channel_layer() -> str:
+    """A message through the channel layer and back, on this process's own connections (those
+    its WebSockets use): Redis can answer PING while the layer's connections are still broken."""
+    from channels.layers import get_channel_layer
+
+    from dockmon_site.channel_layer import check_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return "ok"
+    try:
+        await check_layer(layer, timeout=3.0)
+        return "ok"
+    except Exception as exc:
+        return f"error: {exc.__class__.__name__}"
+
+
+@never_cache
+@require_GET
+async def readyz(request):
+    """Ready when the database, Redis and the channel layer all work (503 otherwise)."""
+    checks = {
+        "database": await sync_to_async(_check_database, thread_sensitive=True)(),
+        "redis": await sync_to_async(_check_redis, thread_sensitive=False)(),
+        "channel_layer": await _check_channel_layer(),
+    }
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
 

@@ -5,7 +5,7 @@
   "use strict";
   const handlers = {};
   const openHooks = [];
-  let socket = null, retry = 500, queue = [], started = false, everOpened = false, resyncing = false;
+  let socket = null, retry = 500, queue = [], started = false, everOpened = false, resyncing = false, lastError = "";
   // The socket is opened as soon as <body> exists (base.html calls start()), while the rest of
   // the page is still being parsed. Messages that arrive before the page's own scripts have
   // registered their handlers wait here until DOMContentLoaded, so none is lost.
@@ -51,10 +51,25 @@
     };
     socket.onmessage = function (msg) {
       let data; try { data = JSON.parse(msg.data); } catch (e) { return; }
+      // An error about the connection itself (no container, no session) says why it is closing.
+      if (data.type === "error" && data.data && data.data.reason && !data.data.key && data.data.session === undefined) lastError = data.data.message;
       if (parked !== null) parked.push(data); else dispatch(data);
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       setDot("off");
+      if (event.code === 4401 || event.code === 4403) {
+        // The server ended the stream because this page's session (or account) is no longer
+        // valid: say so and reload, which shows the login page if the session is really gone
+        // (at most once a minute, never a reload loop).
+        toast(lastError || "Your session has ended.", "bad");
+        const last = Number(sessionStorage.getItem("dockmon-ended-reload") || 0);
+        if (Date.now() - last > 60000) {
+          sessionStorage.setItem("dockmon-ended-reload", String(Date.now()));
+          setTimeout(function () { location.reload(); }, 2000);
+          return;
+        }
+      }
+      lastError = "";
       setTimeout(connect, retry); retry = Math.min(retry * 2, 10000);
     };
   }
