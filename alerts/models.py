@@ -20,6 +20,7 @@ from alerts.choices import (
     ThresholdUnit,
     WindowRecurrence,
 )
+from alerts.templating import validate_template
 from alerts.transports import CHANNEL_KINDS
 from dockmon_site.crypto import EncryptedTextField
 
@@ -48,6 +49,15 @@ class NotificationChannel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
+    def save(self, *args, **kwargs):
+        dropped = self.drop_moved_secrets()
+        update_fields = kwargs.get("update_fields")
+        if dropped and update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "secrets", "enabled", "disabled_reason"}
+        super().save(*args, **kwargs)
+        self.supplied_secrets = frozenset()
+        self._remember_destination()
+
     @property
     def secret_dict(self) -> dict:
         try:
@@ -63,6 +73,63 @@ class NotificationChannel(models.Model):
     def full_config(self) -> dict:
         """Plain and secret settings together, for the transport."""
         return {**(self.config or {}), **self.secret_dict}
+
+    # ---- secrets follow their destination ------------------------------------------------
+    # Secret settings a surface received again in the same change (the API sets it from the
+    # request); a stored secret not named here is dropped when the destination changes.
+    supplied_secrets: frozenset = frozenset()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._remember_destination()
+        return instance
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_destination()
+
+    def destination(self) -> dict:
+        """Where the secrets go: the transport's destination settings (base URL, SMTP host,
+        port and security, webhook URL), as text."""
+        return self.destination_of(self.full_config)
+
+    def destination_of(self, config: dict) -> dict:
+        """The destination the settings `config` (plain and secret) would give this channel's kind."""
+        from alerts.transports import TRANSPORTS, transport_class
+
+        if self.kind not in TRANSPORTS:
+            return {}
+        return {name: str(config[name]) for name in transport_class(self.kind).destination_fields
+                if config.get(name) not in (None, "")}
+
+    def _remember_destination(self) -> None:
+        self._stored_destination = (self.kind, self.destination(), self.secret_dict)
+
+    def drop_moved_secrets(self) -> list[str]:
+        """When the kind or the destination differs from what was loaded, drop every stored
+        secret this change did not supply again (a new value, or one named in
+        `supplied_secrets`). A channel that then lacks a required secret is disabled with the
+        reason. Returns the names dropped. Called by save(), so every surface (API, admin,
+        config import) gets the rule."""
+        from alerts.transports import TRANSPORTS, transport_class
+
+        stored = getattr(self, "_stored_destination", None)
+        if self.pk is None or stored is None or stored[:2] == (self.kind, self.destination()):
+            return []
+        old_secrets, secrets = stored[2], self.secret_dict
+        kept = {k: v for k, v in secrets.items() if k in self.supplied_secrets or old_secrets.get(k) != v}
+        dropped = sorted(set(secrets) - set(kept))
+        if not dropped:
+            return []
+        self.set_secrets(kept)
+        required = transport_class(self.kind).required_fields if self.kind in TRANSPORTS else ()
+        missing = [name for name in dropped if name in required]
+        if missing and self.enabled:
+            self.enabled = False
+            self.disabled_reason = (f"Where it sends changed: enter {', '.join(missing)} again (a stored secret is never "
+                                    "sent to a new destination).")
+        return dropped
 
 
 class AlertRule(models.Model):
@@ -84,8 +151,10 @@ class AlertRule(models.Model):
     auto_resolve = models.BooleanField(default=True)
     notify_on_resolve = models.BooleanField(default=True)
     suppress_during_update = models.BooleanField(default=True)
-    title_template = models.CharField(max_length=500, blank=True, default="", help_text="Overrides the kind's default title")
-    body_template = models.TextField(blank=True, default="", help_text="Overrides the kind's default message")
+    title_template = models.CharField(max_length=500, blank=True, default="", help_text="Overrides the kind's default title",
+                                      validators=[validate_template])
+    body_template = models.TextField(blank=True, default="", help_text="Overrides the kind's default message",
+                                     validators=[validate_template])
     channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="rules")
     enabled = models.BooleanField(default=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

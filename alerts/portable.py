@@ -219,6 +219,11 @@ def _import_channel(ctx: ImportContext, item: dict, result) -> None:
         raise Skip(f"a {channel.kind} channel is named {item['name']!r} here")
     transport = transport_class(item["kind"])
     stored = channel.secret_dict if channel is not None else {}
+    if channel is not None and channel.destination_of({**item["config"], **stored}) != channel.destination():
+        # The file sends the channel elsewhere (another base URL, SMTP host...): its stored
+        # secrets are dropped on save (NotificationChannel.save()), never sent there.
+        stored = {}
+        result.note("sends somewhere else now: its stored secret settings were dropped")
     missing = [name for name in item["secrets_needed"] if stored.get(name) in (None, "", {}, [])]
     # The transport's required settings, secret ones included, must all be there to send.
     merged = {**item["config"], **{k: v for k, v in stored.items() if v not in (None, "", {}, [])}}
@@ -238,7 +243,7 @@ def _import_channel(ctx: ImportContext, item: dict, result) -> None:
     if apply_values(channel, values):
         if turned_on and channel.disabled_reason:
             channel.disabled_reason = ""  # as when a person turns it back on through the API
-        channel.save()  # `secrets` is not touched: what is stored stays
+        channel.save()  # stored secrets stay, unless the destination moved
         result.updated()
 
 

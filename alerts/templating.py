@@ -10,11 +10,8 @@ restarts made before auto-restart gave up), link, message.
 from __future__ import annotations
 
 from django.conf import settings
-from django.template import Context, Engine, TemplateSyntaxError
 
-# Autoescape off: these texts go to chat services and mail, not to HTML pages. No loaders and
-# no extra libraries: a template can format variables and nothing else.
-_engine = Engine(autoescape=False, loaders=[], libraries={}, debug=False)
+from alerts import template_sandbox
 
 VARIABLES = (
     "kind", "rule", "severity", "event", "container", "container_key", "host", "state", "previous_state", "exit_code",
@@ -49,20 +46,35 @@ RESOLVED_TITLE = "Resolved: {{ title }}"
 RESOLVED_BODY = "{{ message }}\nResolved after {{ occurrences }} occurrence{{ occurrences|pluralize }}."
 
 
+# The resolved message's templates also see the fired title.
+_RESOLVED_NAMES = (*VARIABLES, "title")
+
+
 def check(source: str) -> str:
-    """Raise ValueError when a template does not parse."""
+    """Raise ValueError when a template does not parse or leaves the sandbox (alerts/template_sandbox.py:
+    allowlisted tags and filters, documented variables only, no attributes, bounded work)."""
     try:
-        _engine.from_string(source)
-    except TemplateSyntaxError as exc:
+        template_sandbox.compile_checked(source, VARIABLES)
+    except ValueError as exc:
         raise ValueError(f"template error: {exc}") from None
     return source
 
 
-def render(source: str, context: dict) -> str:
+def validate_template(source: str) -> None:
+    """Model field validator (the admin and every ModelForm): Django's ValidationError."""
+    from django.core.exceptions import ValidationError
+
     try:
-        return _engine.from_string(source).render(Context(context, autoescape=False)).strip()
-    except Exception as exc:  # a broken override must not stop the notification
-        return f"[template error: {exc}] {context.get('message', '')}".strip()
+        check(source or "")
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def render(source: str, context: dict, names=VARIABLES) -> str:
+    try:
+        return template_sandbox.render(source, context, names).strip()
+    except Exception as exc:  # a broken or refused override must not stop the notification
+        return f"[template error: {exc}] {str(context.get('message', ''))[:template_sandbox.MAX_OUTPUT]}".strip()
 
 
 def texts(kind: str, context: dict, *, title_template: str = "", body_template: str = "") -> tuple[str, str]:
@@ -74,7 +86,7 @@ def texts(kind: str, context: dict, *, title_template: str = "", body_template: 
 
 def resolved_texts(context: dict, title: str, message: str) -> tuple[str, str]:
     data = {**context, "title": title, "message": message}
-    return render(RESOLVED_TITLE, data), render(RESOLVED_BODY, data)
+    return render(RESOLVED_TITLE, data, _RESOLVED_NAMES), render(RESOLVED_BODY, data, _RESOLVED_NAMES)
 
 
 # Names that say nothing about where people reach DockMon.

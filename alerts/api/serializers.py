@@ -63,16 +63,44 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
                 continue
             merged[key] = value
         merged = {k: v for k, v in merged.items() if v not in (None, "")}
+        supplied = {k for k, v in incoming.items() if k in transport.secret_fields and v not in ("", None)}
+        dropped = self._drop_moved_secrets(kind, transport, merged, supplied)
         errors = transport.validate(merged)
+        for name in dropped:
+            if name in errors:
+                errors[name] = ("Where this channel sends changed: enter this secret again (a stored secret is never sent to a "
+                                "new destination).")
+        errors.update(self._destination_errors(transport, merged))
         if errors:
             raise serializers.ValidationError({"config": errors})
         attrs["_plain"] = {k: v for k, v in merged.items() if k not in transport.secret_fields}
         attrs["_secrets"] = {k: v for k, v in merged.items() if k in transport.secret_fields}
+        attrs["_supplied"] = frozenset(supplied)
         attrs.pop("config", None)
         return attrs
 
+    def _drop_moved_secrets(self, kind, transport, merged: dict, supplied: set) -> list[str]:
+        """Secrets follow their destination: when this change moves the channel (another base
+        URL, SMTP host/port/security, webhook URL), stored secrets it does not supply again are
+        dropped from `merged` (a required one then fails validation). Returns their names."""
+        if self.instance is None or self.instance.kind != kind:
+            return []  # a new channel, or a new kind (nothing stored is carried over)
+        if self.instance.destination_of(merged) == self.instance.destination():
+            return []
+        dropped = [k for k in transport.secret_fields if k in merged and k not in supplied]
+        for name in dropped:
+            merged.pop(name)
+        return dropped
+
+    def _destination_errors(self, transport, merged: dict) -> dict:
+        """Outbound policy on the places this channel would send to (alerts/destinations.py)."""
+        from alerts import destinations
+
+        return destinations.config_errors(transport, merged, user=_request_user(self))
+
     def _save(self, instance, validated):
         plain, secrets = validated.pop("_plain"), validated.pop("_secrets")
+        instance.supplied_secrets = validated.pop("_supplied", frozenset())
         for key, value in validated.items():
             setattr(instance, key, value)
         instance.config = plain

@@ -57,19 +57,35 @@ def visible_rules(user, queryset=None):
 
 
 class _Audited:
-    """Channel bodies hold secrets under names the audit log cannot know: note a redacted copy."""
+    """Channel bodies hold secrets under names the audit log cannot know: note a redacted copy,
+    before validation, so that a refused request (400) is recorded without them too."""
 
-    def _audit_changes(self, serializer):
+    def _audit_changes(self):
         from accounts import audit
-        from alerts.transports import TRANSPORTS, transport_class
+        from alerts.transports import secret_settings
 
         body = dict(self.request.data) if hasattr(self.request.data, "items") else {}
-        kind = body.get("kind") or getattr(serializer.instance, "kind", "")
-        secret = set(transport_class(kind).secret_fields) if kind in TRANSPORTS else set()
         config = body.get("config")
         if isinstance(config, dict):
-            body["config"] = {k: ("********" if k in secret else v) for k, v in config.items()}
+            body["config"] = {k: _masked(v) if k in secret_settings() else v for k, v in config.items()}
+        elif "config" in body:
+            body["config"] = "********"  # not an object: the serializer refuses it; its text may still be a secret
         audit.note(self.request, changes=body)
+
+    def create(self, request, *args, **kwargs):
+        self._audit_changes()
+        return super().create(request, *args, **kwargs)
+
+    def update(self, request, *args, **kwargs):
+        self._audit_changes()
+        return super().update(request, *args, **kwargs)
+
+
+def _masked(value):
+    # Header names stay readable (they say what was set); every value is hidden.
+    if isinstance(value, dict):
+        return {str(k): "********" for k in value}
+    return "********" if value not in ("", None) else value
 
 
 class NotificationChannelViewSet(_Audited, PermissionedViewSetMixin, viewsets.ModelViewSet):
@@ -83,14 +99,6 @@ class NotificationChannelViewSet(_Audited, PermissionedViewSetMixin, viewsets.Mo
 
     def filter_permitted(self, queryset):
         return visible_channels(self.request.user, queryset)
-
-    def perform_create(self, serializer):
-        self._audit_changes(serializer)
-        serializer.save()
-
-    def perform_update(self, serializer):
-        self._audit_changes(serializer)
-        serializer.save()
 
     @extend_schema(request=None, responses=ChannelTestResultSerializer)
     @action(detail=True, methods=["post"], required_action="change")

@@ -7,6 +7,8 @@ class (healthchecks' transports.py shape).
 
 from __future__ import annotations
 
+import functools
+
 from django.utils.module_loading import import_string
 
 TRANSPORTS: dict[str, tuple[str, str]] = {
@@ -27,3 +29,10 @@ CHANNEL_KINDS = [(kind, label) for kind, (label, _) in TRANSPORTS.items()]
 
 def transport_class(kind: str):
     return import_string(TRANSPORTS[kind][1])
+
+
+@functools.cache
+def secret_settings() -> frozenset[str]:
+    """Every setting name some transport keeps secret (the audit log masks these whatever the
+    kind a request names)."""
+    return frozenset(name for _, path in TRANSPORTS.values() for name in import_string(path).secret_fields)

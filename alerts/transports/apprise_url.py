@@ -16,6 +16,7 @@ class AppriseURL(Transport):
     kind = "apprise"
     required_fields = ("url",)
     secret_fields = ("url",)
+    destination_fields = ("url",)
 
     @classmethod
     def all_fields(cls) -> tuple[str, ...]:

@@ -51,6 +51,9 @@ class Transport:
     # Name of the setting holding the service's default base URL (self-hosted servers and test
     # receivers override it per channel with config["base_url"]).
     base_url_setting = ""
+    # The settings that say where the secrets go. Changing one of them drops every stored
+    # secret the same change does not supply again (NotificationChannel.save()).
+    destination_fields: tuple[str, ...] = ("base_url",)
 
     def __init__(self, config: dict):
         self.config = config

@@ -16,6 +16,8 @@ class Email(Transport):
     required_fields = ("to",)
     optional_fields = ("host", "port", "username", "password", "from_address", "security")
     secret_fields = ("password",)
+    # The password goes to this server, on this port, protected (or not) this way.
+    destination_fields = ("host", "port", "security")
 
     @classmethod
     def all_fields(cls) -> tuple[str, ...]:

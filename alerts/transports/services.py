@@ -167,6 +167,8 @@ class Webhook(Transport):
     required_fields = ("url",)
     optional_fields = ("headers",)
     secret_fields = ("url", "headers")
+    # The header values go wherever the URL points.
+    destination_fields = ("url", "base_url")
 
     @classmethod
     def validate(cls, config: dict) -> dict:

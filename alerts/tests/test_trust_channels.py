@@ -1,0 +1,303 @@
+"""Trust boundaries of notification channels: a secret follows its destination (API, admin,
+config import), audit rows and exports never hold one, and who may touch a channel.
+
+Local loopback receivers stand in for the services (alerts/tests/conftest.py); SMTP servers are
+real (aiosmtpd)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+from guardian.shortcuts import assign_perm
+from rest_framework.test import APIClient
+
+from accounts.models import AuditEntry
+from alerts import notify
+from alerts.models import NotificationChannel
+from alerts.tests.conftest import Receiver, make_channel
+from dockmon_site import config_io
+
+pytestmark = [pytest.mark.trust, pytest.mark.django_db]
+
+USER_KEY = "uKEYsecret0123456789abcdefghij"
+APP_TOKEN = "aTOKENsecret0123456789abcdefgh"
+NEW_TOKEN = "nTOKENsecret9876543210zyxwvuts"
+NTFY_TOKEN = "tk_NTFYsecretAccessToken112233"
+HEADER_VALUE = "HeaderSECRETvalue-4455"
+SMTP_PASSWORD = "SmtpSECRETpassword-7788"
+
+
+class People:
+    def __init__(self, django_user_model, unique):
+        self.admin = django_user_model.objects.create_superuser(f"adm{unique}", password=None)
+        self.granted = django_user_model.objects.create_user(f"gr{unique}")
+        self.outsider = django_user_model.objects.create_user(f"out{unique}")
+
+    def client(self, who) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(getattr(self, who))
+        return client
+
+
+@pytest.fixture
+def people(django_user_model, unique):
+    return People(django_user_model, unique)
+
+
+@pytest.fixture
+def second_receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def _everything_received(*receivers) -> str:
+    return json.dumps([{**r, "raw": r["raw"].decode(errors="replace")} for server in receivers for r in server.requests])
+
+
+def _grant(user, channel):
+    for perm in ("view", "change"):
+        assign_perm(f"alerts.{perm}_notificationchannel", user, channel)
+
+
+# ---------------------------------------------------------------------------
+# Secrets follow their destination: the API
+# ---------------------------------------------------------------------------
+def test_moving_a_channel_without_its_required_secrets_is_a_400_and_changes_nothing(people, receiver, second_receiver):
+    """GIVEN a Pushover channel whose tokens go to one receiver
+    WHEN an administrator points its base URL at another without giving the tokens again
+    THEN 400 names the tokens, the channel still points where it did, and nothing reached the
+    new receiver; given again in the same request, the new tokens (only) go to the new place."""
+    channel = make_channel("pushover", name="po-move", user_key=USER_KEY, app_token=APP_TOKEN, base_url=receiver.url("/"))
+    client = people.client("admin")
+    url = f"/api/v1/notification-channels/{channel.pk}/"
+    response = client.patch(url, {"config": {"base_url": second_receiver.url("/")}}, format="json")
+    assert response.status_code == 400
+    errors = response.json()["config"]
+    assert set(errors) >= {"user_key", "app_token"} and "never sent to a new destination" in errors["app_token"]
+    channel.refresh_from_db()
+    assert channel.config["base_url"] == receiver.url("/") and channel.secret_dict["app_token"] == APP_TOKEN
+
+    response = client.patch(url, {"config": {"base_url": second_receiver.url("/"), "user_key": USER_KEY, "app_token": NEW_TOKEN}},
+                            format="json")
+    assert response.status_code == 200, response.content
+    assert notify.send_test(NotificationChannel.objects.get(pk=channel.pk))["ok"]
+    assert receiver.requests == []
+    sent = _everything_received(second_receiver)
+    assert NEW_TOKEN in sent and APP_TOKEN not in sent
+
+
+def test_an_optional_secret_is_dropped_when_the_channel_moves(people, receiver, second_receiver):
+    """ntfy's access token is optional: moving the server drops it; the new server gets the
+    message without any Authorization header."""
+    channel = make_channel("ntfy", name="nt-move", topic="alerts", access_token=NTFY_TOKEN, base_url=receiver.url("/"))
+    response = people.client("admin").patch(f"/api/v1/notification-channels/{channel.pk}/",
+                                            {"config": {"topic": "alerts", "base_url": second_receiver.url("/")}}, format="json")
+    assert response.status_code == 200 and response.json()["secret_fields_set"] == []
+    channel = NotificationChannel.objects.get(pk=channel.pk)
+    assert "access_token" not in channel.secret_dict
+    assert notify.send_test(channel)["ok"]
+    [request] = second_receiver.on("/alerts")
+    assert "Authorization" not in request["headers"]
+    assert NTFY_TOKEN not in _everything_received(receiver, second_receiver)
+
+
+def test_renaming_or_retitling_a_channel_keeps_its_secrets(people, receiver):
+    channel = make_channel("ntfy", name="nt-keep", topic="alerts", access_token=NTFY_TOKEN, base_url=receiver.url("/"))
+    client = people.client("admin")
+    url = f"/api/v1/notification-channels/{channel.pk}/"
+    assert client.patch(url, {"name": "nt-kept"}, format="json").status_code == 200
+    assert client.patch(url, {"config": {"topic": "other", "base_url": receiver.url("/")}}, format="json").status_code == 200
+    assert NotificationChannel.objects.get(pk=channel.pk).secret_dict == {"access_token": NTFY_TOKEN}
+    assert notify.send_test(NotificationChannel.objects.get(pk=channel.pk))["ok"]
+    assert receiver.on("/other")[0]["headers"]["Authorization"] == f"Bearer {NTFY_TOKEN}"
+
+
+def test_a_webhook_moved_to_another_url_never_sends_its_old_header_values(people, receiver, second_receiver):
+    """GIVEN a webhook with a secret header
+    WHEN its URL changes (the header not given again)
+    THEN the header is dropped and the new URL never sees its value; given again in the same
+    request (even unchanged), it is kept."""
+    channel = make_channel("webhook", name="wh-move", url=receiver.url("/a"), headers={"X-Api-Key": HEADER_VALUE})
+    client = people.client("admin")
+    url = f"/api/v1/notification-channels/{channel.pk}/"
+    response = client.patch(url, {"config": {"url": second_receiver.url("/b")}}, format="json")
+    assert response.status_code == 200 and "header_names" not in response.json()["config"]
+    assert notify.send_test(NotificationChannel.objects.get(pk=channel.pk))["ok"]
+    assert second_receiver.on("/b") and HEADER_VALUE not in _everything_received(receiver, second_receiver)
+
+    # Supplied again with the move: kept.
+    channel = make_channel("webhook", name="wh-move-2", url=receiver.url("/c"), headers={"X-Api-Key": HEADER_VALUE})
+    response = client.patch(f"/api/v1/notification-channels/{channel.pk}/",
+                            {"config": {"url": second_receiver.url("/d"), "headers": {"X-Api-Key": HEADER_VALUE}}}, format="json")
+    assert response.status_code == 200 and response.json()["config"]["header_names"] == ["X-Api-Key"]
+    assert notify.send_test(NotificationChannel.objects.get(pk=channel.pk))["ok"]
+    assert second_receiver.on("/d")[0]["headers"]["X-Api-Key"] == HEADER_VALUE
+
+
+@pytest.fixture
+def recording_smtp():
+    """Real SMTP servers (aiosmtpd) that offer AUTH, record every login with its password and
+    refuse it; mail without a login is refused too (auth required)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from dockmon_site.testing import free_port
+
+    started = []
+
+    def start():
+        logins = []
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            logins.append((getattr(auth_data, "login", b"") or b"").decode() + ":" + (getattr(auth_data, "password", b"") or b"").decode())
+            return AuthResult(success=False, handled=False)
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                return "250 OK"
+
+        controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
+                                auth_require_tls=False, auth_required=True)
+        controller.start()
+        controller.logins = logins
+        started.append(controller)
+        return controller
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def test_an_smtp_password_never_goes_to_a_new_port(people, recording_smtp):
+    first, second = recording_smtp(), recording_smtp()
+    channel = make_channel("email", name="mail-move", host="127.0.0.1", port=first.port, to="ops@example.test", username="dockmon",
+                           password=SMTP_PASSWORD, from_address="dockmon@example.test")
+    assert not notify.send_test(channel)["ok"]  # the first server refuses the login...
+    assert f"dockmon:{SMTP_PASSWORD}" in first.logins  # ...but it was offered there
+    response = people.client("admin").patch(f"/api/v1/notification-channels/{channel.pk}/", {"config": {
+        "host": "127.0.0.1", "port": second.port, "to": "ops@example.test", "username": "dockmon",
+        "from_address": "dockmon@example.test"}}, format="json")
+    assert response.status_code == 200 and response.json()["secret_fields_set"] == []
+    assert not notify.send_test(NotificationChannel.objects.get(pk=channel.pk))["ok"]
+    assert second.logins == [], "the stored password reached the new server"
+
+
+# ---------------------------------------------------------------------------
+# The model rule: admin and config import
+# ---------------------------------------------------------------------------
+def test_the_admin_moving_a_channel_drops_its_secrets_and_disables_it(people, receiver, second_receiver):
+    """The admin form never shows secrets: changing the base URL there drops them, and the
+    channel (missing required tokens now) is disabled with the reason."""
+    channel = make_channel("pushover", name="po-admin", user_key=USER_KEY, app_token=APP_TOKEN, base_url=receiver.url("/"))
+    client = Client()
+    client.force_login(people.admin)
+    response = client.post(f"/admin/alerts/notificationchannel/{channel.pk}/change/", {
+        "name": "po-admin", "kind": "pushover", "config": json.dumps({"base_url": second_receiver.url("/")}), "enabled": "on",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    channel = NotificationChannel.objects.get(pk=channel.pk)
+    assert channel.config["base_url"] == second_receiver.url("/") and channel.secret_dict == {}
+    assert not channel.enabled and "enter" in channel.disabled_reason
+    notify.send_test(channel)
+    assert USER_KEY not in _everything_received(second_receiver) and APP_TOKEN not in _everything_received(second_receiver)
+    rows = json.dumps(list(AuditEntry.objects.values("changes", "object_repr", "path")))
+    assert USER_KEY not in rows and APP_TOKEN not in rows
+
+
+def test_the_model_rule_keeps_secrets_when_nothing_moved_and_when_supplied(receiver, second_receiver):
+    channel = make_channel("webhook", name="wh-model", url=receiver.url("/a"), headers={"X-Api-Key": HEADER_VALUE})
+    channel = NotificationChannel.objects.get(pk=channel.pk)
+    channel.name = "wh-model-renamed"
+    channel.save()
+    assert NotificationChannel.objects.get(pk=channel.pk).secret_dict["headers"] == {"X-Api-Key": HEADER_VALUE}
+    channel = NotificationChannel.objects.get(pk=channel.pk)
+    channel.set_secrets({**channel.secret_dict, "url": second_receiver.url("/b")})
+    channel.supplied_secrets = frozenset({"headers"})
+    channel.save()
+    assert NotificationChannel.objects.get(pk=channel.pk).secret_dict["headers"] == {"X-Api-Key": HEADER_VALUE}
+    channel = NotificationChannel.objects.get(pk=channel.pk)
+    channel.set_secrets({**channel.secret_dict, "url": receiver.url("/c")})
+    channel.save(update_fields=["secrets"])
+    assert "headers" not in NotificationChannel.objects.get(pk=channel.pk).secret_dict
+
+
+def test_an_import_that_moves_a_channel_drops_its_secrets(receiver, second_receiver):
+    """GIVEN an exported configuration whose Gotify channel is then pointed elsewhere in the file
+    WHEN it is imported over the channel
+    THEN the stored token is dropped (and the channel disabled, as the report says)."""
+    channel = make_channel("gotify", name="go-import", app_token=APP_TOKEN, base_url=receiver.url("/"))
+    doc = config_io.export_config()
+    [item] = [c for c in doc["notification_channels"] if c["name"] == "go-import"]
+    assert APP_TOKEN not in json.dumps(doc)
+    item["config"]["base_url"] = second_receiver.url("/")
+    report = config_io.import_config(doc)
+    channel = NotificationChannel.objects.get(pk=channel.pk)
+    assert channel.secret_dict == {} and not channel.enabled
+    notes = [n for i in report["items"] if i.get("ref") == "go-import" for n in i.get("notes", [])]
+    assert any("dropped" in n for n in notes) and any("app_token" in n for n in notes), report["items"]
+    notify.send_test(channel)
+    assert APP_TOKEN not in _everything_received(receiver, second_receiver)
+
+
+# ---------------------------------------------------------------------------
+# Audit rows and exports
+# ---------------------------------------------------------------------------
+def test_audit_rows_hold_no_channel_secret_even_for_a_refused_request(people):
+    client = people.client("admin")
+    secret_url = "https://hooks.example.test/services/T000/B000/UrlSECRETtoken7788"
+    good = {"name": "wh-audit", "kind": "webhook", "config": {"url": secret_url, "headers": {"X-Api-Key": HEADER_VALUE}}}
+    assert client.post("/api/v1/notification-channels/", good, format="json").status_code == 201
+    bad = {"name": "wh-audit-bad", "kind": "webhook", "config": {"url": "ftp://x/UrlSECRETtoken7788", "headers": {"X-Api-Key": HEADER_VALUE}}}
+    assert client.post("/api/v1/notification-channels/", bad, format="json").status_code == 400
+    bad_kind = {"name": "po-audit-bad", "kind": "nope", "config": {"user_key": USER_KEY, "app_token": APP_TOKEN}}
+    assert client.post("/api/v1/notification-channels/", bad_kind, format="json").status_code == 400
+    rows = list(AuditEntry.objects.filter(path__startswith="/api/v1/notification-channels/").values("changes", "status_code"))
+    assert sorted(r["status_code"] for r in rows) == [201, 400, 400]
+    text = json.dumps(rows)
+    for secret in (HEADER_VALUE, "UrlSECRETtoken7788", USER_KEY, APP_TOKEN):
+        assert secret not in text
+    assert "X-Api-Key" in text  # the header's name says what was set
+
+
+def test_exports_hold_no_channel_secret(people, receiver):
+    make_channel("webhook", name="wh-export", url=receiver.url("/UrlSECRETtoken7788"), headers={"X-Api-Key": HEADER_VALUE})
+    make_channel("email", name="mail-export", host="127.0.0.1", port=25, to="a@b.test", username="u", password=SMTP_PASSWORD)
+    response = people.client("admin").get("/api/v1/config/export/")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "wh-export" in text and "mail-export" in text
+    for secret in (HEADER_VALUE, "UrlSECRETtoken7788", SMTP_PASSWORD):
+        assert secret not in text
+
+
+# ---------------------------------------------------------------------------
+# Who may touch a channel
+# ---------------------------------------------------------------------------
+def test_an_outsider_gets_404_for_every_channel_operation(people, receiver):
+    channel = make_channel("webhook", name="wh-perm", url=receiver.url("/p"), headers={"X-Api-Key": HEADER_VALUE})
+    client = people.client("outsider")
+    url = f"/api/v1/notification-channels/{channel.pk}/"
+    assert client.get(url).status_code == 404
+    assert client.patch(url, {"config": {"url": receiver.url("/stolen")}}, format="json").status_code == 404
+    assert client.put(url, {"name": "x", "kind": "webhook", "config": {"url": receiver.url("/stolen")}}, format="json").status_code == 404
+    assert client.post(f"{url}test/").status_code == 404
+    assert client.delete(url).status_code == 404
+    assert client.post("/api/v1/notification-channels/", {"name": "mine", "kind": "webhook", "config": {"url": receiver.url("/m")}},
+                       format="json").status_code == 403
+    assert receiver.requests == [] and NotificationChannel.objects.get(pk=channel.pk).secret_dict["url"] == receiver.url("/p")
+
+
+def test_a_user_granted_one_channel_reaches_only_that_one(people, receiver):
+    mine = make_channel("ntfy", name="nt-mine", topic="mine", base_url=receiver.url("/"))
+    other = make_channel("ntfy", name="nt-other", topic="other", base_url=receiver.url("/"), access_token=NTFY_TOKEN)
+    _grant(people.granted, mine)
+    client = people.client("granted")
+    assert client.patch(f"/api/v1/notification-channels/{mine.pk}/", {"name": "nt-mine-2"}, format="json").status_code == 200
+    assert client.post(f"/api/v1/notification-channels/{mine.pk}/test/").json()["ok"]
+    assert client.get(f"/api/v1/notification-channels/{other.pk}/").status_code == 404
+    assert client.patch(f"/api/v1/notification-channels/{other.pk}/", {"name": "x"}, format="json").status_code == 404
+    assert client.post(f"/api/v1/notification-channels/{other.pk}/test/").status_code == 404
+    assert client.delete(f"/api/v1/notification-channels/{mine.pk}/").status_code == 403
