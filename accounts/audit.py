@@ -31,7 +31,10 @@ logger = logging.getLogger(__name__)
 
 REDACTED = "********"
 # Any key containing one of these is a secret: its value never reaches the audit log.
-SECRET_KEY_PARTS = ("password", "secret", "token", "tls_key", "private_key", "api_key", "apikey", "authorization", "webhook_url")
+SECRET_KEY_PARTS = ("password", "secret", "token", "tls_key", "private_key", "api_key", "apikey", "authorization", "webhook_url",
+                    "api-key", "cookie", "credential")
+# A key ending so holds a map of names to secret values (request headers): only the names are kept.
+SECRET_MAP_SUFFIXES = ("headers",)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 MAX_VALUE_LENGTH = 2000
 
@@ -46,15 +49,27 @@ def is_secret_key(key: str) -> bool:
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 
+def is_secret_map_key(key: str) -> bool:
+    """A map of names to secret values (a health check's request headers): names are kept."""
+    return str(key).lower().endswith(SECRET_MAP_SUFFIXES)
+
+
+def _redact_entry(key, value, depth: int) -> Any:
+    if value in (None, ""):
+        return value
+    if is_secret_key(key):
+        return REDACTED
+    if is_secret_map_key(key):
+        return {_clean_text(str(name)): REDACTED for name in value} if isinstance(value, dict) else REDACTED
+    return redact(value, depth + 1)
+
+
 def redact(value: Any, _depth: int = 0) -> Any:
     """A JSON-safe copy of `value` with every secret-looking key's value replaced."""
     if _depth > 8:
         return "…"
     if isinstance(value, dict):
-        return {
-            _clean_text(str(k)): (REDACTED if is_secret_key(k) and v not in (None, "") else redact(v, _depth + 1))
-            for k, v in value.items()
-        }
+        return {_clean_text(str(k)): _redact_entry(k, v, _depth) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v, _depth + 1) for v in value[:200]]
     if isinstance(value, str):

@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values, pair_up, rows_by_container
 from healthchecks.api.serializers import AutoRestartConfigSerializer, HealthCheckSerializer
-from healthchecks.models import AutoRestartConfig, HealthCheck
+from healthchecks.models import AutoRestartConfig, HealthCheck, destination_of
 
 SECTIONS = ("health_checks",)
 CONTAINER_FIELDS = {"auto_restart": None}
@@ -53,7 +53,7 @@ class PortableHealthCheckSerializer(HealthCheckSerializer):
     header_names = serializers.ListField(child=serializers.CharField(max_length=200), required=False, default=list, max_length=30,
                                          help_text="Headers it sent (their values are not exported)")
     has_basic_auth_password = serializers.BooleanField(required=False, default=False)
-    headers = basic_auth_password = container_name = container_health = None
+    headers = basic_auth_password = container_name = container_health = secrets_cleared = None
 
     class Meta(HealthCheckSerializer.Meta):
         fields = ["host", "container", *CHECK_FIELDS, "header_names", "has_basic_auth_password"]
@@ -61,6 +61,9 @@ class PortableHealthCheckSerializer(HealthCheckSerializer):
 
     def validate_container(self, value: str) -> str:
         return value  # a name: found (or not) at import time
+
+    def is_admin(self) -> bool:
+        return True  # importing a configuration is for administrators only (dockmon_site/api_config.py)
 
     def validate_header_names(self, value):
         for name in value:
@@ -145,15 +148,29 @@ def _check_key(obj) -> tuple[str, str]:
 
 
 def _import_check(ctx: ImportContext, container_key: str, item: dict, check: HealthCheck | None, result) -> None:
+    from dockmon_site.permissions import is_administrator
+
     values = {name: item[name] for name in CHECK_FIELDS if name in item}
-    missing = _missing_secrets(check, item)
+    # Secrets follow their destination: a check the file points elsewhere loses its stored ones.
+    moving = check is not None and destination_of(
+        values.get("url", check.url), values.get("verify_tls", check.verify_tls), values.get("tls_ca", check.tls_ca)
+    ) != check.destination()
+    missing = _missing_secrets(None if moving else check, item)
     if missing:
         values["enabled"] = False
         result.note(f"needs its {' and '.join(missing)} again (not in the file): disabled until they are entered")
+    approver = ctx.user if ctx.user is not None and is_administrator(ctx.user) else None
+    retargeted = check is None or any(name in values and values[name] != getattr(check, name) for name in ("method", "url"))
+    if str(values.get("method", check.method if check else "GET")).upper() not in ("GET", "HEAD") and approver is None \
+            and retargeted:
+        result.note("sends a method other than GET/HEAD: it runs once an administrator saves it")
     if check is None:
-        HealthCheck.objects.create(container_id=container_key, created_by=ctx.user, **values)
+        check = HealthCheck(container_id=container_key, created_by=ctx.user, **values)
+        check.method_approver = approver
+        check.save()
         result.created()
         return
+    check.method_approver = approver
     if check.basic_auth_password and "basic_auth_user" in values and not values["basic_auth_user"]:
         raise Skip("its stored basic-auth password needs a user name")
     if apply_values(check, values):

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from containers.choices import EventCategory, Severity
 from containers.models import Container
-from dockmon_site import bus
+from dockmon_site import bus, outbound
 from healthchecks.choices import CheckStatus, ResultStatus
 from healthchecks.models import TIMEOUT_MAX, CheckResult, HealthCheck
 from healthchecks.probe import ProbeResult, ProbeSpec, probe
@@ -122,9 +122,15 @@ def jobs_for(ids: list[int], owner: str, *, lookahead: float = 0.0) -> list[Job]
         lease_expires_at=now + timedelta(seconds=TIMEOUT_MAX + lookahead + LEASE_GRACE_SECONDS)
     )
     limit = body_limit()
+    # The probe threads have no database connection: read the registered engines here, so the
+    # outbound policy they apply is current.
+    try:
+        outbound.engine_targets()
+    except outbound.Refused:
+        pass  # unreadable: each probe then refuses (fails closed) with this reason
     return [
         Job(check.pk, owner, check.next_due_at, ProbeSpec.for_check(check, body_limit=limit))
-        for check in HealthCheck.objects.filter(pk__in=ids, lease_owner=owner)
+        for check in HealthCheck.objects.filter(pk__in=ids, lease_owner=owner).select_related("method_approved_by")
     ]
 
 
@@ -303,6 +309,8 @@ def test_now(check: HealthCheck) -> tuple[HealthCheck, ProbeResult]:
         raise CheckBusy("This check is running right now; try again in a moment.")
     check.refresh_from_db()
     started_at = timezone.now()
+    # Sent on behalf of whoever asked (the API's test/ needs `operate` on the container, the
+    # admin's "run now" `change`); the outbound policy decides where it may go.
     result = probe(ProbeSpec.for_check(check, body_limit=body_limit()))
     updated = record(check.pk, owner, result, started_at=started_at, scheduled_at=None, reschedule=False)
     return (updated or check), result

@@ -7,9 +7,10 @@ import ssl
 from rest_framework import serializers
 
 from containers.models import Container
+from dockmon_site import outbound
 from dockmon_site.api import SecretField
 from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
-from healthchecks.probe import parse_status_spec, validate_url
+from healthchecks.probe import parse_status_spec, public_error
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 MAX_HEADERS = 30
@@ -29,6 +30,10 @@ class HealthCheckSerializer(serializers.ModelSerializer):
     header_names = serializers.SerializerMethodField()
     basic_auth_password = SecretField(keep_when_blank=True, max_length=500)
     has_basic_auth_password = serializers.SerializerMethodField()
+    secrets_cleared = serializers.SerializerMethodField(
+        help_text="Secrets this change dropped because the check now points elsewhere (scheme, host, port or TLS trust) "
+                  "and they were not given again: header values (\"headers\") and/or \"basic_auth_password\"",
+    )
 
     class Meta:
         model = HealthCheck
@@ -36,7 +41,7 @@ class HealthCheckSerializer(serializers.ModelSerializer):
             "id", "container", "container_name", "host", "container_health", "name", "url", "method", "expected_status",
             "body_keyword", "headers", "header_names", "basic_auth_user", "basic_auth_password", "has_basic_auth_password",
             "timeout_seconds", "interval_seconds", "follow_redirects", "verify_tls", "tls_ca", "failure_threshold",
-            "success_threshold", "auto_restart", "enabled",
+            "success_threshold", "auto_restart", "enabled", "secrets_cleared",
             "status", "status_changed_at", "last_checked_at", "last_response_ms", "last_status_code", "last_error",
             "consecutive_failures", "consecutive_successes", "next_due_at", "created_at", "updated_at",
         ]
@@ -51,10 +56,22 @@ class HealthCheckSerializer(serializers.ModelSerializer):
     def get_has_basic_auth_password(self, obj) -> bool:
         return bool(obj.basic_auth_password)
 
+    def get_secrets_cleared(self, obj) -> list[str]:
+        return list(getattr(obj, "secrets_cleared", ()) or ())
+
     def to_representation(self, instance):
         data = super().to_representation(instance)
         data["container"] = instance.container_id
+        if "last_error" in data and not self.is_admin():
+            data["last_error"] = public_error(data["last_error"])  # no server detail for non-administrators
         return data
+
+    def is_admin(self) -> bool:
+        """May choose methods other than GET/HEAD and read every detail of a result."""
+        from dockmon_site.permissions import is_administrator
+
+        request = self.context.get("request")
+        return bool(request is not None and is_administrator(request.user))
 
     # ---- field validation -----------------------------------------------------------------
     def validate_container(self, value: str) -> Container:
@@ -71,10 +88,22 @@ class HealthCheckSerializer(serializers.ModelSerializer):
         return container
 
     def validate_url(self, value: str) -> str:
+        # The outbound policy: never a registered Docker engine, ports 2375/2376, metadata or
+        # link-local, and the administrator's deny/allow lists (enforced again at every run).
         try:
-            return validate_url(value)
+            return outbound.validate_url(value)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
+
+    def validate_method(self, value: str) -> str:
+        # Methods other than GET/HEAD can change things on the target: administrators only.
+        unchanged = self.instance is not None and value == self.instance.method
+        if not unchanged:
+            try:
+                outbound.check_method(value, admin=self.is_admin())
+            except ValueError as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return value
 
     def validate_expected_status(self, value: str) -> str:
         try:
@@ -125,17 +154,46 @@ class HealthCheckSerializer(serializers.ModelSerializer):
         )
         if password_set and not current("basic_auth_user"):
             errors["basic_auth_user"] = "Give the user name that goes with the password."
+        if self.instance is not None and str(current("method")).upper() not in outbound.SAFE_METHODS and not self.is_admin():
+            # Where a POST goes and what it carries were approved by an administrator.
+            retargeted = [name for name in ("url", "headers") if name in attrs and attrs[name] != (
+                self.instance.header_dict if name == "headers" else getattr(self.instance, name))]
+            if retargeted:
+                errors["method"] = (f"This check sends {current('method')}: only an administrator may change its "
+                                    f"{' and '.join(retargeted)}; switch it to GET or HEAD first.")
         if errors:
             raise serializers.ValidationError(errors)
+        self._secrets_supplied = [name for name in HealthCheck.SECRET_FIELDS if name in attrs]
         if "headers" in attrs:
             attrs["headers"] = json.dumps(attrs["headers"]) if attrs["headers"] else ""
         return attrs
+
+    def _mark(self, instance: HealthCheck) -> HealthCheck:
+        """What this request vouches for (see HealthCheck.save)."""
+        instance.secrets_supplied = getattr(self, "_secrets_supplied", ())
+        if self.is_admin():
+            instance.method_approver = self.context["request"].user
+        return instance
+
+    def create(self, validated_data):
+        instance = self._mark(HealthCheck(**validated_data))
+        instance.save()
+        return instance
+
+    def update(self, instance, validated_data):
+        return super().update(self._mark(instance), validated_data)
 
 
 class CheckResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = CheckResult
         fields = ["id", "ts", "scheduled_at", "status", "response_ms", "status_code", "error"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("admin", False):
+            data["error"] = public_error(data["error"])
+        return data
 
 
 class TestResultSerializer(serializers.Serializer):

@@ -14,7 +14,14 @@ from rest_framework.response import Response
 
 from containers.models import Container
 from dockmon_site.api import AuditedViewMixin, PermissionedViewSetMixin
-from dockmon_site.permissions import ObjectPermissions, filter_related, has_container_perm, object_allowed, visible_containers
+from dockmon_site.permissions import (
+    ObjectPermissions,
+    filter_related,
+    has_container_perm,
+    is_administrator,
+    object_allowed,
+    visible_containers,
+)
 from healthchecks import restarts, services
 from healthchecks.api.serializers import (
     AutoRestartConfigSerializer,
@@ -26,6 +33,7 @@ from healthchecks.api.serializers import (
 )
 from healthchecks.choices import CheckStatus
 from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
+from healthchecks.probe import public_error
 
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # More results than this in a range are averaged into buckets (a chart has only so many pixels).
@@ -93,7 +101,13 @@ class HealthCheckViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
     @extend_schema(request=None, responses=TestResultSerializer)
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
-        """Run the check now (recorded like a scheduled run) and return the result."""
+        """Run the check now (recorded like a scheduled run) and return the result.
+
+        Administrators get every detail; anyone else pass/fail, the status code, the response
+        time and the kind of failure - never what the server said (a check is not a way to read
+        a response body)."""
+        # Sends the check's request on the caller's behalf: needs `operate` (or `change`) on its
+        # container (HealthCheckPermissions), and the outbound policy decides where it may go.
         check = self.get_object()
         try:
             check, result = services.test_now(check)
@@ -101,6 +115,8 @@ class HealthCheckViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         check = self.get_queryset().get(pk=check.pk)
         payload = {**result.as_dict(), "check": HealthCheckSerializer(check, context=self.get_serializer_context()).data}
+        if not is_administrator(request.user):
+            payload.update(error=public_error(result.error), url=check.url)
         return Response(payload)
 
     @extend_schema(
@@ -129,7 +145,7 @@ class HealthCheckViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
             "max_response_ms": max(times) if times else None,
         }
         if count <= MAX_POINTS:
-            points = CheckResultSerializer(rows, many=True).data
+            points = CheckResultSerializer(rows, many=True, context={"admin": is_administrator(request.user)}).data
             bucketed = False
         else:
             points = _buckets(rows, since, RANGES[key])
