@@ -33,7 +33,48 @@ class RegistryCredential(models.Model):
     def save(self, *args, **kwargs):
         # One spelling per registry, so lookups by an image's registry always find the row.
         self.registry = canonical_registry(self.registry)
+        if self.password_moved():
+            # Every surface (API, admin, config import): a password set for one registry is
+            # never sent to another, nor over plain HTTP or to a registry vouched for by
+            # another CA, unless the same change gives it again. The user name stays: without
+            # a password it is not used (services.registry_credentials).
+            self.password = ""
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "password"}
         super().save(*args, **kwargs)
+        self.password_supplied = False
+        self._remember_destination()
+
+    # ---- the password follows its destination --------------------------------------------
+    # True when the change being saved supplied the password again (the API sets it from the
+    # request, even when the value is the same); otherwise a stored password is dropped when
+    # the registry, `insecure` or the CA changes.
+    password_supplied: bool = False
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._remember_destination()
+        return instance
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_destination()
+
+    def destination(self) -> tuple:
+        """Where the password goes and how: the registry host, plain HTTP or not, and the CA that
+        says who the registry is."""
+        return canonical_registry(self.registry), bool(self.insecure), (self.ca_cert or "").strip()
+
+    def _remember_destination(self) -> None:
+        self._stored_destination = (self.destination(), self.password)
+
+    def password_moved(self) -> bool:
+        """Would saving now send the stored password somewhere else than where it was set for?"""
+        stored = getattr(self, "_stored_destination", None)
+        return (self.pk is not None and stored is not None and stored[0] != self.destination()
+                and not self.password_supplied and bool(self.password) and self.password == stored[1])
 
 
 class ContainerUpdate(models.Model):

@@ -97,8 +97,10 @@ class _Target:
 # Credentials and cache
 # ---------------------------------------------------------------------------
 def registry_credentials() -> dict[str, Credential]:
+    # A user name without its password (dropped when the registry moved) is not used: the
+    # registry is asked anonymously until the password is entered again.
     return {
-        cred.registry: Credential(cred.username, cred.password, cred.ca_cert, cred.insecure)
+        cred.registry: Credential(cred.username if cred.password else "", cred.password, cred.ca_cert, cred.insecure)
         for cred in RegistryCredential.objects.all()
     }
 

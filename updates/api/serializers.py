@@ -166,11 +166,30 @@ class RegistryCredentialSerializer(serializers.ModelSerializer):
         return value + "\n"
 
     def validate(self, attrs):
+        if self.instance is not None and self.instance.password and not attrs.get("password") and self._moves(attrs):
+            # The password follows its destination: a new registry, `insecure` or CA needs it
+            # given again in the same request (the stored one is never sent there).
+            if attrs.get("username", self.instance.username):
+                raise serializers.ValidationError({"password": [
+                    "The registry, insecure or the CA changed: enter the password again (a stored password is never sent "
+                    "to a new destination), or clear the user name."]})
+            attrs["password"] = ""
         username = attrs.get("username", self.instance.username if self.instance else "")
         password = attrs.get("password", self.instance.password if self.instance else "")
         if bool(username) != bool(password):
             raise serializers.ValidationError({"password": ["A user name needs a password (or token), and a password a user name."]})
         return attrs
+
+    def _moves(self, attrs) -> bool:
+        current = self.instance.destination()
+        wanted = (canonical_registry(attrs.get("registry", self.instance.registry)), bool(attrs.get("insecure", self.instance.insecure)),
+                  (attrs.get("ca_cert", self.instance.ca_cert) or "").strip())
+        return wanted != current
+
+    def update(self, instance, validated_data):
+        # A password in the request is the one to use, even when it equals the stored one.
+        instance.password_supplied = bool(validated_data.get("password"))
+        return super().update(instance, validated_data)
 
 
 class TrackingSerializer(serializers.ModelSerializer):
