@@ -354,6 +354,8 @@ def _split(url: str):
         raise Refused("The URL has no host.")
     if parts.username or parts.password:
         raise Refused("Put credentials in the basic-auth or header fields, not in the URL.")
+    if port == 0:
+        raise Refused("Port 0 cannot be reached.")
     if any(ch in url for ch in "\r\n\t\x00 "):
         raise Refused("The URL may not contain spaces or control characters.")
     return url, normal_host(parts.hostname), port or (443 if parts.scheme == "https" else 80)

@@ -165,7 +165,7 @@ def _network(text: str, item: str):
 
 
 def _rule(item: str) -> Rule:
-    if item.startswith(":"):
+    if item.startswith(":") and not item.startswith("::"):
         return Rule(None, _ports(item[1:], item), item)
     if item.startswith("["):
         inner, bracket, rest = item[1:].partition("]")

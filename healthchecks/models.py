@@ -106,14 +106,15 @@ class HealthCheck(models.Model):
                         setattr(self, name, "")
                         cleared.append(name)
             changed = {name for name in self.METHOD_FIELDS if name in loaded and loaded[name] != getattr(self, name)}
-        approver = getattr(self, "method_approver", None)
         approved_before = self.method_approved_by_id
         if str(self.method).upper() in ("GET", "HEAD"):
             self.method_approved_by = None
-        elif approver is not None:
-            self.method_approved_by = approver
-        elif self.pk is None or changed:
-            self.method_approved_by = None
+        else:
+            approver = getattr(self, "method_approver", None) or _requesting_administrator()
+            if approver is not None:
+                self.method_approved_by = approver
+            elif self.pk is None or changed:
+                self.method_approved_by = None
         update_fields = kwargs.get("update_fields")
         if update_fields is not None:
             extra = ["method_approved_by"] if self.method_approved_by_id != approved_before else []
@@ -177,6 +178,16 @@ class HealthCheck(models.Model):
         the auto-restart backoff and loop guard then pace)."""
         threshold = max(1, self.failure_threshold)
         return self.auto_restart and self.consecutive_failures >= threshold and self.consecutive_failures % threshold == 0
+
+
+def _requesting_administrator():
+    """The administrator whose HTTP request is saving (any surface: API, admin, UI), or None."""
+    from accounts.audit import current_request
+    from dockmon_site.permissions import is_administrator
+
+    request = current_request()
+    user = getattr(request, "user", None) if request is not None else None
+    return user if user is not None and is_administrator(user) else None
 
 
 def destination_of(url: str, verify_tls: bool, tls_ca: str) -> tuple:
