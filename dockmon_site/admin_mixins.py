@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib import admin
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
+from dockmon_site import csp
 from dockmon_site.permissions import object_allowed
 
 
@@ -22,6 +23,11 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
 
     def visible_queryset(self, request):  # pragma: no cover - each admin narrows its own queryset
         raise NotImplementedError
+
+    def obj_perms_manage_view(self, request, object_pk):
+        # guardian's page has an empty inline <style> block: allowed by its hash, nothing else
+        # (the Content-Security-Policy, dockmon_site/csp.py).
+        return csp.allow_style_block(super().obj_perms_manage_view(request, object_pk), "\n")
 
     def _any_visible(self, request) -> bool:
         cache_name = f"_dockmon_visible_{self.model._meta.model_name}"

@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from alerts import views as alert_views
 from containers import views as container_views
 from dockmon_site import ui, views
+from dockmon_site.api_docs import ApiDocsView
 from dockmon_site.metrics import metrics_view
 from healthchecks import views as health_views
 from updates import views as update_views
@@ -18,7 +19,8 @@ api_v1 = [
     path("", include("alerts.api.urls")),
     path("config/", include("dockmon_site.api_config")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Swagger UI with its init script as a file of its own (Content-Security-Policy, dockmon_site/api_docs.py).
+    path("docs/", ApiDocsView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [
