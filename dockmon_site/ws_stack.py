@@ -140,9 +140,16 @@ class FlowControl:
             if protocol is not None:
                 flow = SendFlow()
                 try:
-                    protocol.registerProducer(flow, True)
-                except Exception as exc:  # another producer already, or the connection is gone
-                    logger.debug("no send flow control on this connection: %r", exc)
+                    try:
+                        protocol.registerProducer(flow, True)
+                    except RuntimeError:
+                        # daphne upgrades an HTTP connection: the HTTP channel that received the
+                        # handshake is still registered as the connection's producer, though it
+                        # has handed the connection over. It gives up that role to us.
+                        protocol.unregisterProducer()
+                        protocol.registerProducer(flow, True)
+                except Exception as exc:  # the connection is gone, or no producer API
+                    logger.info("no send flow control on this WebSocket: %r", exc)
                 else:
                     scope = dict(scope, **{"dockmon.flow": flow})
         return await self.application(scope, receive, send)
