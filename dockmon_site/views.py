@@ -10,6 +10,8 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from dockmon_site import csp
+
 
 @never_cache
 @require_GET
@@ -66,8 +68,10 @@ async def readyz(request):
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
 
 
-_UNAVAILABLE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DockMon: database unavailable</title>
-<meta http-equiv="refresh" content="10"></head><body style="font-family:system-ui,sans-serif;margin:3rem">
+# Its one style block is allowed by its hash (the Content-Security-Policy, dockmon_site/csp.py).
+_UNAVAILABLE_STYLE = "body{font-family:system-ui,sans-serif;margin:3rem}"
+_UNAVAILABLE_PAGE = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>DockMon: database unavailable</title>
+<meta http-equiv="refresh" content="10"><style>{_UNAVAILABLE_STYLE}</style></head><body>
 <h1>DockMon cannot reach its database</h1><p>The database is unavailable right now (restarting, or the network to it is down).
 This page tries again every 10 seconds.</p></body></html>"""
 
@@ -86,7 +90,7 @@ def server_error(request):
         if request.path.startswith("/api/") or "json" in request.headers.get("Accept", ""):
             response = JsonResponse({"detail": "The database is unavailable; try again shortly."}, status=503)
         else:
-            response = HttpResponse(_UNAVAILABLE_PAGE, status=503)
+            response = csp.allow_style_block(HttpResponse(_UNAVAILABLE_PAGE, status=503), _UNAVAILABLE_STYLE)
         response["Retry-After"] = "10"
         return response
     return defaults.server_error(request)

@@ -91,6 +91,27 @@ def test_every_kind_of_response_carries_the_policy(admin, django_user_model):
         _assert_strict(outsider.get(path)["Content-Security-Policy"], path)
 
 
+def test_database_unavailable_page_allows_exactly_its_own_style_block(rf):
+    """The 503 page written when the database is gone (handler500) keeps its look under the policy:
+    the hash in its header is the hash of the one style block it carries."""
+    import base64
+    import hashlib
+
+    from django.db import OperationalError
+
+    from dockmon_site import views
+
+    try:
+        raise OperationalError("gone")
+    except OperationalError:
+        response = views.server_error(rf.get("/containers/"))
+    assert response.status_code == 503
+    styles = re.findall(r"<style>(.*?)</style>", response.content.decode(), re.S)
+    assert len(styles) == 1 and " style=" not in response.content.decode()
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+    _assert_strict(csp.header_value(response.csp_extra), "503 page", style_extra=(f"'sha256-{digest}'",))
+
+
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.I)
 HANDLER_ATTRIBUTE = re.compile(r"<[^>]*\son[a-z]+\s*=", re.I)
 
