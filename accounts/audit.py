@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 REDACTED = "********"
 # Any key containing one of these is a secret: its value never reaches the audit log.
 SECRET_KEY_PARTS = ("password", "secret", "token", "tls_key", "private_key", "api_key", "apikey", "authorization", "webhook_url",
-                    "api-key", "cookie", "credential")
+                    "api-key", "cookie")
 # A key ending so holds a map of names to secret values (request headers): only the names are kept.
 SECRET_MAP_SUFFIXES = ("headers",)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")

@@ -52,6 +52,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass
             return None
+        if parts.path == "/big":
+            # `size` bytes of filler, then `tail` (a keyword beyond a small body cap).
+            return self._send(200, b"x" * int(query.get("size", "100000")) + query.get("tail", "").encode())
         if parts.path == "/flip":
             return self._send(200 if server.healthy else 503, b"flip ok" if server.healthy else b"down")
         return self._send(200, b"hello, all good")
