@@ -12,7 +12,9 @@ level 3, as current Chromium, Firefox and Safari implement it.
 A view whose response needs more relaxes that one response with `relax()` (or
 `allow_style_block()`: one known inline <style> block by its hash, as guardian's object-permission
 page needs); nothing is relaxed globally. The API docs page needs nothing (dockmon_site/api_docs.py).
-This module imports no app.
+One kind of response is relaxed here: Django REST framework's browsable API (the HTML a browser
+gets at /api/v1/...) has style attributes in its templates, so it allows inline styles; its
+scripts are files and stay 'self'. This module imports no app.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ POLICY: dict[str, tuple[str, ...]] = {
     "form-action": ("'self'",),
     "frame-ancestors": ("'none'",),
 }
+
+
+# What the browsable API's responses add (see above).
+BROWSABLE_API_EXTRA: dict[str, tuple[str, ...]] = {"style-src": ("'unsafe-inline'",)}
 
 
 def header_value(extra: dict[str, tuple[str, ...]] | None = None) -> str:
@@ -77,5 +83,8 @@ class ContentSecurityPolicyMiddleware:
             return response
         if settings.DEBUG and response.status_code in (404, 500):
             return response
-        response[HEADER] = header_value(getattr(response, "csp_extra", None))
+        extra = getattr(response, "csp_extra", None)
+        if getattr(getattr(response, "accepted_renderer", None), "format", None) == "api":  # DRF's browsable API
+            extra = {**BROWSABLE_API_EXTRA, **(extra or {})}
+        response[HEADER] = header_value(extra)
         return response
