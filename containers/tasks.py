@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from containers import engine, stats
 from containers.choices import HostStatus
-from containers.models import Container, DiskUsage, DockerHost, Event
+from containers.models import BulkJob, Container, DiskUsage, DockerHost, Event, ProfileSession
 
 
 @shared_task(ignore_result=True)
@@ -89,3 +89,28 @@ def run_bulk_job(job_id: str) -> dict:
 
     job = operations.execute_job(job_id)
     return {"status": job.status, "succeeded": job.succeeded, "failed": job.failed} if job else {}
+
+
+@shared_task(ignore_result=True)
+def prune_profiles() -> int:
+    """Retention: profile sessions that ended more than DOCKMON_PROFILE_RETENTION_DAYS ago (an open
+    session is never touched)."""
+    from dockmon_site import retention
+
+    old = ProfileSession.objects.filter(ended_at__isnull=False, ended_at__lt=retention.cutoff(settings.DOCKMON_PROFILE_RETENTION_DAYS))
+    return retention.delete_in_batches(old)
+
+
+@shared_task(ignore_result=True)
+def prune_bulk_jobs() -> int:
+    """Retention: finished or failed bulk jobs (with their items) older than
+    DOCKMON_BULK_JOB_RETENTION_DAYS; pending and running jobs are never touched."""
+    from django.db.models import Q
+
+    from containers.choices import BulkJobStatus
+    from dockmon_site import retention
+
+    cutoff = retention.cutoff(settings.DOCKMON_BULK_JOB_RETENTION_DAYS)
+    old = BulkJob.objects.filter(status__in=(BulkJobStatus.FINISHED, BulkJobStatus.FAILED)).filter(
+        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+    return retention.delete_in_batches(old)

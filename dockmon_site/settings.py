@@ -379,6 +379,27 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# Retention of history rows (days). Rows still in use are never pruned: an open profile session,
+# a pending or running bulk job, update run or restart attempt. 0 keeps the audit log for ever.
+# Update runs stay at least a week: auto-update's backoff after failed runs reads them.
+DOCKMON_PROFILE_RETENTION_DAYS = envint("DOCKMON_PROFILE_RETENTION_DAYS", 30, minimum=1)
+DOCKMON_BULK_JOB_RETENTION_DAYS = envint("DOCKMON_BULK_JOB_RETENTION_DAYS", 30, minimum=1)
+DOCKMON_UPDATE_RUN_RETENTION_DAYS = envint("DOCKMON_UPDATE_RUN_RETENTION_DAYS", 180, minimum=7)
+DOCKMON_RESTART_ATTEMPT_RETENTION_DAYS = envint("DOCKMON_RESTART_ATTEMPT_RETENTION_DAYS", 30, minimum=1)
+DOCKMON_AUDIT_RETENTION_DAYS = envint("DOCKMON_AUDIT_RETENTION_DAYS", 365, minimum=0)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        name: {"task": task, "schedule": 3600.0, "options": {"expires": 3000}}
+        for name, task in (
+            ("prune-profiles", "containers.tasks.prune_profiles"),
+            ("prune-bulk-jobs", "containers.tasks.prune_bulk_jobs"),
+            ("updates-prune-runs", "updates.tasks.prune_update_runs"),
+            ("health-prune-restart-attempts", "healthchecks.prune_restart_attempts"),
+            ("accounts-prune-audit", "accounts.prune_audit_log"),
+        )
+    }
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -43,3 +43,18 @@ def purge_results() -> int:
     from healthchecks import services
 
     return services.purge_results()
+
+
+@shared_task(name="healthchecks.prune_restart_attempts", ignore_result=True)
+def prune_restart_attempts() -> int:
+    """Retention: restart attempts older than DOCKMON_RESTART_ATTEMPT_RETENTION_DAYS that are over;
+    pending and running ones are never touched."""
+    from django.conf import settings
+
+    from dockmon_site import retention
+    from healthchecks.choices import AttemptStatus
+    from healthchecks.models import RestartAttempt
+
+    cutoff = retention.cutoff(settings.DOCKMON_RESTART_ATTEMPT_RETENTION_DAYS)
+    old = RestartAttempt.objects.exclude(status__in=(AttemptStatus.PENDING, AttemptStatus.RUNNING)).filter(created_at__lt=cutoff)
+    return retention.delete_in_batches(old)

@@ -51,6 +51,23 @@ def auto_update_due():
     return len(autoupdate.schedule(None))
 
 
+@shared_task(name="updates.tasks.prune_update_runs", ignore_result=True)
+def prune_update_runs() -> int:
+    """Retention: update runs that ended more than DOCKMON_UPDATE_RUN_RETENTION_DAYS ago; a pending
+    or running run is never touched (a backup left by a deleted run is kept, never removed)."""
+    from django.conf import settings
+    from django.db.models import Q
+
+    from dockmon_site import retention
+    from updates.choices import ACTIVE_RUN_STATUSES
+    from updates.models import UpdateRun
+
+    cutoff = retention.cutoff(settings.DOCKMON_UPDATE_RUN_RETENTION_DAYS)
+    old = UpdateRun.objects.exclude(status__in=ACTIVE_RUN_STATUSES).filter(
+        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
+    return retention.delete_in_batches(old)
+
+
 @worker_ready.connect
 def _repair_on_start(sender=None, **kwargs):
     """A worker that starts repairs what a dead one left behind (runs stuck in `running`, backups)."""
