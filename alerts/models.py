@@ -98,10 +98,7 @@ class NotificationChannel(models.Model):
         """The destination the settings `config` (plain and secret) would give this channel's kind."""
         from alerts.transports import TRANSPORTS, transport_class
 
-        if self.kind not in TRANSPORTS:
-            return {}
-        return {name: str(config[name]) for name in transport_class(self.kind).destination_fields
-                if config.get(name) not in (None, "")}
+        return transport_class(self.kind).destination(config) if self.kind in TRANSPORTS else {}
 
     def _remember_destination(self) -> None:
         self._stored_destination = (self.kind, self.destination(), self.secret_dict)

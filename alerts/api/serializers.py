@@ -70,7 +70,7 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
             if name in errors:
                 errors[name] = ("Where this channel sends changed: enter this secret again (a stored secret is never sent to a "
                                 "new destination).")
-        errors.update(self._destination_errors(transport, merged))
+        errors.update(self._destination_errors(kind, transport, merged))
         if errors:
             raise serializers.ValidationError({"config": errors})
         attrs["_plain"] = {k: v for k, v in merged.items() if k not in transport.secret_fields}
@@ -85,18 +85,20 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
         dropped from `merged` (a required one then fails validation). Returns their names."""
         if self.instance is None or self.instance.kind != kind:
             return []  # a new channel, or a new kind (nothing stored is carried over)
-        if self.instance.destination_of(merged) == self.instance.destination():
+        if transport.destination(merged) == self.instance.destination():
             return []
         dropped = [k for k in transport.secret_fields if k in merged and k not in supplied]
         for name in dropped:
             merged.pop(name)
         return dropped
 
-    def _destination_errors(self, transport, merged: dict) -> dict:
-        """Outbound policy on the places this channel would send to (alerts/destinations.py)."""
+    def _destination_errors(self, kind, transport, merged: dict) -> dict:
+        """Who may choose where the channel sends, and the outbound policy on it
+        (alerts/destinations.py)."""
         from alerts import destinations
 
-        return destinations.config_errors(transport, merged, user=_request_user(self))
+        previous = self.instance.destination() if self.instance is not None and self.instance.kind == kind else None
+        return destinations.config_errors(transport, merged, user=_request_user(self), previous=previous)
 
     def _save(self, instance, validated):
         plain, secrets = validated.pop("_plain"), validated.pop("_secrets")

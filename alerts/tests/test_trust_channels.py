@@ -301,3 +301,109 @@ def test_a_user_granted_one_channel_reaches_only_that_one(people, receiver):
     assert client.patch(f"/api/v1/notification-channels/{other.pk}/", {"name": "x"}, format="json").status_code == 404
     assert client.post(f"/api/v1/notification-channels/{other.pk}/test/").status_code == 404
     assert client.delete(f"/api/v1/notification-channels/{mine.pk}/").status_code == 403
+
+
+# ---------------------------------------------------------------------------
+# The outbound policy: who may choose a destination, what it may be, and at send time
+# ---------------------------------------------------------------------------
+def test_only_an_administrator_chooses_where_a_channel_sends(people, receiver, second_receiver):
+    """GIVEN a user granted change on a channel (and the model permission to add channels)
+    WHEN they point it (or a new channel) at a URL or an SMTP host
+    THEN 400 on that field; renaming it, changing a plain setting or creating a channel on the
+    service's default server is fine; an administrator may point it."""
+    from django.contrib.auth.models import Permission
+
+    channel = make_channel("ntfy", name="nt-admin-only", topic="t", base_url=receiver.url("/"))
+    _grant(people.granted, channel)
+    people.granted.user_permissions.add(Permission.objects.get(codename="add_notificationchannel"))
+    client = people.client("granted")
+    url = f"/api/v1/notification-channels/{channel.pk}/"
+    response = client.patch(url, {"config": {"topic": "t", "base_url": second_receiver.url("/")}}, format="json")
+    assert response.status_code == 400 and "Only an administrator" in response.json()["config"]["base_url"]
+    response = client.patch(url, {"config": {"topic": "https://ntfy.example.test/t"}}, format="json")
+    assert response.status_code == 400 and "topic" in response.json()["config"]
+    assert client.patch(url, {"config": {"topic": "other", "base_url": receiver.url("/")}}, format="json").status_code == 200
+    for body in ({"name": "g-hook", "kind": "webhook", "config": {"url": receiver.url("/x")}},
+                 {"name": "g-mail", "kind": "email", "config": {"to": "a@b.test", "host": "127.0.0.1", "port": 2525}},
+                 {"name": "g-apprise", "kind": "apprise", "config": {"url": f"json://127.0.0.1:{receiver.port}/a"}}):
+        response = client.post("/api/v1/notification-channels/", body, format="json")
+        assert response.status_code == 400 and "Only an administrator" in json.dumps(response.json()), body
+    assert client.post("/api/v1/notification-channels/", {"name": "g-default", "kind": "ntfy", "config": {"topic": "x"}},
+                       format="json").status_code == 201
+    assert people.client("admin").patch(url, {"config": {"topic": "t", "base_url": second_receiver.url("/")}},
+                                        format="json").status_code == 200
+    assert receiver.requests == [] and second_receiver.requests == []
+
+
+@pytest.mark.parametrize("kind,config,field", [
+    ("webhook", {"url": "http://169.254.169.254/latest/meta-data/"}, "url"),
+    ("webhook", {"url": "http://[fe80::1]:8080/hook"}, "url"),
+    ("webhook", {"url": "http://127.0.0.1:2375/containers/x/kill"}, "url"),
+    ("webhook", {"url": "http://metadata.google.internal/computeMetadata/v1/"}, "url"),
+    ("slack", {"webhook_url": "http://224.0.0.1/services/x"}, "webhook_url"),
+    ("gotify", {"app_token": "t", "base_url": "http://127.0.0.1:2376/"}, "base_url"),
+    ("email", {"to": "a@b.test", "host": "169.254.169.254", "port": 25}, "host"),
+    ("email", {"to": "a@b.test", "host": "127.0.0.1", "port": 2375}, "host"),
+    ("apprise", {"url": "json://169.254.169.254/x"}, "url"),
+    ("apprise", {"url": "form://127.0.0.1:2376/x"}, "url"),
+    ("apprise", {"url": "mailto://u:p@example.test?smtp=169.254.169.254:25&to=a@b.test"}, "url"),
+])
+def test_a_destination_the_policy_refuses_is_a_400_on_its_field(people, kind, config, field):
+    response = people.client("admin").post("/api/v1/notification-channels/", {"name": f"bad-{kind}", "kind": kind, "config": config},
+                                           format="json")
+    assert response.status_code == 400, response.content
+    assert "Refused" in response.json()["config"][field]
+    assert not NotificationChannel.objects.filter(name=f"bad-{kind}").exists()
+
+
+def test_a_channel_aimed_at_a_registered_engine_is_refused_and_the_container_keeps_running(
+        people, testbed, alpha, make_host, run_container, unique):
+    """GIVEN a plain-TCP engine registered as a host and a container running on it
+    WHEN an administrator aims a webhook at the engine's kill URL, and a channel stored before
+    the policy (straight in the database) is sent
+    THEN the save is a 400, the delivery is refused and disables the channel, and the container
+    still runs."""
+    make_host(alpha, via="tcp")
+    cid = run_container(alpha, f"trust-kill-{unique}")
+    kill = f"http://127.0.0.1:{alpha.tcp_url.rsplit(':', 1)[1]}/containers/{cid}/kill"
+    response = people.client("admin").post("/api/v1/notification-channels/", {"name": "kill", "kind": "webhook", "config": {"url": kill}},
+                                           format="json")
+    assert response.status_code == 400 and "registered Docker engine" in response.json()["config"]["url"]
+    stored = make_channel("webhook", name="kill-stored", url=kill)
+    result = notify.send_test(stored)
+    assert result["ok"] is False and result["permanent"] and "registered Docker engine" in result["error"]
+    assert cid not in result["error"]
+    assert alpha.inspect(cid)["State"]["Running"] is True
+
+
+def test_every_transport_refuses_at_send_time_a_destination_that_became_an_engine(people, receiver, smtp_server, unique):
+    """GIVEN channels that worked (a webhook, ntfy, email, apprise's json://)
+    WHEN their server's address:port is then registered as a Docker engine
+    THEN each delivery is refused before anything is sent, permanently."""
+    from containers.models import DockerHost
+
+    webhook = make_channel("webhook", name="rt-hook", url=receiver.url("/h"))
+    ntfy = make_channel("ntfy", name="rt-ntfy", topic="t", base_url=receiver.url("/"))
+    apprise = make_channel("apprise", name="rt-apprise", url=f"json://127.0.0.1:{receiver.port}/a")
+    mail = make_channel("email", name="rt-mail", host="127.0.0.1", port=smtp_server.port, to="ops@example.test")
+    for channel in (webhook, ntfy, apprise, mail):
+        assert notify.send_test(channel)["ok"], channel.name
+    sent, mails = len(receiver.requests), len(smtp_server.messages)
+    DockerHost.objects.create(name=f"rt-engine-{unique}", url=f"tcp://127.0.0.1:{receiver.port}")
+    DockerHost.objects.create(name=f"rt-smtp-engine-{unique}", url=f"tcp://127.0.0.1:{smtp_server.port}")
+    for channel in (webhook, ntfy, apprise, mail):
+        result = notify.send_test(NotificationChannel.objects.get(pk=channel.pk))
+        assert result["ok"] is False and result["permanent"] and "registered Docker engine" in result["error"], (channel.name, result)
+    assert len(receiver.requests) == sent and len(smtp_server.messages) == mails
+
+
+def test_a_service_that_redirects_or_answers_a_huge_body_gets_no_second_request(people, receiver, second_receiver):
+    receiver.script("/moved", [(302, {"Location": second_receiver.url("/elsewhere")})])
+    channel = make_channel("webhook", name="rt-redirect", url=receiver.url("/moved"), headers={"X-Api-Key": HEADER_VALUE})
+    result = notify.send_test(channel)
+    assert result["ok"] is False and "redirects are not followed" in result["error"]
+    assert second_receiver.requests == []
+    receiver.script("/huge", [(500, {}, b"x" * (5 * 1024 * 1024))])
+    channel = make_channel("webhook", name="rt-huge", url=receiver.url("/huge"))
+    result = notify.send_test(channel)
+    assert result["ok"] is False and "HTTP 500" in result["error"] and len(result["error"]) < 1000

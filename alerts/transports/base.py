@@ -8,9 +8,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import requests
 from django.conf import settings
 
+# What DockMon reads of a service's answer (the status and a short error text are all it uses).
+RESPONSE_MAX_BYTES = 64 * 1024
 SEVERITY_COLORS = {"info": 0x3B82F6, "warning": 0xF59E0B, "error": 0xEF4444, "critical": 0x991B1B}
 
 
@@ -54,6 +55,8 @@ class Transport:
     # The settings that say where the secrets go. Changing one of them drops every stored
     # secret the same change does not supply again (NotificationChannel.save()).
     destination_fields: tuple[str, ...] = ("base_url",)
+    # Settings that may hold a full URL requests go to (a webhook URL, an ntfy topic URL).
+    url_fields: tuple[str, ...] = ()
 
     def __init__(self, config: dict):
         self.config = config
@@ -101,20 +104,49 @@ class Transport:
     def send(self, message: Message) -> None:
         raise NotImplementedError
 
+    @classmethod
+    def destination(cls, config: dict) -> dict:
+        """Where this channel's secrets go (its destination settings, as text): when it changes,
+        stored secrets not given again are dropped (NotificationChannel.save())."""
+        return {name: str(config[name]) for name in cls.destination_fields if config.get(name) not in (None, "")}
+
+    @classmethod
+    def user_urls(cls, config: dict) -> dict[str, str]:
+        """The URLs a person set in these settings that requests will go to (field → URL), for
+        the outbound policy at save time (alerts/destinations.py)."""
+        urls = {name: str(config[name]) for name in ("base_url", *cls.url_fields)
+                if str(config.get(name) or "").lower().startswith(("http://", "https://"))}
+        if config.get("base_url") and "base_url" not in urls:
+            urls["base_url"] = str(config["base_url"])
+        return urls
+
     # ---- HTTP ------------------------------------------------------------------------------
-    def post(self, url: str, *, json=None, data=None, headers: dict | None = None, params: dict | None = None) -> requests.Response:
-        """POST and turn every failure into a TransportError with the right retry/disable kind."""
+    def post(self, url: str, *, json=None, data=None, headers: dict | None = None, params: dict | None = None):
+        """POST through the outbound policy (dockmon_site/outbound.py: never an engine's address,
+        ports 2375/2376, link-local or metadata; the admin deny/allow lists; the address checked
+        is the one connected to; no redirects; a capped body and a total deadline), and turn every
+        failure into a TransportError with the right retry/disable kind.
+
+        Permission: a notification goes where an administrator pointed the channel (changing a
+        channel's destination needs one, alerts/destinations.py); DockMon chooses the method."""
+        from dockmon_site import outbound
+
         try:
-            response = requests.post(
-                url, json=json, data=data, headers=headers, params=params, timeout=settings.DOCKMON_NOTIFY_TIMEOUT,
-                allow_redirects=False,
+            response = outbound.request(
+                "POST", url, json=json, data=data, headers=headers, params=params, timeout=settings.DOCKMON_NOTIFY_TIMEOUT,
+                max_bytes=RESPONSE_MAX_BYTES, follow_redirects=False,
             )
-        except requests.Timeout as exc:
-            # Never the exception's text: requests names the full URL in it (Telegram's bot
+        except outbound.Refused as exc:
+            # The destination is off limits now (an engine registered there since, a deny rule):
+            # retrying cannot help, so the channel is disabled with the reason.
+            raise TransportError(self.scrub(f"{self.kind}: {exc}"), permanent=True) from exc
+        except outbound.Timeout as exc:
+            # Never the exception's text from requests: it names the full URL (Telegram's bot
             # token, a Discord or Slack webhook path, a token in the query).
             raise TransportError(f"{self.kind}: timed out talking to {origin(url)} ({exc.__class__.__name__})") from exc
-        except requests.RequestException as exc:
-            raise TransportError(f"{self.kind}: cannot connect to {origin(url)} ({connection_reason(exc)})") from exc
+        except outbound.OutboundError as exc:
+            reason = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}".rstrip(".")
+            raise TransportError(self.scrub(f"{self.kind}: cannot connect to {origin(url)} ({reason})")) from exc
         try:
             raise_for_response(self.kind, response)
         except TransportError as exc:
@@ -238,7 +270,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def raise_for_response(kind: str, response: requests.Response) -> None:
+def raise_for_response(kind: str, response) -> None:
     code = response.status_code
     if 200 <= code < 300:
         return

@@ -11,6 +11,30 @@ from django.core.mail.backends.smtp import EmailBackend
 from alerts.transports.base import Message, Transport, TransportError
 
 
+class _PolicySMTP(smtplib.SMTP):
+    """smtplib's client whose TCP connection goes through the outbound policy: the SMTP host's
+    addresses are checked (never an engine, link-local, metadata, a denied range) and the
+    socket connects to exactly a checked address."""
+
+    def _get_socket(self, host, port, timeout):
+        from dockmon_site import outbound
+
+        return outbound.create_connection(host, port, timeout=timeout)
+
+
+class _PolicySMTPSSL(smtplib.SMTP_SSL):
+    def _get_socket(self, host, port, timeout):
+        from dockmon_site import outbound
+
+        return self.context.wrap_socket(outbound.create_connection(host, port, timeout=timeout), server_hostname=self._host)
+
+
+class _PolicyBackend(EmailBackend):
+    @property
+    def connection_class(self):
+        return _PolicySMTPSSL if self.use_ssl else _PolicySMTP
+
+
 class Email(Transport):
     kind = "email"
     required_fields = ("to",)
@@ -43,7 +67,8 @@ class Email(Transport):
         if isinstance(to, str):
             to = [part.strip() for part in to.split(",") if part.strip()]
         security = self.config.get("security", "none")
-        backend = EmailBackend(
+        # Permission: mail goes to the SMTP server an administrator set (alerts/destinations.py).
+        backend = _PolicyBackend(
             host=self.config.get("host") or settings.DOCKMON_SMTP_HOST,
             port=int(self.config.get("port") or settings.DOCKMON_SMTP_PORT),
             username=self.config.get("username") or "",
@@ -59,8 +84,14 @@ class Email(Transport):
             from_email=self.config.get("from_address") or settings.DOCKMON_SMTP_FROM, to=to,
             connection=backend,
         )
+        from dockmon_site import outbound
+
         try:
             mail.send()
+        except outbound.Refused as exc:
+            raise TransportError(f"email: {exc}", permanent=True) from exc
+        except outbound.OutboundError as exc:
+            raise TransportError(f"email: cannot connect to the SMTP server ({exc.__class__.__name__}: {exc})") from exc
         except smtplib.SMTPAuthenticationError as exc:
             raise TransportError(f"email: the SMTP server refused the login ({exc.smtp_code})", permanent=True,
                                  status_code=exc.smtp_code) from exc

@@ -62,6 +62,7 @@ class Discord(Transport):
     required_fields = ("webhook_url",)
     optional_fields = ("username",)
     secret_fields = ("webhook_url",)
+    url_fields = ("webhook_url",)
     base_url_setting = "DOCKMON_DISCORD_URL"
 
     def send(self, message: Message) -> None:
@@ -79,6 +80,7 @@ class Slack(Transport):
     required_fields = ("webhook_url",)
     optional_fields = ("channel",)
     secret_fields = ("webhook_url",)
+    url_fields = ("webhook_url",)
     base_url_setting = "DOCKMON_SLACK_URL"
 
     def send(self, message: Message) -> None:
@@ -93,6 +95,7 @@ class Teams(Transport):
     kind = "teams"
     required_fields = ("webhook_url",)
     secret_fields = ("webhook_url",)
+    url_fields = ("webhook_url",)
     base_url_setting = "DOCKMON_TEAMS_URL"
 
     def send(self, message: Message) -> None:
@@ -109,6 +112,7 @@ class GoogleChat(Transport):
     kind = "googlechat"
     required_fields = ("webhook_url",)
     secret_fields = ("webhook_url",)
+    url_fields = ("webhook_url",)
     base_url_setting = "DOCKMON_GOOGLECHAT_URL"
 
     def send(self, message: Message) -> None:
@@ -139,6 +143,15 @@ class Ntfy(Transport):
     optional_fields = ("access_token", "username", "password")
     secret_fields = ("access_token", "password")
     base_url_setting = "DOCKMON_NTFY_URL"
+    url_fields = ("topic",)  # a topic may be a full URL (then it names the server too)
+
+    @classmethod
+    def destination(cls, config: dict) -> dict:
+        where = super().destination(config)
+        topic = str(config.get("topic") or "")
+        if topic.lower().startswith(("http://", "https://")):
+            where["topic"] = topic
+        return where
 
     def send(self, message: Message) -> None:
         priority = {"info": "low", "warning": "default", "error": "high", "critical": "urgent"}.get(message.severity, "default")
@@ -169,6 +182,7 @@ class Webhook(Transport):
     secret_fields = ("url", "headers")
     # The header values go wherever the URL points.
     destination_fields = ("url", "base_url")
+    url_fields = ("url",)
 
     @classmethod
     def validate(cls, config: dict) -> dict:
