@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from containers.models import Container
-from dockmon_site.permissions import visible_containers
+from dockmon_site.permissions import is_administrator, visible_containers
 
 
 @login_required
@@ -17,4 +17,6 @@ def check_list(request):
     with_checks = visible_containers(request.user, "change").filter(health_checks__isnull=False).values_list("key", flat=True).distinct()
     return render(request, "healthchecks/list.html", {
         "containers": changeable[:1000], "changeable_keys": sorted(set(with_checks)), "nav": "health",
+        # Methods other than GET/HEAD are for administrators (the API refuses them to others).
+        "can_post": is_administrator(request.user),
     })

@@ -139,3 +139,37 @@ def test_a_viewer_gets_no_form_and_no_edit_buttons(browser, make_host, alpha, da
     assert page.locator(f'tr[data-id="{check.pk}"] button.delete').count() == 0
     assert json.loads(page.text_content("#changeable-keys")) == []
     page.context.close()
+
+
+@pytest.mark.trust
+def test_the_form_shows_the_policys_field_errors_and_offers_post_to_administrators_only(
+    browser, make_host, alpha, daphne, django_user_model, unique  # noqa: F811
+):
+    """GIVEN a user granted `change` on one container WHEN they aim a check at the plain-TCP
+    engine through the page THEN the form shows the API's field error on the URL, nothing is
+    saved, and POST cannot be picked (administrators only)."""
+    from urllib.parse import urlsplit
+
+    from guardian.shortcuts import assign_perm
+
+    from containers.models import Container
+
+    host = make_host(alpha, via="tcp")
+    row = Container.objects.create(host=host, container_id="6" * 64, short_id="6" * 12, name=f"form-{unique}", state="running")
+    user = django_user_model.objects.create_user(f"granted{unique}", password="pw-granted-12345")
+    for perm in ("view", "change"):
+        assign_perm(f"containers.{perm}_container", user, row)
+    page, base = login(browser, daphne, user.username, "pw-granted-12345")
+    page.goto(f"{base}/health/")
+    live(page)
+    page.click("#add-panel summary")
+    assert page.locator("#add-form [name=method] option", has_text="POST").is_disabled()
+    port = urlsplit(alpha.tcp_url).port
+    page.select_option("#add-form [name=container]", row.key)
+    page.fill("#add-form [name=url]", f"http://127.0.0.1:{port}/containers/{'6' * 12}/json")
+    page.fill("#add-form [name=body_keyword]", "Env")
+    page.click("#add-form button[type=submit]")
+    page.wait_for_selector("#form-errors >> text=registered Docker engine")
+    assert page.text_content("#form-errors").startswith("url: ")
+    assert not HealthCheck.objects.exists()
+    page.context.close()

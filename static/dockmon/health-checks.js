@@ -138,6 +138,11 @@
         const c = await D.api(id ? "PATCH" : "POST", "/api/v1/health-checks/" + (id ? id + "/" : ""), body);
         checks.set(String(c.id), c); render();
         D.toast(id ? "Check saved." : "Check added.", "ok"); resetForm();
+        // Secrets follow their destination: a check pointed elsewhere drops those not given again.
+        if (c.secrets_cleared && c.secrets_cleared.length) {
+          D.toast("The check now points elsewhere: its stored " + c.secrets_cleared.map(function (n) {
+            return n === "headers" ? "header values" : "basic-auth password"; }).join(" and ") + " were removed; enter them again if they belong there.", "bad");
+        }
         if (String(current) === String(c.id)) showDetail(current);
       } catch (err) {
         errors.textContent = err.message;
