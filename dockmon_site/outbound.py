@@ -225,20 +225,24 @@ def _load_engines() -> _Engines:
     finally:
         if opened and not connection.in_atomic_block:
             connection.close()
+    endpoints = []
     for item in items:
         endpoint = engine_endpoint(item) if isinstance(item, str) else (normal_host(item[0]), int(item[1]))
-        if endpoint is None:
-            continue
-        host, port = endpoint
-        snapshot.names.setdefault(host, set()).add(port)
-        literal = ip_of(host)
-        if literal is not None:
-            addresses = [literal]
+        if endpoint is not None:
+            endpoints.append(endpoint)
+            snapshot.names.setdefault(endpoint[0], set()).add(endpoint[1])
+    # Every engine name is looked up at once, all within ENGINE_RESOLVE_TIMEOUT; a name that does
+    # not resolve still counts by itself.
+    lookups = {(host, port): _dns_pool.submit(_getaddrinfo, host, port) for host, port in endpoints if ip_of(host) is None}
+    deadline = time.monotonic() + ENGINE_RESOLVE_TIMEOUT
+    for host, port in endpoints:
+        if (host, port) not in lookups:
+            addresses = [ip_of(host)]
         else:
             try:
-                addresses = [ip_of(a) for a in _resolve_name(host, port, ENGINE_RESOLVE_TIMEOUT)]
-            except OSError:
-                addresses = []  # the name itself still counts
+                addresses = [ip_of(a) for a in lookups[(host, port)].result(timeout=max(0.01, deadline - time.monotonic()))]
+            except (FutureTimeout, OSError):
+                addresses = []
         for ip in filter(None, addresses):
             for candidate in candidates(ip):
                 snapshot.addresses.setdefault(candidate, set()).add(port)
@@ -564,10 +568,10 @@ def request(method: str, url: str, *, timeout: float = 10.0, max_bytes: int = DE
                     return response  # a 307/308 would re-send the body to another origin: not followed
                 hop_url, redirects = target, redirects + 1
     except OutboundError as exc:
-        exc.redirects, exc.addresses = redirects, list(ctx.addresses)
         if ctx.expired and not isinstance(exc, (Refused, Timeout)):
-            raise Timeout(f"Timed out: no complete response within {timeout:g}s.", url=hop_url) from None
-        raise
+            exc = Timeout(f"Timed out: no complete response within {timeout:g}s.", url=hop_url)
+        exc.redirects, exc.addresses = redirects, list(ctx.addresses)
+        raise exc from None
     finally:
         ctx.finish()
         session.close()
