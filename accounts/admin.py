@@ -3,6 +3,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -15,40 +18,114 @@ class LockoutAwareAuthenticationForm(AdminAuthenticationForm):
 
     error_messages = {
         **AdminAuthenticationForm.error_messages,
-        "locked_out": "Too many failed logins for this account or address; try again later.",
+        "locked_out": "Too many failed logins for this account from this address, or from this address; "
+                      "try again in %(seconds)s seconds.",
     }
 
     def clean(self):
         username = self.cleaned_data.get("username")
-        if lockout.is_locked(username, self.request):
-            # Counted like a failure, so that hammering a locked account keeps it locked.
-            lockout.register_failure(username, self.request)
-            raise forms.ValidationError(self.error_messages["locked_out"], code="locked_out")
+        wait = lockout.retry_after(username, self.request)
+        if wait:
+            # Not counted (no password is checked), so waiting is enough to try again.
+            raise forms.ValidationError(self.error_messages["locked_out"], code="locked_out", params={"seconds": wait})
         return super().clean()
 
 
 admin.site.login_form = LockoutAwareAuthenticationForm
 
 
+User = get_user_model()
+# Django's own user admin, replaced by one that keeps superuser powers to superusers.
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class DockMonUserAdmin(DjangoUserAdmin):
+    """Users. An administrator who is not a superuser (the Administrators role) manages ordinary
+    accounts, but cannot make anyone staff or superuser, and cannot touch a superuser at all:
+    no password change (the password form answers 403), no deactivation, no deletion. The same
+    rules as /api/v1/users/."""
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += ["is_staff", "is_superuser"]
+        return fields
+
+    def _superuser_only(self, request, obj) -> bool:
+        return obj is not None and obj.is_superuser and not request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        if self._superuser_only(request, obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if self._superuser_only(request, obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        # The form has no such fields for them; refused here too, whatever reached this point.
+        if not request.user.is_superuser:
+            stored = User.objects.filter(pk=obj.pk).values("is_staff", "is_superuser").first() if change else None
+            if (stored or {}).get("is_superuser") or obj.is_superuser:
+                raise PermissionDenied("Only a superuser may change a superuser.")
+            if obj.is_staff != bool((stored or {}).get("is_staff")):
+                raise PermissionDenied("Only a superuser may make someone staff or take it away.")
+        super().save_model(request, obj, form, change)
+
+
 @admin.register(APIToken)
 class APITokenAdmin(admin.ModelAdmin):
+    """API tokens. A token acts as its user, so nobody but a superuser mints one for someone
+    else, and nobody moves a token to another user. Administrators see and revoke every token
+    (revoking is how a leaked one is stopped) but change only their own."""
+
     list_display = ["name", "user", "prefix", "read_only", "created_at", "expires_at", "last_used_at", "revoked_at"]
-    list_filter = ["read_only", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_filter = ["read_only", ("revoked_at", admin.EmptyFieldListFilter), ("user", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "user__username", "lookup"]
     readonly_fields = ["lookup", "created_at", "last_used_at", "revoked_at"]
     fields = ["user", "name", "read_only", "expires_at", "lookup", "created_at", "last_used_at", "revoked_at"]
     list_select_related = ["user"]
     actions = ["revoke"]
 
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is None and not request.user.is_superuser:
+            fields.remove("user")  # their own, set in save_model
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return ["user", *fields] if obj is not None else fields
+
+    def _others(self, request, obj) -> bool:
+        return obj is not None and obj.user_id != request.user.pk and not request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return not self._others(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not self._others(request, obj) and super().has_delete_permission(request, obj)
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("accounts.change_apitoken")
+
     def save_model(self, request, obj, form, change):
         if not change:
+            if not request.user.is_superuser:
+                obj.user = request.user
             token, raw = APIToken.issue(obj.user, name=obj.name, expires_at=obj.expires_at, read_only=obj.read_only)
             obj.pk = token.pk
             self.message_user(request, f"The new token (shown only now): {raw}")
             return
+        if obj.user_id != APIToken.objects.filter(pk=obj.pk).values_list("user_id", flat=True).first():
+            raise PermissionDenied("A token cannot be moved to another user.")
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         if count:

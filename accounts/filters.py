@@ -7,18 +7,18 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.choices import AuditSource
 from accounts.models import AuditEntry
-from dockmon_site.api import UTCDateTimeFilter
+from dockmon_site.api import IntegerFilter, UTCDateTimeFilter
 
 
 class AuditFilter(django_filters.FilterSet):
-    user = django_filters.NumberFilter(field_name="user_id")
+    user = IntegerFilter(field_name="user_id")
     username = django_filters.CharFilter(field_name="username")
     action = django_filters.CharFilter(field_name="action", lookup_expr="startswith", help_text="Prefix, e.g. container. or host.destroy")
     object_type = django_filters.CharFilter()
     object_id = django_filters.CharFilter()
     source = django_filters.ChoiceFilter(choices=AuditSource.choices)
     method = django_filters.CharFilter(lookup_expr="iexact")
-    status_code = django_filters.NumberFilter()
+    status_code = IntegerFilter()
     ip = django_filters.CharFilter(method="filter_ip", help_text="IPv4 or IPv6 address")
     since = UTCDateTimeFilter(field_name="ts", lookup_expr="gte")
     until = UTCDateTimeFilter(field_name="ts", lookup_expr="lt")
@@ -42,7 +42,7 @@ class AuditFilter(django_filters.FilterSet):
 
 class UserFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(method="filter_search")
-    group = django_filters.NumberFilter(field_name="groups")
+    group = IntegerFilter(field_name="groups")
 
     class Meta:
         model = get_user_model()

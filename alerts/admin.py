@@ -15,8 +15,29 @@ from alerts.models import (
     NotificationChannel,
     SubjectState,
 )
-from dockmon_site.admin_mixins import ObjectPermissionAdmin
+from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere, visible_choices
 from dockmon_site.permissions import filter_related
+
+
+def _visible_channels(user):
+    from alerts.api.views import visible_channels
+
+    return visible_channels(user)
+
+
+VisibleChannelFilter = visible_choices(_visible_channels)
+
+
+def _may_change_channel(user, channel) -> bool:
+    return user.has_perm("alerts.change_notificationchannel") or user.has_perm("alerts.change_notificationchannel", channel)
+
+
+def _changes_some_channel(user) -> bool:
+    """The model permission, or `change` granted on at least one channel."""
+    from guardian.shortcuts import get_objects_for_user
+
+    return user.is_superuser or user.has_perm("alerts.change_notificationchannel") or get_objects_for_user(
+        user, "alerts.change_notificationchannel", klass=NotificationChannel, accept_global_perms=False).exists()
 
 
 @admin.register(NotificationChannel)
@@ -39,16 +60,32 @@ class NotificationChannelAdmin(ObjectPermissionAdmin):
 
         return visible_channels(request.user, super().get_queryset(request))
 
-    @admin.action(description="Send a test notification")
-    def send_test(self, request, queryset):
+    def has_change_some_permission(self, request):
+        # The actions check each selected channel again.
+        return _changes_some_channel(request.user)
+
+    def _changeable(self, request, queryset) -> list[NotificationChannel]:
+        allowed = []
         for channel in queryset:
+            if _may_change_channel(request.user, channel):
+                allowed.append(channel)
+            else:
+                self.message_user(request, f"{channel.name}: you may view this channel but not change it.", messages.ERROR)
+        return allowed
+
+    # Sends a message through the channel on the user's behalf: `change` on the channel, as
+    # POST /api/v1/notification-channels/{id}/test/.
+    @admin.action(description="Send a test notification", permissions=["change_some"])
+    def send_test(self, request, queryset):
+        for channel in self._changeable(request, queryset):
             result = notify.send_test(channel, request.user)
             level = messages.SUCCESS if result["ok"] else messages.ERROR
             self.message_user(request, f"{channel.name}: {'sent' if result['ok'] else result['error']}", level)
 
-    @admin.action(description="Enable (clears the reason it was disabled)")
+    @admin.action(description="Enable (clears the reason it was disabled)", permissions=["change_some"])
     def enable(self, request, queryset):
-        count = queryset.update(enabled=True, disabled_reason="")
+        ids = [channel.pk for channel in self._changeable(request, queryset)]
+        count = NotificationChannel.objects.filter(pk__in=ids).update(enabled=True, disabled_reason="")
         self.message_user(request, f"{count} channel(s) enabled.")
 
 
@@ -102,7 +139,7 @@ class NotificationInline(admin.TabularInline):
 @admin.register(Alert)
 class AlertAdmin(ObjectPermissionAdmin):
     list_display = ["id", "title", "kind", "state", "severity", "subject_name", "occurrences", "first_seen_at", "last_seen_at"]
-    list_filter = ["state", "kind", "severity", "host"]
+    list_filter = ["state", "kind", "severity", ("host", VisibleHostFilter)]
     search_fields = ["title", "message", "subject_name", "dedup_key", "container__key"]
     list_select_related = ["rule"]
     readonly_fields = [f.name for f in Alert._meta.fields]
@@ -118,14 +155,19 @@ class AlertAdmin(ObjectPermissionAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Acknowledge")
+    def has_change_some_permission(self, request):
+        # The model permission (a role), or `change` on some host or container, which covers its
+        # alerts; each selected alert is checked again.
+        return request.user.has_perm("alerts.change_alert") or holds_somewhere(request.user, "change")
+
+    @admin.action(description="Acknowledge", permissions=["change_some"])
     def acknowledge(self, request, queryset):
         from dockmon_site.permissions import object_allowed
 
         done = sum(evaluator.acknowledge(a, request.user) for a in queryset if object_allowed(request.user, "change", a))
         self.message_user(request, f"{done} alert(s) acknowledged.")
 
-    @admin.action(description="Resolve")
+    @admin.action(description="Resolve", permissions=["change_some"])
     def resolve(self, request, queryset):
         from dockmon_site.permissions import object_allowed
 
@@ -138,7 +180,7 @@ class AlertAdmin(ObjectPermissionAdmin):
 class MaintenanceWindowAdmin(ObjectPermissionAdmin):
     list_display = ["name", "recurrence", "host", "container", "starts_at", "ends_at", "start_time", "duration_minutes", "timezone",
                     "enabled"]
-    list_filter = ["recurrence", "enabled", "host"]
+    list_filter = ["recurrence", "enabled", ("host", VisibleHostFilter)]
     search_fields = ["name"]
     raw_id_fields = ["container"]
 
@@ -216,7 +258,7 @@ class VisibleRowsAdmin(ObjectPermissionAdmin):
 @admin.register(Notification)
 class NotificationAdmin(VisibleRowsAdmin):
     list_display = ["id", "alert", "channel", "event", "status", "attempts", "next_attempt_at", "sent_at", "last_error"]
-    list_filter = ["status", "event", "channel"]
+    list_filter = ["status", "event", ("channel", VisibleChannelFilter)]
     search_fields = ["title", "body", "last_error"]
     list_select_related = ["channel", "alert"]
     readonly_fields = [f.name for f in Notification._meta.fields]
@@ -236,7 +278,12 @@ class NotificationAdmin(VisibleRowsAdmin):
         return request.user.has_perm("alerts.change_notificationchannel") or request.user.has_perm(
             "alerts.change_notificationchannel", note.channel)
 
-    @admin.action(description="Retry now")
+    def has_retry_permission(self, request):
+        user = request.user
+        return (user.is_superuser or user.has_perm("alerts.change_alert") or holds_somewhere(user, "change")
+                or _changes_some_channel(user))
+
+    @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request, queryset):
         from django.utils import timezone
 
@@ -250,7 +297,7 @@ class NotificationAdmin(VisibleRowsAdmin):
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(VisibleRowsAdmin):
     list_display = ["ts", "notification", "channel_name", "ok", "status_code", "duration_ms", "error"]
-    list_filter = ["ok", "status_code", "notification__channel"]
+    list_filter = ["ok", "status_code", ("notification__channel", VisibleChannelFilter)]
     search_fields = ["error", "notification__title", "notification__channel__name"]
     list_select_related = ["notification", "notification__channel"]
     readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]

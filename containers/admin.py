@@ -24,8 +24,23 @@ from containers.models import (
     StatsBatch,
     Tag,
 )
-from dockmon_site.admin_mixins import ObjectPermissionAdmin
-from dockmon_site.permissions import Visibility, has_container_perm, object_allowed, visible_containers, visible_hosts
+from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere, visible_choices
+from dockmon_site.permissions import (
+    Visibility,
+    has_container_perm,
+    has_host_perm,
+    object_allowed,
+    visible_containers,
+    visible_hosts,
+)
+
+
+def visible_tags(user):
+    """Tags on containers the user may view (a tag's name can say what runs where)."""
+    return Tag.objects.filter(container_links__container__in=visible_containers(user).values("key")).distinct()
+
+
+VisibleTagFilter = visible_choices(visible_tags)
 
 
 class HiddenIsNotFoundMixin:
@@ -267,7 +282,7 @@ RENAME_MAX = 50
 @admin.register(Container)
 class ContainerAdmin(HiddenIsNotFoundMixin, ObjectPermissionAdmin):
     list_display = ["name", "host", "state", "health", "image", "short_id", "started_at", "removed_at"]
-    list_filter = [RemovedFilter, "state", "health", "host", "tags"]
+    list_filter = [RemovedFilter, "state", "health", ("host", VisibleHostFilter), ("tags", VisibleTagFilter)]
     search_fields = ["name", "image", "key", "compose_project"]
     list_select_related = ["host"]
     inlines = [ContainerTagInline]
@@ -310,7 +325,7 @@ class ContainerAdmin(HiddenIsNotFoundMixin, ObjectPermissionAdmin):
         for failure in (r for r in results if not r.ok):
             self.message_user(request, f"{label} {failure.key}: {failure.error}", messages.ERROR)
 
-    @admin.action(description="Rename…")
+    @admin.action(description="Rename…", permissions=["operate"])
     def op_rename(self, request, queryset):
         """An intermediate page asks for the new names; submitting it renames on the engine."""
         containers = self._split_operable(request, queryset.order_by("name"))
@@ -341,6 +356,10 @@ class ContainerAdmin(HiddenIsNotFoundMixin, ObjectPermissionAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_operate_permission(self, request):
+        # Offered to who may operate some container; each selected one is checked again.
+        return holds_somewhere(request.user, "operate")
 
 
 class TagOriginFilter(admin.SimpleListFilter):
@@ -379,7 +398,7 @@ class TagAdmin(admin.ModelAdmin):
 @admin.register(Event)
 class EventAdmin(RowVisibilityAdmin):
     list_display = ["ts", "category", "type", "severity", "host", "container_name", "message", "actor"]
-    list_filter = ["category", "severity", "type", "host"]
+    list_filter = ["category", "severity", "type", ("host", VisibleHostFilter)]
     search_fields = ["message", "container_name", "container_key", "type"]
     date_hierarchy = "ts"
     list_select_related = ["host", "actor"]
@@ -395,7 +414,7 @@ class EventAdmin(RowVisibilityAdmin):
 @admin.register(StatsBatch)
 class StatsBatchAdmin(admin.ModelAdmin):
     list_display = ["host", "tier", "ts", "containers"]
-    list_filter = ["tier", "host"]
+    list_filter = ["tier", ("host", VisibleHostFilter)]
     search_fields = ["host__name", "host__url"]
     date_hierarchy = "ts"
     readonly_fields = ["host", "tier", "ts", "data"]
@@ -417,7 +436,7 @@ class StatsBatchAdmin(admin.ModelAdmin):
 @admin.register(DiskUsage)
 class DiskUsageAdmin(admin.ModelAdmin):
     list_display = ["host", "ts", "images_count", "images_size", "containers_size", "volumes_size", "build_cache_size"]
-    list_filter = ["host"]
+    list_filter = [("host", VisibleHostFilter)]
     search_fields = ["host__name", "host__url"]
     date_hierarchy = "ts"
     actions = ["refresh_now"]
@@ -425,11 +444,19 @@ class DiskUsageAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).filter(host__in=visible_hosts(request.user)).select_related("host")
 
-    @admin.action(description="Measure these hosts again now")
+    def has_operate_permission(self, request):
+        return holds_somewhere(request.user, "operate")
+
+    # Runs `docker system df` on each engine, which is heavy on a big host: for who may operate
+    # the host (checked per host), not for every viewer.
+    @admin.action(description="Measure these hosts again now", permissions=["operate"])
     def refresh_now(self, request, queryset):
         from containers.engine import EngineError
 
-        for host in {row.host for row in queryset}:
+        hosts = {row.host for row in queryset}
+        for host in sorted(hosts - {h for h in hosts if has_host_perm(request.user, "operate", h)}, key=str):
+            self.message_user(request, f"{host.name}: you may view this host but not operate it.", messages.ERROR)
+        for host in {h for h in hosts if has_host_perm(request.user, "operate", h)}:
             try:
                 services.record_disk_usage(host)
             except EngineError as exc:
@@ -445,7 +472,7 @@ class DiskUsageAdmin(admin.ModelAdmin):
 @admin.register(ProfileSession)
 class ProfileSessionAdmin(RowVisibilityAdmin):
     list_display = ["container_name", "host", "user", "started_at", "ended_at", "end_reason", "sample_count"]
-    list_filter = ["host", "end_reason"]
+    list_filter = [("host", VisibleHostFilter), "end_reason"]
     search_fields = ["container_name", "container_key"]
     date_hierarchy = "started_at"
     list_select_related = ["host", "user"]
@@ -540,14 +567,18 @@ class HostLeaseAdmin(SuperuserReadOnlyAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Release (another monitor takes the host)")
+    def has_release_permission(self, request):
+        return request.user.is_superuser
+
+    @admin.action(description="Release (another monitor takes the host)", permissions=["release"])
     def release(self, request, queryset):
         count = queryset.update(owner="", expires_at=None)
         self.message_user(request, f"Released {count} lease(s).", messages.SUCCESS)
 
 
 def _operation_action(name: str, label: str, *, action: str | None = None, force: bool = False):
-    @admin.action(description=label)
+    # Start/stop/... on the engine: `operate` on each container (checked in ContainerAdmin._bulk).
+    @admin.action(description=label, permissions=["operate"])
     def run(modeladmin, request, queryset):
         modeladmin._bulk(request, queryset, action or name, force=force)
 

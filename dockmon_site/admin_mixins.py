@@ -7,10 +7,48 @@ sees the host list with just that host, and may change exactly what the API lets
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Q
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from dockmon_site import csp
-from dockmon_site.permissions import object_allowed
+from dockmon_site.permissions import container_perm, host_perm, object_allowed, object_grants, visible_containers, visible_hosts
+
+
+def holds_somewhere(user, action: str) -> bool:
+    """May `user` do `action` (operate, update, change...) on at least one host or container:
+    as a superuser, by the model permission (a role) or by an object grant?
+
+    What an admin action on host- or container-bound rows declares (`has_<x>_permission`), so
+    that people who may only view do not get the action offered; the action still checks every
+    selected row, because holding a right somewhere is not holding it on each row.
+    """
+    if not (user and user.is_authenticated and user.is_active):
+        return False
+    if user.is_superuser or user.has_perm(host_perm(action)) or user.has_perm(container_perm(action)):
+        return True
+    hosts, keys = object_grants(user, action)
+    return bool(hosts or keys)
+
+
+def visible_choices(visible):
+    """A list filter for a relation (a host, container, channel...) whose choices are only the
+    objects `visible(user)` returns: Django's own filter lists every row of the related table,
+    which would name hosts and containers the user may not see."""
+
+    class VisibleRelatedFieldListFilter(admin.RelatedFieldListFilter):
+        def field_choices(self, field, request, model_admin):
+            ordering = self.field_admin_ordering(field, request, model_admin)
+            limit = None if request.user.is_superuser else Q(pk__in=visible(request.user).values("pk"))
+            return field.get_choices(include_blank=False, ordering=ordering, limit_choices_to=limit)
+
+    VisibleRelatedFieldListFilter.__name__ = f"Visible{getattr(visible, '__name__', 'objects').title().replace('_', '')}Filter"
+    return VisibleRelatedFieldListFilter
+
+
+# The hosts and containers the user may view; filters of other relations are made where the
+# visibility rule of that model lives (e.g. notification channels in alerts/admin.py).
+VisibleHostFilter = visible_choices(visible_hosts)
+VisibleContainerFilter = visible_choices(visible_containers)
 
 
 class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
@@ -21,8 +59,31 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
     the same rule as /api/v1/permissions/.
     """
 
+    # What the user must hold on a host or container to point a row of this admin at it (a
+    # select, a raw-id field, a many-to-many): at least viewing it; admins of rows that act on
+    # their container ask for more (e.g. "change" for a health check).
+    related_action = "view"
+
     def visible_queryset(self, request):  # pragma: no cover - each admin narrows its own queryset
         raise NotImplementedError
+
+    def _limit_related(self, db_field, request, kwargs) -> None:
+        from containers.models import Container, DockerHost
+
+        if request.user.is_superuser:
+            return
+        if db_field.related_model is DockerHost:
+            kwargs["queryset"] = visible_hosts(request.user, self.related_action)
+        elif db_field.related_model is Container:
+            kwargs["queryset"] = visible_containers(request.user, self.related_action)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        self._limit_related(db_field, request, kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        self._limit_related(db_field, request, kwargs)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def obj_perms_manage_view(self, request, object_pk):
         # guardian's page has an empty inline <style> block: allowed by its hash, nothing else

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.filters import OrderingFilter
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.response import Response
@@ -31,6 +35,11 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, (OverflowError, DataError)):
+        # A value the database cannot hold (a number beyond its integer range: SQLite raises
+        # OverflowError, PostgreSQL a DataError) is the client's mistake, not an outage.
+        logger.info("value out of the database's range in %s: %s", context.get("view"), exc)
+        return Response({"detail": "A value in the request is out of range."}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DatabaseError):
         # The database went away (restart, network): say so instead of a bare 500 page.
         logger.exception("database error while serving %s", context.get("view"))
@@ -55,6 +64,23 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
             except (OverflowError, ValueError):
                 raise serializers.ValidationError({self.field_name: ["Enter a date and time within years 1-9999."]}) from None
         return super().filter(qs, value)
+
+
+# The widest integer every supported database stores (SQLite INTEGER, PostgreSQL bigint).
+DB_INT_MIN, DB_INT_MAX = -(2**63), 2**63 - 1
+
+
+class IntegerFilter(django_filters.NumberFilter):
+    """A whole-number filter (ids, status codes) bounded to what the database can compare: a
+    value outside is a 400 naming the parameter, never a query (django-filter's NumberFilter
+    takes any decimal, and a huge one reached SQLite as an OverflowError)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", DB_INT_MIN)
+        kwargs.setdefault("max_value", DB_INT_MAX)
+        super().__init__(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -90,8 +116,43 @@ def secret_fields_of(serializer: serializers.Serializer) -> list[str]:
 # ---------------------------------------------------------------------------
 # Audit: tell the API call's audit row which object it touched (accounts/audit.py)
 # ---------------------------------------------------------------------------
+# A container's key as it appears in URLs: "{host uuid}:{12 hex}".
+CONTAINER_KEY_PATTERN = r"[0-9a-fA-F-]{36}:[0-9a-f]{12}"
+_CONTAINER_KEY = re.compile(rf"^{CONTAINER_KEY_PATTERN}$")
+
+
+class Metadata(SimpleMetadata):
+    """OPTIONS answers: DRF's, except that a view whose object lookup fails for a reason other
+    than 404/403 (one that finds its object by a rule of its own) is described without the
+    form it would not have shown, instead of answering 500."""
+
+    def determine_actions(self, request, view):
+        try:
+            return super().determine_actions(request, view)
+        except DatabaseError:
+            raise
+        except Exception:
+            logger.warning("OPTIONS %s: the actions could not be described", request.path, exc_info=True)
+            return {}
+
+
 class AuditedViewMixin:
-    """Names the object of an unsafe call on its audit row (AuditMiddleware writes the row)."""
+    """Names the object of an unsafe call on its audit row (AuditMiddleware writes the row).
+
+    Also, for every view built on it: a URL parameter named in `container_key_kwargs` that
+    cannot be a container key is 404 before any query (after authentication, so anonymous
+    callers still get 401), and OPTIONS never fails on an object lookup (Metadata above).
+    """
+
+    container_key_kwargs = ("key",)
+    metadata_class = Metadata
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        for name in self.container_key_kwargs:
+            value = kwargs.get(name)
+            if value is not None and not _CONTAINER_KEY.match(str(value)):
+                raise NotFound("No such container.")
 
     def get_object(self):
         obj = super().get_object()

@@ -166,9 +166,13 @@ GUARDIAN_RAISE_403 = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
-# Failed logins (admin, session and API token) per username and per client address: after
-# this many failures within the window, further attempts are refused until it ends.
+# Failed logins (admin, session and API token), accounts/lockout.py: after MAX_FAILURES of one
+# username from one address, that pair waits DELAY_SECONDS, doubling with each further failure up
+# to DELAY_MAX_SECONDS (other addresses are not affected); after MAX_FAILURES_PER_ADDRESS of any
+# usernames, the address waits LOCKOUT_SECONDS. Failures are forgotten LOCKOUT_SECONDS after the last.
 DOCKMON_LOGIN_MAX_FAILURES = envint("DOCKMON_LOGIN_MAX_FAILURES", 5, minimum=1)
+DOCKMON_LOGIN_DELAY_SECONDS = envint("DOCKMON_LOGIN_DELAY_SECONDS", 30, minimum=1)
+DOCKMON_LOGIN_DELAY_MAX_SECONDS = envint("DOCKMON_LOGIN_DELAY_MAX_SECONDS", 900, minimum=1)
 DOCKMON_LOGIN_MAX_FAILURES_PER_ADDRESS = envint("DOCKMON_LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1)
 DOCKMON_LOGIN_LOCKOUT_SECONDS = envint("DOCKMON_LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
 # Behind a reverse proxy that sets X-Forwarded-For, the client address comes from it.

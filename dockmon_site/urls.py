@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
 
+from accounts.schema_views import SchemaView, login_required_page
 from alerts import views as alert_views
 from containers import views as container_views
 from dockmon_site import ui, views
@@ -18,9 +18,10 @@ api_v1 = [
     path("", include("healthchecks.api.urls")),
     path("", include("alerts.api.urls")),
     path("config/", include("dockmon_site.api_config")),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Both need a login (401 for the schema, the login page for the docs).
+    path("schema/", SchemaView.as_view(), name="schema"),
     # Swagger UI with its init script as a file of its own (Content-Security-Policy, dockmon_site/api_docs.py).
-    path("docs/", ApiDocsView.as_view(url_name="schema"), name="docs"),
+    path("docs/", login_required_page(ApiDocsView).as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [

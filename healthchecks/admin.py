@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from rest_framework import serializers
 
-from dockmon_site.admin_mixins import ObjectPermissionAdmin
+from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
 from dockmon_site.permissions import has_container_perm, visible_containers
 from healthchecks import restarts, services
 from healthchecks.choices import CheckStatus
@@ -16,6 +16,9 @@ class ContainerScopedAdmin(ObjectPermissionAdmin):
     """Rows that belong to a container: visible and changeable exactly as the container is."""
 
     container_path = "container"
+    # A row acts on its container (probes it, restarts it): pointing one at a container needs
+    # `change` on that container, as in the API.
+    related_action = "change"
 
     def _visible(self, request, queryset):
         return queryset.filter(**{f"{self.container_path}__in": visible_containers(request.user).values("pk")})
@@ -48,6 +51,11 @@ class ContainerScopedAdmin(ObjectPermissionAdmin):
 
     def _changeable(self, request, queryset):
         return [obj for obj in queryset if has_container_perm(request.user, "change", self._container(obj))]
+
+    def has_change_some_permission(self, request):
+        # What the actions declare: `change` on some container (each selected row is checked
+        # again by _changeable).
+        return holds_somewhere(request.user, "change")
 
 
 class HealthCheckAdminForm(forms.ModelForm):
@@ -94,7 +102,7 @@ class HealthCheckAdmin(ContainerScopedAdmin):
     form = HealthCheckAdminForm
     list_display = ["__str__", "container_name", "method", "url", "status", "last_response_ms", "consecutive_failures",
                     "last_checked_at", "interval_seconds", "auto_restart", "enabled"]
-    list_filter = ["status", "enabled", "auto_restart", "method", "container__host"]
+    list_filter = ["status", "enabled", "auto_restart", "method", ("container__host", VisibleHostFilter)]
     search_fields = ["name", "url", "container__name", "container__key"]
     list_select_related = ["container", "container__host"]
     raw_id_fields = ["container"]
@@ -108,7 +116,8 @@ class HealthCheckAdmin(ContainerScopedAdmin):
     def container_name(self, obj):
         return obj.container.name
 
-    @admin.action(description="Run the selected checks now")
+    # Sends each check's request now, on the user's behalf: `change` on its container.
+    @admin.action(description="Run the selected checks now", permissions=["change_some"])
     def run_now(self, request, queryset):
         done = []
         for check in self._changeable(request, queryset):
@@ -120,19 +129,19 @@ class HealthCheckAdmin(ContainerScopedAdmin):
             done.append(f"{check}: {'OK' if result.ok else result.error} ({result.response_ms} ms)")
         self.message_user(request, "; ".join(done) or "Nothing you may run.", messages.INFO)
 
-    @admin.action(description="Enable the selected checks")
+    @admin.action(description="Enable the selected checks", permissions=["change_some"])
     def enable(self, request, queryset):
         ids = [c.pk for c in self._changeable(request, queryset)]
         count = HealthCheck.objects.filter(pk__in=ids).update(enabled=True, next_due_at=timezone.now())
         self.message_user(request, f"Enabled {count} check(s).", messages.SUCCESS)
 
-    @admin.action(description="Disable the selected checks")
+    @admin.action(description="Disable the selected checks", permissions=["change_some"])
     def disable(self, request, queryset):
         ids = [c.pk for c in self._changeable(request, queryset)]
         count = HealthCheck.objects.filter(pk__in=ids).update(enabled=False, status=CheckStatus.UNKNOWN)
         self.message_user(request, f"Disabled {count} check(s).", messages.SUCCESS)
 
-    @admin.action(description="Reset status and counters")
+    @admin.action(description="Reset status and counters", permissions=["change_some"])
     def reset_state(self, request, queryset):
         ids = [c.pk for c in self._changeable(request, queryset)]
         count = HealthCheck.objects.filter(pk__in=ids).update(
@@ -152,7 +161,7 @@ class HealthCheckAdmin(ContainerScopedAdmin):
 class CheckResultAdmin(ContainerScopedAdmin):
     container_path = "health_check__container"
     list_display = ["ts", "health_check", "status", "status_code", "response_ms", "error"]
-    list_filter = ["status", "health_check__container__host"]
+    list_filter = ["status", ("health_check__container__host", VisibleHostFilter)]
     search_fields = ["health_check__name", "health_check__url", "health_check__container__name", "error"]
     list_select_related = ["health_check", "health_check__container"]
     date_hierarchy = "ts"
@@ -168,26 +177,26 @@ class CheckResultAdmin(ContainerScopedAdmin):
 class AutoRestartConfigAdmin(ContainerScopedAdmin):
     list_display = ["container", "enabled", "max_retries", "initial_delay_seconds", "backoff_factor", "max_delay_seconds",
                     "reset_after_minutes", "attempts", "last_attempt_at", "gave_up_at"]
-    list_filter = ["enabled", ("gave_up_at", admin.EmptyFieldListFilter), "container__host"]
+    list_filter = ["enabled", ("gave_up_at", admin.EmptyFieldListFilter), ("container__host", VisibleHostFilter)]
     search_fields = ["container__name", "container__key"]
     list_select_related = ["container", "container__host"]
     raw_id_fields = ["container"]
     readonly_fields = ["attempts", "last_attempt_at", "gave_up_at", "updated_at"]
     actions = ["reset_guard", "enable", "disable"]
 
-    @admin.action(description="Reset the restart counter and loop guard")
+    @admin.action(description="Reset the restart counter and loop guard", permissions=["change_some"])
     def reset_guard(self, request, queryset):
         configs = self._changeable(request, queryset)
         for config in configs:
             restarts.reset(config)
         self.message_user(request, f"Reset {len(configs)} container(s).", messages.SUCCESS)
 
-    @admin.action(description="Enable auto-restart")
+    @admin.action(description="Enable auto-restart", permissions=["change_some"])
     def enable(self, request, queryset):
         count = AutoRestartConfig.objects.filter(pk__in=[c.pk for c in self._changeable(request, queryset)]).update(enabled=True)
         self.message_user(request, f"Enabled {count}.", messages.SUCCESS)
 
-    @admin.action(description="Disable auto-restart")
+    @admin.action(description="Disable auto-restart", permissions=["change_some"])
     def disable(self, request, queryset):
         count = AutoRestartConfig.objects.filter(pk__in=[c.pk for c in self._changeable(request, queryset)]).update(enabled=False)
         self.message_user(request, f"Disabled {count}.", messages.SUCCESS)
@@ -196,7 +205,7 @@ class AutoRestartConfigAdmin(ContainerScopedAdmin):
 @admin.register(RestartAttempt)
 class RestartAttemptAdmin(ContainerScopedAdmin):
     list_display = ["created_at", "container", "trigger", "attempt", "delay_seconds", "status", "due_at", "finished_at", "error"]
-    list_filter = ["status", "trigger", "container__host"]
+    list_filter = ["status", "trigger", ("container__host", VisibleHostFilter)]
     search_fields = ["container__name", "container__key", "reason", "error"]
     list_select_related = ["container", "container__host"]
     readonly_fields = ["container", "health_check", "trigger", "attempt", "delay_seconds", "reason", "status", "due_at",
@@ -206,7 +215,7 @@ class RestartAttemptAdmin(ContainerScopedAdmin):
     def has_add_permission(self, request):
         return False  # attempts come from auto-restart
 
-    @admin.action(description="Cancel the selected pending restarts")
+    @admin.action(description="Cancel the selected pending restarts", permissions=["change_some"])
     def cancel(self, request, queryset):
         ids = [a.pk for a in self._changeable(request, queryset)]
         count = RestartAttempt.objects.filter(pk__in=ids, status="pending").update(

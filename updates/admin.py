@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from dockmon_site.admin_mixins import ObjectPermissionAdmin
+from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
 from dockmon_site.permissions import has_container_perm, visible_containers
 from updates import services
 from updates.models import (
@@ -20,6 +20,16 @@ from updates.policies import decide
 
 class ContainerScopedAdmin(ObjectPermissionAdmin):
     """Rows of one container: visible and changeable exactly as the container is (permissions.py)."""
+
+    # Pointing a row (a policy, an auto-update window) at a container needs `change` on it.
+    related_action = "change"
+
+    def has_change_some_permission(self, request):
+        # What row-changing actions declare; each selected row is checked again.
+        return holds_somewhere(request.user, "change")
+
+    def has_update_some_permission(self, request):
+        return holds_somewhere(request.user, "update")
 
     def visible_queryset(self, request):
         return self.model.objects.filter(container__in=visible_containers(request.user).values("pk"))
@@ -47,7 +57,7 @@ class ContainerScopedAdmin(ObjectPermissionAdmin):
 class ContainerUpdateAdmin(ContainerScopedAdmin):
     list_display = ["container_name", "host_name", "image", "status", "update_available", "current_version",
                     "latest_version", "tracking_mode", "checked_at"]
-    list_filter = ["status", "update_available", "tracking_mode", "include_prerelease", "container__host"]
+    list_filter = ["status", "update_available", "tracking_mode", "include_prerelease", ("container__host", VisibleHostFilter)]
     search_fields = ["container__name", "container__key", "image"]
     list_select_related = ["container", "container__host"]
     readonly_fields = ["container", "image", "current_digest", "current_version", "latest_digest", "latest_version",
@@ -71,7 +81,9 @@ class ContainerUpdateAdmin(ContainerScopedAdmin):
     def has_add_permission(self, request):
         return False  # rows come from update checks
 
-    @admin.action(description="Check the selected containers for updates now")
+    # Asks the registries about the selected (visible) containers' images; nothing on the
+    # engines changes, so viewing is enough, as for POST /api/v1/updates/check/.
+    @admin.action(description="Check the selected containers for updates now", permissions=["view"])
     def check_now(self, request, queryset):
         keys = list(queryset.values_list("container_id", flat=True))
         summary = services.check(container_keys=keys, force=True)
@@ -102,15 +114,15 @@ class UpdatePolicyAdmin(ContainerScopedAdmin):
         count = UpdatePolicy.objects.filter(pk__in=allowed).update(policy=policy)
         self.message_user(request, f"{count} policy(ies) set to {policy}.", messages.SUCCESS)
 
-    @admin.action(description="Set to allow")
+    @admin.action(description="Set to allow", permissions=["change_some"])
     def set_allow(self, request, queryset):
         self._set(request, queryset, "allow")
 
-    @admin.action(description="Set to warn")
+    @admin.action(description="Set to warn", permissions=["change_some"])
     def set_warn(self, request, queryset):
         self._set(request, queryset, "warn")
 
-    @admin.action(description="Set to block")
+    @admin.action(description="Set to block", permissions=["change_some"])
     def set_block(self, request, queryset):
         self._set(request, queryset, "block")
 
@@ -150,11 +162,11 @@ class PolicyCategoryAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
-    @admin.action(description="Enable the selected categories")
+    @admin.action(description="Enable the selected categories", permissions=["change"])
     def enable(self, request, queryset):
         self.message_user(request, f"{queryset.update(enabled=True)} category(ies) enabled.", messages.SUCCESS)
 
-    @admin.action(description="Disable the selected categories")
+    @admin.action(description="Disable the selected categories", permissions=["change"])
     def disable(self, request, queryset):
         self.message_user(request, f"{queryset.update(enabled=False)} category(ies) disabled.", messages.SUCCESS)
 
@@ -186,7 +198,7 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
     def has_ca(self, obj):
         return bool(obj.ca_cert)
 
-    @admin.action(description="Forget cached registry answers (next check asks again)")
+    @admin.action(description="Forget cached registry answers (next check asks again)", permissions=["change"])
     def forget_cached_answers(self, request, queryset):
         services.clear_cache()
         self.message_user(request, "Cached registry answers forgotten.", messages.SUCCESS)
@@ -212,12 +224,13 @@ def _update_selected(modeladmin, request, containers, *, force: bool) -> None:
         modeladmin.message_user(request, text, messages.WARNING)
 
 
-@admin.action(description="Update the selected containers now (policy allow)")
+# Recreates containers on their engines: `update` on each (executor.check_allowed refuses the others).
+@admin.action(description="Update the selected containers now (policy allow)", permissions=["update_some"])
 def update_now(modeladmin, request, queryset):
     _update_selected(modeladmin, request, [row.container for row in queryset.select_related("container__host")], force=False)
 
 
-@admin.action(description="Update the selected containers now, forcing warn policies")
+@admin.action(description="Update the selected containers now, forcing warn policies", permissions=["update_some"])
 def update_now_forced(modeladmin, request, queryset):
     _update_selected(modeladmin, request, [row.container for row in queryset.select_related("container__host")], force=True)
 
@@ -230,7 +243,7 @@ class UpdateRunAdmin(admin.ModelAdmin):
     """Runs are written by the executor only: read-only here, visible as their container is."""
 
     list_display = ["id", "container_name", "host", "status", "stage", "trigger", "requested_by", "created_at", "finished_at"]
-    list_filter = ["status", "stage", "trigger", "host"]
+    list_filter = ["status", "stage", "trigger", ("host", VisibleHostFilter)]
     search_fields = ["container_name", "old_key", "new_key", "image", "error", "batch"]
     list_select_related = ["host", "requested_by"]
     date_hierarchy = "created_at"
@@ -257,7 +270,10 @@ class UpdateRunAdmin(admin.ModelAdmin):
     def has_module_permission(self, request):
         return request.user.is_active and request.user.is_staff
 
-    @admin.action(description="Repair interrupted updates and orphaned backups now")
+    def has_repair_permission(self, request):
+        return request.user.is_superuser
+
+    @admin.action(description="Repair interrupted updates and orphaned backups now", permissions=["repair"])
     def repair_now(self, request, queryset):
         from updates import executor
 
@@ -270,6 +286,7 @@ class UpdateRunAdmin(admin.ModelAdmin):
 
 @admin.register(AutoUpdate)
 class AutoUpdateAdmin(ContainerScopedAdmin):
+    related_action = "update"  # auto-update recreates the container: the update right
     list_display = ["container", "enabled", "days", "start", "end", "timezone", "updated_at"]
     list_filter = ["enabled", "timezone"]
     search_fields = ["container__name", "container__key"]

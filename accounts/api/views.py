@@ -38,7 +38,7 @@ from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
 from containers.choices import EventCategory
 from dockmon_site import bus
-from dockmon_site.api import AuditedViewMixin
+from dockmon_site.api import DB_INT_MAX, AuditedViewMixin
 from dockmon_site.permissions import ModelPermissions
 
 User = get_user_model()
@@ -63,9 +63,10 @@ class TokenObtainView(APIView):
     )
     def post(self, request):
         username = request.data.get("username") if hasattr(request.data, "get") else None
-        if lockout.is_locked(username if isinstance(username, str) else None, request._request):
+        wait = lockout.retry_after(username if isinstance(username, str) else None, request._request)
+        if wait:
             # Same answer as the rate throttle, so a client backs off either way.
-            raise exceptions.Throttled(wait=settings.DOCKMON_LOGIN_LOCKOUT_SECONDS, detail="Too many failed logins; try again later.")
+            raise exceptions.Throttled(wait=wait, detail="Too many failed logins; try again later.")
         serializer = TokenObtainSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         token = serializer.save()
@@ -124,11 +125,23 @@ class UserViewSet(AuditedViewMixin, viewsets.ModelViewSet):
             raise exceptions.PermissionDenied("Only a superuser may delete a superuser.")
         instance.delete()
 
+    def perform_create(self, serializer):
+        self._staff_only_by_superusers(serializer, False)
+        serializer.save()
+
     def perform_update(self, serializer):
         instance = serializer.instance
         if instance.is_superuser and not self.request.user.is_superuser:
+            # Their password, groups, activity: a non-superuser administrator touches none of it.
             raise exceptions.PermissionDenied("Only a superuser may change a superuser.")
+        self._staff_only_by_superusers(serializer, instance.is_staff)
         serializer.save()
+
+    def _staff_only_by_superusers(self, serializer, current: bool) -> None:
+        # Staff opens the Django admin; only a superuser gives it or takes it away.
+        wanted = serializer.validated_data.get("is_staff", current)
+        if wanted != current and not self.request.user.is_superuser:
+            raise exceptions.PermissionDenied("Only a superuser may make someone staff or take it away.")
 
 
 class GroupViewSet(AuditedViewMixin, viewsets.ModelViewSet):
@@ -169,11 +182,15 @@ class GrantViewSet(AuditedViewMixin, viewsets.ViewSet):
     lookup_value_regex = "[ug][0-9]+"
     lookup_field = "id"
 
+    def get_serializer(self, *args, **kwargs):
+        # A plain ViewSet has none; OPTIONS (DRF's metadata) and the audit mixin ask for one.
+        return GrantSerializer(*args, **kwargs)
+
     def _int_param(self, name: str) -> int | None:
         value = self.request.query_params.get(name)
         if value in (None, ""):
             return None
-        if not value.isdigit():
+        if not value.isdigit() or int(value) > DB_INT_MAX:
             raise exceptions.ValidationError({name: ["Enter a whole number."]})
         return int(value)
 

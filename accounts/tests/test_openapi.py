@@ -28,6 +28,28 @@ def test_the_schema_validates_without_warnings(tmp_path, capsys):
     assert "tokenAuth:" in text
 
 
+@pytest.mark.trust
+def test_the_schema_and_the_docs_need_a_login(admin, client):
+    """Anonymous: 401 for the schema, the login page for the docs; with a token or a session, both."""
+    from rest_framework.test import APIClient
+
+    anonymous = APIClient()
+    assert anonymous.get("/api/v1/schema/").status_code == 401
+    assert anonymous.get("/api/v1/schema/?format=json").status_code == 401
+    response = anonymous.get("/api/v1/docs/")
+    assert response.status_code == 302 and response["Location"] == "/login/?next=/api/v1/docs/"
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token dm_0123456789_nope")
+    assert bad.get("/api/v1/schema/").status_code == 401
+    _, raw = APIToken.issue(admin, name="schema")
+    token = APIClient()
+    token.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
+    assert "/api/v1/hosts/" in token.get("/api/v1/schema/?format=json").json()["paths"]
+    client.force_login(admin)
+    assert client.get("/api/v1/docs/").status_code == 200
+    assert client.get("/api/v1/schema/?format=json").status_code == 200
+
+
 def test_the_login_endpoint_is_documented_as_unauthenticated(admin_client):
     schema = admin_client.get("/api/v1/schema/?format=json").json()
     login = schema["paths"]["/api/v1/auth/token/"]["post"]
@@ -96,8 +118,8 @@ def test_schemathesis_finds_no_server_errors(transactional_db, django_user_model
         admin = django_user_model.objects.create_superuser("fuzz-admin", password=None)
         _, raw = APIToken.issue(admin, name="fuzz")
         base = f"http://127.0.0.1:{server.port}"
-        schema = schemathesis.openapi.from_url(f"{base}/api/v1/schema/?format=json")
         headers = {"Authorization": f"Token {raw}"}
+        schema = schemathesis.openapi.from_url(f"{base}/api/v1/schema/?format=json", headers=headers)  # the schema needs a login
         failures: list[str] = []
         operations = 0
         calls = {"n": 0}

@@ -121,7 +121,19 @@ def test_a_staff_user_who_may_only_view_is_refused_every_operation(make_host, al
     name = f"adminop-{unique}"
     row = sync_container(host, run_container(alpha, name))
     user, client = _staff(f"viewer{unique}", ("containers.view_dockerhost", host))
-    assert client.get("/admin/containers/container/").status_code == 200
+    page = client.get("/admin/containers/container/")
+    assert page.status_code == 200
+    # Who may operate nothing is offered no operation (the actions declare `operate`)...
+    assert 'value="op_stop"' not in page.content.decode() and 'value="op_rename"' not in page.content.decode()
+    for action in ("op_stop", "op_kill", "op_remove_force", "op_rename"):
+        response = _act(client, action, row.key)
+        assert response.status_code == 200, action
+        assert "done" not in _messages(response), action  # the POST runs no action at all
+        assert _running(alpha, name) == "true", action  # nothing happened on the engine
+    # ...and who may operate some other container gets the actions, refused on this one.
+    other = Container.objects.create(host=host, short_id="0" * 12, container_id="0" * 64, name=f"other-{unique}")
+    assign_perm("containers.operate_container", user, other)
+    assert 'value="op_stop"' in client.get("/admin/containers/container/").content.decode()
     for action in ("op_stop", "op_kill", "op_pause", "op_restart", "op_remove", "op_remove_force"):
         response = _act(client, action, row.key)
         assert response.status_code == 200, action

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     help = (
         "Make sure an administrator exists. Uses DOCKMON_ADMIN_USER / DOCKMON_ADMIN_PASSWORD when set; "
-        "otherwise creates 'admin' with a generated password printed once."
+        "otherwise creates 'admin' with a generated password printed once. An existing user's password is never changed."
     )
 
     def handle(self, *args, **options):
@@ -17,12 +17,10 @@ class Command(BaseCommand):
         password = os.environ.get("DOCKMON_ADMIN_PASSWORD", "")
         user = User.objects.filter(username=username).first()
         if user is not None:
-            if password and not user.check_password(password):
-                user.set_password(password)
-                user.save(update_fields=["password"])
-                self.stdout.write(f"Administrator {username!r}: password set from DOCKMON_ADMIN_PASSWORD.")
-            else:
-                self.stdout.write(f"Administrator {username!r} exists.")
+            # Never reset on start-up: a password changed since (in the UI, the admin or with
+            # changepassword) stays, and a leaked environment cannot reset it by a restart.
+            note = " (DOCKMON_ADMIN_PASSWORD is used only when creating it; use `manage.py changepassword` to change it)"
+            self.stdout.write(f"Administrator {username!r} exists{note if password else ''}.")
             return
         if User.objects.filter(is_superuser=True).exists() and not os.environ.get("DOCKMON_ADMIN_USER"):
             self.stdout.write("An administrator exists.")
