@@ -4,9 +4,11 @@ thread that writes their results.
 Why not run a batch inside the task and wait for it: with one worker process, a batch holding
 a hanging endpoint would hold the worker for that endpoint's timeout, and every check due
 meanwhile would be late. Here the task only hands the probes over and returns; each probe
-occupies one pool thread for at most its own timeout. Probe threads never touch the database
-(so a pool of hundreds of threads does not mean hundreds of database connections): results go
-through a queue to the single recorder thread. If the process dies with probes in flight, their
+occupies one pool thread for at most its own timeout. Probe threads do not keep database
+connections (so a pool of hundreds of threads does not mean hundreds of them): results go
+through a queue to the single recorder thread, and the outbound policy's list of registered
+engines is read by the task before it hands the probes over (a probe thread that finds it
+stale re-reads it and closes the connection again). If the process dies with probes in flight, their
 leases run out and the next dispatch claims them again.
 """
 

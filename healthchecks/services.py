@@ -27,7 +27,7 @@ from containers.models import Container
 from dockmon_site import bus, outbound
 from healthchecks.choices import CheckStatus, ResultStatus
 from healthchecks.models import TIMEOUT_MAX, CheckResult, HealthCheck
-from healthchecks.probe import ProbeResult, ProbeSpec, probe
+from healthchecks.probe import ProbeResult, ProbeSpec, probe, public_error
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,8 @@ def record_many(outcomes: list[Outcome]) -> dict[int, HealthCheck]:
         for check, result in restart_due:
             restarts.request_restart(
                 check.container, trigger="health_check", health_check=check,
-                reason=f"health check {check.name or check.url} failed {check.consecutive_failures} times: {result.error}",
+                reason=f"health check {check.name or check.url} failed {check.consecutive_failures} times: "
+                       f"{public_error(result.error)}",
             )
     return updated
 
@@ -270,7 +271,7 @@ def _announce(check: HealthCheck, previous: str, result: ProbeResult) -> None:
     label = check.name or check.url
     if check.status == CheckStatus.UNHEALTHY:
         severity = Severity.WARNING
-        text = f"{container.name}: health check {label} is unhealthy ({result.error})"
+        text = f"{container.name}: health check {label} is unhealthy ({public_error(result.error)})"
     else:
         severity = Severity.INFO
         text = f"{container.name}: health check {label} is {check.status}"
@@ -291,7 +292,9 @@ def _announce(check: HealthCheck, previous: str, result: ProbeResult) -> None:
             "previous": previous,
             "response_ms": result.response_ms,
             "status_code": result.status_code,
-            "error": result.error,
+            # Everyone who may view the container sees the event: the kind of failure only
+            # (administrators read the detail in last_error and the results).
+            "error": public_error(result.error),
             "consecutive_failures": check.consecutive_failures,
         },
     )
