@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 
 from alerts import evaluator, notify
@@ -40,8 +41,42 @@ def _changes_some_channel(user) -> bool:
         user, "alerts.change_notificationchannel", klass=NotificationChannel, accept_global_perms=False).exists()
 
 
+class NotificationChannelAdminForm(forms.ModelForm):
+    """The API's rule on where a channel sends (alerts/destinations.py): choosing a destination
+    (base URL, SMTP host, apprise URL...) is for administrators, and every destination passes the
+    outbound policy. Stored secrets are never shown here; the model drops them when the
+    destination moves."""
+
+    request_user = None  # set per request by NotificationChannelAdmin.get_form
+
+    class Meta:
+        model = NotificationChannel
+        fields = ["name", "kind", "config", "enabled"]
+
+    def clean(self):
+        from alerts import destinations
+        from alerts.transports import TRANSPORTS, transport_class
+
+        cleaned = super().clean()
+        kind = cleaned.get("kind") or self.instance.kind
+        config = cleaned.get("config")
+        if kind not in TRANSPORTS or "config" not in cleaned:
+            return cleaned
+        if not isinstance(config, dict):
+            self.add_error("config", "Enter the settings as a JSON object.")
+            return cleaned
+        same_kind = bool(self.instance.pk) and self.instance.kind == kind
+        merged = {**config, **(self.instance.secret_dict if same_kind else {})}
+        previous = self.instance.destination() if same_kind else None
+        errors = destinations.config_errors(transport_class(kind), merged, user=self.request_user, previous=previous)
+        for name, message in sorted(errors.items()):
+            self.add_error("config", f"{name}: {message}")
+        return cleaned
+
+
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(ObjectPermissionAdmin):
+    form = NotificationChannelAdminForm
     list_display = ["name", "kind", "enabled", "disabled_reason", "last_sent_at", "last_error"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]
@@ -54,6 +89,10 @@ class NotificationChannelAdmin(ObjectPermissionAdmin):
         from alerts.api.views import visible_channels
 
         return visible_channels(request.user)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"request_user": request.user})
 
     def get_queryset(self, request):
         from alerts.api.views import visible_channels

@@ -87,8 +87,31 @@ class HealthCheckAdminForm(forms.ModelForm):
     def clean_tls_ca(self):
         return self._api_check("tls_ca", self.cleaned_data.get("tls_ca", ""))
 
+    # Set per request by HealthCheckAdmin.get_form: may this user choose methods other than GET/HEAD?
+    is_admin = False
+
+    def clean_method(self):
+        # As in the API: a method that can change things on the target (POST...) is chosen by
+        # administrators only.
+        from dockmon_site import outbound
+
+        value = self.cleaned_data.get("method", "")
+        if not (self.instance.pk and value == self.instance.method):
+            try:
+                outbound.check_method(value, admin=self.is_admin)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return value
+
     def clean(self):
         cleaned = super().clean()
+        from dockmon_site import outbound
+
+        method = str(cleaned.get("method") or "").upper()
+        if self.instance.pk and method and method not in outbound.SAFE_METHODS and not self.is_admin and \
+                "url" in cleaned and cleaned["url"] != self.instance.url:
+            # Where a POST goes was approved by an administrator (healthchecks.models.HealthCheck.save).
+            self.add_error("url", f"This check sends {method}: only an administrator may change its URL; switch it to GET or HEAD first.")
         timeout, interval = cleaned.get("timeout_seconds"), cleaned.get("interval_seconds")
         if timeout is not None and interval is not None and timeout >= interval:
             self.add_error("timeout_seconds", "The timeout must be shorter than the interval.")
@@ -115,6 +138,12 @@ class HealthCheckAdmin(ContainerScopedAdmin):
     @admin.display(ordering="container__name", description="container")
     def container_name(self, obj):
         return obj.container.name
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        from dockmon_site.permissions import is_administrator
+
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"is_admin": is_administrator(request.user)})
 
     # Sends each check's request now, on the user's behalf: `change` on its container.
     @admin.action(description="Run the selected checks now", permissions=["change_some"])
