@@ -8,7 +8,15 @@ with ``Link`` pagination. Every request has a timeout; 429 / ``Retry-After`` are
 a bounded backoff; an exhausted ``RateLimit-Remaining`` stops GETs (which count against Docker
 Hub's limit) instead of burning through it.
 
-Nothing here touches the database; callers pass credentials in.
+Every request goes through the outbound policy (dockmon_site/outbound.py): the registry itself,
+the token realm a registry names in its challenge, ``Link`` pages and every redirect hop (blob and
+manifest redirects to storage) are checked and connected to as checked - never a registered
+Docker engine's address:port, ports 2375/2376, link-local or metadata addresses, nor what the
+administrators' deny/allow lists exclude. Answers are read up to a size cap within a total
+deadline. Loopback registries (127.0.0.1:5000...) stay allowed: that is where local ones live.
+
+Nothing here touches the database (the policy reads the registered engines itself); callers
+pass credentials in.
 """
 
 from __future__ import annotations
@@ -24,13 +32,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
 from django.conf import settings
 
-from dockmon_site import crypto
+from dockmon_site import crypto, outbound
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,9 @@ _IMAGE_ID_RE = re.compile(r"^(sha256:)?[a-f0-9]{64}$")
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm", "i386": "386"}
 _TAG_PAGE_SIZE = 1000
 _MAX_TAG_PAGES = 50
+# Answer caps: registries refuse manifests over 4 MiB; a page of 1000 tags is far below it.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_TOKEN_BYTES = 256 * 1024
 
 
 # ---------------------------------------------------------------------------
@@ -78,6 +87,12 @@ class ManifestNotFound(RegistryError):
 
 class RateLimited(RegistryError):
     kind = "rate_limited"
+
+
+class RegistryRefused(RegistryError):
+    """The outbound policy refuses the registry, its token service or a redirect."""
+
+    kind = "refused"
 
 
 # ---------------------------------------------------------------------------
@@ -247,19 +262,6 @@ class Credential:
     insecure: bool = False
 
 
-def _ca_file(pem: str) -> str:
-    """requests needs the CA as a file: keep one per distinct PEM under the data dir."""
-    digest = hashlib.sha256(pem.encode()).hexdigest()[:24]
-    folder = Path(settings.DATA_DIR) / "registry-ca"
-    path = folder / f"{digest}.pem"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(pem.strip() + "\n")
-        tmp.replace(path)
-    return str(path)
-
-
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """``Bearer realm="https://auth.docker.io/token",service="registry.docker.io"`` → ("bearer", {...})."""
     scheme, _, rest = (header or "").strip().partition(" ")
@@ -279,17 +281,23 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: outbound.OutboundError) -> str:
+    # The policy's messages name hosts and ports, never a path or query (signed storage URLs).
     text = " ".join(str(exc).split())
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"TLS verification failed: {text[:200]}"
-    if isinstance(exc, requests.exceptions.Timeout):
+    if isinstance(exc, outbound.Timeout):
         return "The registry did not answer in time."
     if "Connection refused" in text:
         return "Connection refused: no registry listens there."
     if "Name or service not known" in text or "Temporary failure in name resolution" in text:
         return "The registry's host name cannot be resolved."
+    if text.startswith("TLS error"):
+        return f"TLS verification failed: {text[:200]}"
     return f"Cannot connect: {text[:200]}"
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 # ---------------------------------------------------------------------------
@@ -298,7 +306,7 @@ def _describe(exc: BaseException) -> str:
 class RegistryClient:
     """One client per check run: it keeps tokens and rate-limit state between requests.
 
-    Thread-safe: each thread gets its own requests session; shared state is locked.
+    Thread-safe: each request has its own connection (outbound.request); shared state is locked.
     """
 
     def __init__(
@@ -315,7 +323,6 @@ class RegistryClient:
         self.max_retries = settings.DOCKMON_REGISTRY_MAX_RETRIES if max_retries is None else max_retries
         self.max_wait = settings.DOCKMON_REGISTRY_MAX_WAIT if max_wait is None else max_wait
         self._sleep = sleep
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._challenges: dict[str, tuple[str, dict]] = {}
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
@@ -323,17 +330,6 @@ class RegistryClient:
         self.stats: Counter = Counter()
 
     # -- plumbing -----------------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            # The environment (REQUESTS_CA_BUNDLE, proxies) must not override a registry's own
-            # CA or send loopback traffic to a proxy: the per-registry settings decide.
-            session.trust_env = False
-            session.headers["User-Agent"] = "DockMon update checker"
-            self._local.session = session
-        return session
-
     def _credential(self, registry: str) -> Credential:
         cred = self.credentials.get(canonical_registry(registry)) or Credential()
         if crypto.is_undecryptable(cred.password):
@@ -348,9 +344,29 @@ class RegistryClient:
         plain = is_loopback(registry) or self._credential(registry).insecure
         return f"{'http' if plain else 'https'}://{host}"
 
-    def _verify(self, registry: str):
+    def _send(self, method: str, registry: str, url: str, *, what: str, headers: dict | None = None, auth=None,
+              max_bytes: int = MAX_ANSWER_BYTES) -> outbound.Response:
+        """One request under the outbound policy, with the registry's TLS settings. Credentials
+        (`headers`, `auth`) go to `url`'s origin only, never to a host a redirect points at.
+
+        Permission: update checks read registries for anyone who may check a container (view);
+        only GET/HEAD are sent, and the destinations come from image names, administrators'
+        registry settings, or the registry's own answers - all checked by the policy."""
         cred = self._credential(registry)
-        return _ca_file(cred.ca_cert) if cred.ca_cert else True
+        try:
+            resp = outbound.request(
+                method, url, headers={"User-Agent": "DockMon update checker", **(headers or {})}, auth=auth,
+                timeout=self.timeout, max_bytes=max_bytes, ca_pem=cred.ca_cert, follow_redirects=True,
+            )
+        except outbound.Refused as exc:
+            raise RegistryRefused(f"{what}: {' '.join(str(exc).split())}") from None
+        except outbound.TooManyRedirects:
+            raise RegistryError(f"{what}: too many redirects.") from None
+        except outbound.OutboundError as exc:
+            raise RegistryUnreachable(f"{what}: {_describe(exc)}") from None
+        if resp.truncated:
+            raise RegistryError(f"{what}: the answer is larger than {max_bytes // 1024} KiB.")
+        return resp
 
     def _auth_headers(self, registry: str, scope: str) -> dict:
         with self._lock:
@@ -362,7 +378,7 @@ class RegistryClient:
         if scheme == "basic":
             if not cred.username:
                 raise RegistryAuthError(f"{registry} needs a user name and password (add registry credentials).")
-            return {}  # requests adds it through `auth=`
+            return {}  # sent as `auth=` (to the registry's origin only)
         if scheme == "bearer":
             return {"Authorization": f"Bearer {self._token(registry, params, scope)}"}
         raise RegistryAuthError(f"{registry} asks for an unsupported authentication scheme {scheme!r}.")
@@ -379,13 +395,16 @@ class RegistryClient:
         query = {"service": params["service"]} if params.get("service") else {}
         if scope:
             query["scope"] = scope
+        if urlsplit(realm).scheme != "https" and urlsplit(self.base_url(registry)).scheme == "https":
+            # The registry is reached over TLS: its credentials never travel in clear to a realm it names.
+            raise RegistryAuthError(f"{registry} names a token service without TLS ({_origin_of(realm)}); refused.")
         cred = self._credential(registry)
         auth = (cred.username, cred.password) if cred.username else None
         self.stats["token"] += 1
-        try:
-            resp = self._session().get(realm, params=query, auth=auth, timeout=self.timeout, verify=self._verify(registry))
-        except requests.exceptions.RequestException as exc:
-            raise RegistryUnreachable(f"Token service of {registry}: {_describe(exc)}") from exc
+        # The realm is a URL chosen by the registry: the outbound policy decides whether it may
+        # be reached (and each redirect from it), like any other destination.
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
+        resp = self._send("GET", registry, url, what=f"Token service of {registry}", auth=auth, max_bytes=MAX_TOKEN_BYTES)
         if resp.status_code in (401, 403):
             raise RegistryAuthError(f"{registry} refused the credentials (token service answered {resp.status_code}).")
         if resp.status_code != 200:
@@ -403,7 +422,7 @@ class RegistryClient:
             self._tokens[key] = (token, time.monotonic() + max(1.0, lifetime - 10))
         return token
 
-    def _note_rate_limit(self, registry: str, resp: requests.Response) -> None:
+    def _note_rate_limit(self, registry: str, resp: outbound.Response) -> None:
         value = resp.headers.get("RateLimit-Remaining")
         if value:
             try:
@@ -432,13 +451,7 @@ class RegistryClient:
                 basic = self._challenges.get(registry, ("",))[0] == "basic"
             auth = (cred.username, cred.password) if basic and cred.username else None
             self.stats["requests"] += 1
-            try:
-                resp = self._session().request(
-                    method, url, headers=send_headers, auth=auth, timeout=self.timeout,
-                    verify=self._verify(registry), allow_redirects=True,
-                )
-            except requests.exceptions.RequestException as exc:
-                raise RegistryUnreachable(f"{registry}: {_describe(exc)}") from exc
+            resp = self._send(method, registry, url, what=registry, headers=send_headers, auth=auth)
             self._note_rate_limit(registry, resp)
             if resp.status_code == 401 and not reauthed:
                 reauthed = True
@@ -525,10 +538,14 @@ class RegistryClient:
             if not match:
                 return tags
             url = urljoin(base + "/", match.group(1))
+            if _origin_of(url) != _origin_of(base):
+                # The next page is the registry's own; a Link elsewhere would carry its token there.
+                logger.warning("%s: the tag list's next page points at another host; using the tags so far", ref.name)
+                return tags
         logger.warning("%s has more than %d pages of tags; using the first ones", ref.name, _MAX_TAG_PAGES)
         return tags
 
-    def _raise_for(self, resp: requests.Response, ref: ImageReference, reference: str) -> None:
+    def _raise_for(self, resp: outbound.Response, ref: ImageReference, reference: str) -> None:
         if resp.status_code == 200:
             return
         if resp.status_code == 404:

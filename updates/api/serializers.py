@@ -130,6 +130,25 @@ class PolicyCategorySerializer(serializers.ModelSerializer):
         return value
 
 
+def check_registry_destination(registry: str, *, insecure: bool = False) -> str:
+    """The outbound policy on a registry host (never a registered engine's address:port, ports
+    2375/2376, link-local or metadata...): ValidationError when refused. Checked again, with
+    every address it resolves to, on each request (updates/registry.py)."""
+    from urllib.parse import urlsplit
+
+    from dockmon_site import outbound
+    from updates.registry import DOCKER_HUB, DOCKER_HUB_API, is_loopback
+
+    host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+    try:
+        parts = urlsplit(f"//{host}")
+        port = parts.port or (80 if is_loopback(registry) or insecure else 443)
+        outbound.check_host_port(parts.hostname or host, port, resolve=False)
+    except ValueError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+    return registry
+
+
 class RegistryCredentialSerializer(serializers.ModelSerializer):
     password = serializers.CharField(write_only=True, required=False, allow_blank=True, style={"input_type": "password"})
     has_password = serializers.SerializerMethodField()
@@ -151,7 +170,7 @@ class RegistryCredentialSerializer(serializers.ModelSerializer):
             others = others.exclude(pk=self.instance.pk)
         if others.exists():
             raise serializers.ValidationError(f"{registry} already has credentials.")
-        return registry
+        return check_registry_destination(registry, insecure=bool(self.initial_data.get("insecure")) if hasattr(self, "initial_data") else False)
 
     def validate_ca_cert(self, value):
         value = (value or "").strip()

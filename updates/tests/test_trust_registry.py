@@ -21,7 +21,15 @@ from accounts.models import AuditEntry
 from dockmon_site import config_io
 from updates import services
 from updates.models import RegistryCredential
-from updates.registry import ManifestNotFound, RegistryAuthError, RegistryClient, parse_reference
+from updates.registry import (
+    Credential,
+    ManifestNotFound,
+    RegistryAuthError,
+    RegistryClient,
+    RegistryError,
+    RegistryRefused,
+    parse_reference,
+)
 
 pytestmark = [pytest.mark.trust, pytest.mark.django_db]
 
@@ -220,3 +228,143 @@ def test_only_administrators_change_credentials_and_outsiders_see_none(people):
     assert people.client("admin").patch(url, {"note": "ok"}, format="json").status_code == 200
     cred.refresh_from_db()
     assert cred.registry == "127.0.0.1:5993" and cred.password == PASSWORD
+
+
+# ---------------------------------------------------------------------------
+# The outbound policy: token realms, redirects and pages chosen by a registry
+# ---------------------------------------------------------------------------
+class Scripted:
+    """A loopback registry stand-in: answer(method, path, headers) -> (code, headers, body)."""
+
+    def __init__(self, answer):
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self):
+                seen.append({"method": self.command, "path": self.path, "authorization": self.headers.get("Authorization", "")})
+                code, headers, body = answer(self.command, self.path, self.headers)
+                self.send_response(code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(answer):
+        servers.append(Scripted(answer))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+MANIFEST = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1, "digest": "sha256:" + "c" * 64},
+            "layers": []}
+
+
+def _as_engine(server, unique):
+    """Register the server's address:port as a Docker engine (plain TCP), as an administrator would."""
+    from containers.models import DockerHost
+
+    return DockerHost.objects.create(name=f"engine-{server.port}-{unique}", url=f"tcp://127.0.0.1:{server.port}")
+
+
+def test_a_token_realm_at_an_engine_or_the_metadata_service_is_never_asked(scripted, unique):
+    """GIVEN registries whose bearer challenge names a realm on a registered engine, on the cloud
+    metadata address, or on port 2375
+    WHEN an update check asks them (with credentials)
+    THEN the realm is refused before anything is sent: the engine stand-in sees no request and
+    no password."""
+    engine = scripted(lambda m, p, h: (200, {"Content-Type": "application/json"}, b'{"token": "t"}'))
+    _as_engine(engine, unique)
+    for realm in (f"http://127.0.0.1:{engine.port}/token", "http://169.254.169.254/latest/meta-data/iam/",
+                  "http://127.0.0.1:2375/containers/json"):
+        registry = scripted(lambda m, p, h, realm=realm: (401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="x"'}, b""))
+        client = RegistryClient({registry.addr: _cred()}, timeout=5)
+        with pytest.raises(RegistryRefused, match="Refused"):
+            client.head_manifest(parse_reference(f"{registry.addr}/trust/realm:1"))
+    assert engine.seen == []
+
+
+def _cred():
+    return Credential("me", PASSWORD)
+
+
+def test_a_redirect_to_an_engine_is_refused_and_credentials_never_follow_a_redirect(scripted, unique):
+    """GIVEN a registry that redirects manifest requests to storage
+    WHEN storage is another host: the Authorization header stays behind; when it is a registered
+    engine: the redirect is refused and the engine sees nothing."""
+    storage = scripted(lambda m, p, h: (200, {"Content-Type": MANIFEST["mediaType"],
+                                              "Docker-Content-Digest": "sha256:" + "d" * 64}, json.dumps(MANIFEST).encode()))
+    engine = scripted(lambda m, p, h: (200, {}, b"{}"))
+    _as_engine(engine, unique)
+
+    def registry_answer(target):
+        def answer(method, path, headers):
+            if not headers.get("Authorization"):
+                return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
+            return 307, {"Location": f"http://127.0.0.1:{target.port}/blob{path}"}, b""
+        return answer
+
+    to_storage = scripted(registry_answer(storage))
+    head = RegistryClient({to_storage.addr: _cred()}, timeout=5).get_manifest(parse_reference(f"{to_storage.addr}/trust/redir:1"))
+    assert head.digest == "sha256:" + "d" * 64
+    assert storage.seen and all(r["authorization"] == "" for r in storage.seen)
+    to_engine = scripted(registry_answer(engine))
+    with pytest.raises(RegistryRefused, match="registered Docker engine"):
+        RegistryClient({to_engine.addr: _cred()}, timeout=5).get_manifest(parse_reference(f"{to_engine.addr}/trust/redir:1"))
+    assert engine.seen == []
+
+
+def test_a_registry_on_an_engines_address_is_refused_at_save_and_when_asked(people, testbed, alpha, make_host):
+    """An image named after a registered engine's address:port (anyone able to run a container
+    can name one so) is never looked up there; credentials for it cannot be saved."""
+    make_host(alpha, via="tcp")
+    engine_addr = alpha.tcp_url.removeprefix("tcp://")
+    with pytest.raises(RegistryRefused):
+        RegistryClient(timeout=5).head_manifest(parse_reference(f"{engine_addr}/library/busybox:1"))
+    client = people.client("admin")
+    for registry in (engine_addr, "127.0.0.1:2375", "169.254.169.254"):
+        response = client.post("/api/v1/registry-credentials/", {"registry": registry}, format="json")
+        assert response.status_code == 400 and "Refused" in json.dumps(response.json()["registry"]), registry
+    assert client.post("/api/v1/registry-credentials/", {"registry": "127.0.0.1:5000"}, format="json").status_code == 201
+
+
+def test_a_tag_page_on_another_host_is_not_followed(scripted):
+    other = scripted(lambda m, p, h: (200, {"Content-Type": "application/json"}, b'{"tags": ["9.9.9"]}'))
+    registry = scripted(lambda m, p, h: (200, {"Content-Type": "application/json",
+                                               "Link": f'<http://127.0.0.1:{other.port}/v2/x/y/tags/list?last=1>; rel="next"'},
+                                         b'{"tags": ["1.0.0"]}'))
+    assert RegistryClient(timeout=5).list_tags(parse_reference(f"{registry.addr}/x/y:1")) == ["1.0.0"]
+    assert other.seen == []
+
+
+def test_an_oversized_manifest_is_refused_not_read_whole(scripted):
+    registry = scripted(lambda m, p, h: (200, {"Content-Type": MANIFEST["mediaType"]}, b"{" + b" " * (6 * 1024 * 1024) + b"}"))
+    with pytest.raises(RegistryError, match="larger than"):
+        RegistryClient(timeout=10).get_manifest(parse_reference(f"{registry.addr}/x/big:1"))
