@@ -328,6 +328,12 @@ def _check_name(name: str, port: int) -> None:
     """What can be said of a host name without looking it up."""
     if name in BLOCKED_NAMES:
         raise Refused(f"Refused: {name} is a cloud metadata service; DockMon may not reach it.")
+    if name and all(ch in "0123456789abcdefx." for ch in name):
+        # 2130706433, 0x7f.1, 127.1: the resolver reads these as IPv4 addresses, so do we.
+        try:
+            check_address(socket.inet_ntoa(socket.inet_aton(name)), port, name=name)
+        except OSError:
+            pass
     if port in engine_targets().names.get(name, ()):
         raise Refused(f"Refused: {name}:{port} is a registered Docker engine; DockMon may not reach it.")
     if name in LOOPBACK_NAMES or name.endswith(".localhost"):

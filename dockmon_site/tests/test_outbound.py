@@ -415,3 +415,9 @@ def test_a_name_with_any_refused_address_is_refused_as_a_whole(monkeypatch):
     with pytest.raises(outbound.Refused, match="resolves to 169.254.169.254.*nothing was sent"):
         outbound.request("GET", "http://mixed.test:8080/")
     assert connects == []
+
+
+@pytest.mark.parametrize("host", ["2852039166", "0xa9.0xfe.0xa9.0xfe", "169.254.43518", "0251.0376.0251.0376"])
+def test_numeric_spellings_of_an_address_are_read_as_the_address(host):
+    with pytest.raises(outbound.Refused, match="link-local"):
+        outbound.validate_url(f"http://{host}/latest/meta-data/")
