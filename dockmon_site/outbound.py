@@ -40,8 +40,9 @@ API (stable; additions only):
         Save-time check: http(s) only, a host, no credentials in the URL, a literal address or
         known name not refused, the method allowed. Host names are not looked up unless
         resolve=True (then every address is checked; an unresolvable name passes, the
-        connection decides). Returns the stripped URL; raises ValueError (Refused for policy
-        refusals) with a message fit for the user.
+        connection decides); "localhost" and numeric IPv4 spellings (2130706433, 127.1) are
+        checked as the addresses they stand for. Returns the stripped URL; raises Refused (a
+        ValueError) with a message fit for the user, for a malformed URL as for a refused one.
     check_method(method, *, admin) -> str
         "GET"/"HEAD" for anyone, other methods only with admin=True; ValueError otherwise.
     check_host_port(host, port, *, resolve=True, timeout=5.0) -> list[str]
@@ -70,6 +71,8 @@ API (stable; additions only):
     blocked_reason(address) -> str | None; BLOCKED_NETWORKS; BLOCKED_NAMES; ENGINE_PORTS.
 
 This module imports no DockMon app (dockmon_site may not): the engines come from the provider.
+The connection layer (pinned connections, the watchdog) is dockmon_site/outbound_net.py; the
+address tables and the list parser are dockmon_site/outbound_rules.py (no Django, no network).
 """
 
 from __future__ import annotations
