@@ -35,7 +35,7 @@ INSPECT_THREADS = 8
 # Export
 # ---------------------------------------------------------------------------
 def has_tls(host: DockerHost) -> bool:
-    return bool(host.tls_ca or host.tls_cert or host.tls_key)
+    return host.uses_tls or bool(host.tls_key)  # uses_tls counts material no key opens any more
 
 
 def export(ctx: ExportContext) -> None:

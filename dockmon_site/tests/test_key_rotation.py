@@ -23,6 +23,7 @@ from alerts import notify
 from alerts.models import NotificationChannel
 from containers import services
 from containers.models import Container, DockerHost
+from containers.portable import has_tls
 from dockmon_site import crypto
 from dockmon_site.testing import wait_for
 from healthchecks import services as health_services
@@ -159,6 +160,7 @@ def test_a_host_whose_tls_material_no_key_opens_is_marked_and_nothing_else_break
 
     loaded = DockerHost.objects.get(pk=tls_host.pk)
     assert crypto.is_undecryptable(loaded.tls_key) and loaded.tls_key == "" and loaded.uses_tls
+    assert has_tls(loaded)  # a configuration export still says the host has TLS material
 
     process = monitor(DOCKMON_ENCRYPTION_KEYS="key-other")
     wait_for(lambda: DockerHost.objects.get(pk=tls_host.pk).status == "error"
