@@ -1,37 +1,16 @@
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.utils import timezone
 
-from accounts import lockout
+from accounts.forms import LockoutAwareAdminLoginForm
 from accounts.models import APIToken, AuditEntry
 
-
-class LockoutAwareAuthenticationForm(AdminAuthenticationForm):
-    """The admin login form, saying plainly when failed logins have locked the account or address."""
-
-    error_messages = {
-        **AdminAuthenticationForm.error_messages,
-        "locked_out": "Too many failed logins for this account from this address, or from this address; "
-                      "try again in %(seconds)s seconds.",
-    }
-
-    def clean(self):
-        username = self.cleaned_data.get("username")
-        wait = lockout.retry_after(username, self.request)
-        if wait:
-            # Not counted (no password is checked), so waiting is enough to try again.
-            raise forms.ValidationError(self.error_messages["locked_out"], code="locked_out", params={"seconds": wait})
-        return super().clean()
-
-
-admin.site.login_form = LockoutAwareAuthenticationForm
+admin.site.login_form = LockoutAwareAdminLoginForm  # says when failed logins make someone wait
 
 
 User = get_user_model()

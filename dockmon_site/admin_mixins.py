@@ -26,8 +26,12 @@ def holds_somewhere(user, action: str) -> bool:
         return False
     if user.is_superuser or user.has_perm(host_perm(action)) or user.has_perm(container_perm(action)):
         return True
-    hosts, keys = object_grants(user, action)
-    return bool(hosts or keys)
+    # Asked once per action on a changelist: remembered on the request's user object.
+    known = user.__dict__.setdefault("_dockmon_holds_somewhere", {})
+    if action not in known:
+        hosts, keys = object_grants(user, action)
+        known[action] = bool(hosts or keys)
+    return known[action]
 
 
 def visible_choices(visible):

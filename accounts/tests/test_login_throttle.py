@@ -43,6 +43,9 @@ def test_admin_login_locks_a_username_from_one_address_only(person, settings, fr
     # ...and through the API as well (same counter), as a 429 saying how long to wait.
     response = _api_login(person.username, "pw-person-12345", "127.0.0.31")
     assert response.status_code == 429 and 0 < int(response["Retry-After"]) <= settings.DOCKMON_LOGIN_DELAY_SECONDS
+    # The browser's login page says so too.
+    response = Client(REMOTE_ADDR="127.0.0.31").post("/login/", {"username": person.username, "password": "pw-person-12345"})
+    assert response.status_code == 200 and "Too many failed logins" in response.content.decode()
     # From another address the account works as usual.
     assert _admin_login(person.username, "pw-person-12345", "127.0.0.32").status_code == 302
     assert _api_login(person.username, "pw-person-12345", "127.0.0.32").status_code == 201
