@@ -17,8 +17,8 @@ what its user, token and session allow (containers/ws_access.py) and every strea
 - stats and events are filtered by the fresh visibility; stats subscriptions of hosts and
   containers no longer visible are dropped with an `error`.
 
-Close codes: 4401 not signed in (handshake refused); 4403 access ended while open; 1008 the
-client stopped reading and too much piled up for it; 1013 / 1011 from dockmon_site/ws_stack.py.
+Close codes: 4401 not signed in (handshake refused); 4403 access ended while open; 4008 the
+client stopped reading and too much piled up for it; 4013 / 4011 from dockmon_site/ws_stack.py.
 
 Log follows have backpressure: the bytes read from the engine and not yet taken by the client
 are bounded per socket (DOCKMON_WS_SEND_BUFFER_BYTES, a ByteBudget shared by the socket's log
@@ -53,7 +53,7 @@ SLOW_CLIENT_SECONDS = 2.0  # how long the per-socket log buffer may stay full be
 PERMISSIONS_CHANGED = "permissions.changed"
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_ACCESS_ENDED = 4403
-CLOSE_TOO_SLOW = 1008
+CLOSE_TOO_SLOW = 4008
 
 __all__ = ["EventsConsumer", "MAX_FOLLOWS", "MAX_PROFILES"]
 

@@ -2,8 +2,10 @@
 
 - `Guard`: whatever fails while a socket is being set up or served (the channel layer while
   Redis is down or just restarted, the database) ends that socket with a WebSocket close code
-  and one `error` message, never with daphne's HTTP 500: 1013 ("try again later") when the
-  channel layer is unreachable, 1011 for anything else.
+  and one `error` message, never with daphne's HTTP 500: 4013 ("try again later", reason
+  "unavailable") when the channel layer is unreachable, 4011 for anything else. (daphne's
+  WebSocket library lets an application close only with 1000 or 3000-4999, so these mirror
+  the standard 1013 and 1011 in the private range.)
 - `FlowControl`: tells the consumer how far the client is behind. ASGI has no backpressure for
   WebSockets (daphne writes every message into the connection's buffer at once, however slowly
   the client reads), so the consumer is handed a SendFlow in `scope["dockmon.flow"]`: a push
@@ -23,8 +25,8 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-CLOSE_TRY_AGAIN = 1013
-CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 4013
+CLOSE_INTERNAL = 4011
 
 
 def channel_layer_error(exc: BaseException) -> bool:
