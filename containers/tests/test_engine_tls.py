@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from containers import engine
+from containers import engine, engine_tls
 
 pytestmark = pytest.mark.trust
 
@@ -57,9 +57,9 @@ def private_tmp(tmp_path, monkeypatch):
     folder = tmp_path / "tmp"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    engine._contexts.clear()
+    engine_tls._contexts.clear()
     yield folder
-    engine._contexts.clear()
+    engine_tls._contexts.clear()
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_connecting_over_tls_leaves_no_key_file_and_reuses_one_context(beta, tls
             other = engine.connect(beta.tcp_url, **tls_material)
             engine.ping(other)
             other.close()
-        assert len(engine._contexts) == 1
+        assert len(engine_tls._contexts) == 1
     finally:
         client.close()
     _no_key_left(tls_material, private_tmp)
@@ -138,7 +138,7 @@ def test_files_left_by_earlier_versions_are_removed(beta, tls_material, private_
     legacy = Path(django_settings.DATA_DIR) / "tls" / "0123abcd"
     legacy.mkdir(parents=True, exist_ok=True)
     (legacy / "key.pem").write_text(tls_material["tls_key"])
-    monkeypatch.setattr(engine, "_legacy_tls_checked", False)
+    monkeypatch.setattr(engine_tls, "_legacy_checked", False)
     client = engine.connect(beta.tcp_url, **tls_material)
     client.close()
     assert not (Path(django_settings.DATA_DIR) / "tls").exists()
