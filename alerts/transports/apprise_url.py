@@ -5,6 +5,9 @@ AppriseConfig, no remote attachments). It does not report why a delivery failed,
 are retried and never disable the channel on their own. It makes its own HTTP calls, which the
 outbound policy cannot pin: the hosts are checked before each delivery, and only administrators
 choose apprise URLs (alerts/destinations.py explains the trade-off).
+
+Apprise is an optional extra (requirements-apprise.txt): without it DockMon runs as usual, a
+channel of this kind is refused at save time (400 on `url`) and one stored earlier fails for good.
 """
 
 from __future__ import annotations
@@ -14,14 +17,25 @@ from alerts.transports.base import Message, Transport, TransportError
 _TYPES = {"info": "info", "warning": "warning", "error": "failure", "critical": "failure"}
 # Schemes whose host is the server apprise posts to, whatever it is: also resolved and checked.
 _GENERIC_SCHEMES = {"json", "jsons", "xml", "xmls", "form", "forms"}
+NOT_INSTALLED = "apprise is not installed (pip install -r requirements-apprise.txt)."
+
+
+def _apprise():
+    """The apprise module, or None when the optional extra is not installed."""
+    try:
+        import apprise
+    except ImportError:
+        return None
+    return apprise
 
 
 def endpoints(text: str) -> list[tuple[str, int, bool]]:
     """(host, port, generic) of every server the apprise URLs in `text` name (their `host`, and
     an email URL's SMTP server). For many services the "host" is a token (tgram://TOKEN/...)
     and the request goes to the service's fixed API: checking it without a lookup is harmless."""
-    import apprise
-
+    apprise = _apprise()
+    if apprise is None:
+        return []  # nothing can be sent: validate() and send() say why
     found = []
     for part in str(text).split():
         instance = apprise.Apprise()
@@ -78,17 +92,19 @@ class AppriseURL(Transport):
     @classmethod
     def validate(cls, config: dict) -> dict:
         errors = super().validate(config)
-        if config.get("url"):
-            import apprise
-
+        apprise = _apprise()
+        if apprise is None:
+            errors["url"] = NOT_INSTALLED
+        elif config.get("url"):
             instance = apprise.Apprise()
             if not all(instance.add(url) for url in str(config["url"]).split()):
                 errors["url"] = "Apprise does not understand this URL."
         return errors
 
     def send(self, message: Message) -> None:
-        import apprise
-
+        apprise = _apprise()
+        if apprise is None:
+            raise TransportError(f"apprise: {NOT_INSTALLED}", permanent=True)
         # Permission: an administrator chose these URLs (alerts/destinations.py). Apprise opens
         # its own connections, so the policy is checked just before (see that module's note).
         from dockmon_site import outbound
