@@ -74,6 +74,21 @@ class NotificationChannel(models.Model):
         """Plain and secret settings together, for the transport."""
         return {**(self.config or {}), **self.secret_dict}
 
+    def clean(self):
+        # Forms (the admin): the outbound policy on every URL and host of a changed destination,
+        # as the API checks it (who may change it is the surface's business: an administrator).
+        from django.core.exceptions import ValidationError
+
+        from alerts import destinations
+        from alerts.transports import TRANSPORTS, transport_class
+
+        stored = getattr(self, "_stored_destination", None)
+        if self.kind not in TRANSPORTS or (stored is not None and stored[:2] == (self.kind, self.destination())):
+            return
+        errors = destinations.policy_errors(transport_class(self.kind), self.full_config)
+        if errors:
+            raise ValidationError({"config": [f"{name}: {text}" for name, text in sorted(errors.items())]})
+
     # ---- secrets follow their destination ------------------------------------------------
     # Secret settings a surface received again in the same change (the API sets it from the
     # request); a stored secret not named here is dropped when the destination changes.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from alerts import destinations
 from alerts.api.serializers import AlertRuleSerializer, MaintenanceWindowSerializer
 from alerts.choices import Scope
 from alerts.models import AlertRule, MaintenanceWindow, NotificationChannel
@@ -108,6 +109,9 @@ class PortableChannelSerializer(serializers.Serializer):
         else:
             # The transport's own rules for the plain settings; the secret ones are not here.
             problems = {k: v for k, v in transport_errors(transport, config).items() if k not in secret}
+            # The outbound policy on the URLs and hosts the file names (imports are for
+            # administrators, so only what they may point a channel at is checked).
+            problems.update(destinations.policy_errors(transport, config))
             if problems:
                 errors["config"] = problems
         unknown = sorted(set(attrs.get("secrets_needed", [])) - secret)

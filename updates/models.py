@@ -46,6 +46,17 @@ class RegistryCredential(models.Model):
         self.password_supplied = False
         self._remember_destination()
 
+    def clean(self):
+        # Forms (the admin): the outbound policy on the registry host, as the API checks it.
+        from django.core.exceptions import ValidationError
+
+        from updates.registry import check_destination
+
+        try:
+            check_destination(canonical_registry(self.registry), insecure=self.insecure)
+        except ValueError as exc:
+            raise ValidationError({"registry": str(exc)}) from None
+
     # ---- the password follows its destination --------------------------------------------
     # True when the change being saved supplied the password again (the API sets it from the
     # request, even when the value is the same); otherwise a stored password is dropped when

@@ -14,7 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from rest_framework import serializers
 
 from dockmon_site.config_io import ExportContext, ImportContext, ValidationContext, apply_values, rows_by_container
-from updates.api.serializers import PolicyCategorySerializer, RegistryCredentialSerializer, TrackingSerializer
+from updates.api.serializers import (
+    PolicyCategorySerializer,
+    RegistryCredentialSerializer,
+    TrackingSerializer,
+    check_registry_destination,
+    insecure_given,
+)
 from updates.choices import Policy, TrackingMode
 from updates.models import AutoUpdate, ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
 from updates.registry import canonical_registry
@@ -67,7 +73,7 @@ class PortableRegistrySerializer(RegistryCredentialSerializer):
         registry = canonical_registry(value)
         if not registry or any(ch in registry for ch in " @?#"):
             raise serializers.ValidationError("Enter a registry host, e.g. ghcr.io or 127.0.0.1:5000.")
-        return registry
+        return check_registry_destination(registry, insecure=insecure_given(self))
 
     def validate(self, attrs):
         return attrs

@@ -188,6 +188,16 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
+def check_destination(registry: str, *, insecure: bool = False) -> None:
+    """The outbound policy on a registry host, without a lookup (save time): ValueError when it
+    is a registered engine's address:port, port 2375/2376, link-local, metadata or denied. Each
+    request checks again, with every address the name resolves to."""
+    host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+    parts = urlsplit(f"//{host}")
+    port = parts.port or (80 if is_loopback(registry) or insecure else 443)
+    outbound.check_host_port(parts.hostname or host, port, resolve=False)
+
+
 # ---------------------------------------------------------------------------
 # Platforms and manifests
 # ---------------------------------------------------------------------------

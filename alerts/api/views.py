@@ -103,8 +103,16 @@ class NotificationChannelViewSet(_Audited, PermissionedViewSetMixin, viewsets.Mo
     @extend_schema(request=None, responses=ChannelTestResultSerializer)
     @action(detail=True, methods=["post"], required_action="change")
     def test(self, request, pk=None):
+        # Sends through the channel on the user's behalf: `change` on the channel (required_action).
+        from alerts.destinations import is_administrator
+
         channel = self.get_object()
-        return Response(notify.send_test(channel, request.user))
+        result = notify.send_test(channel, request.user)
+        if not result["ok"] and result["status_code"] is not None and not is_administrator(request.user):
+            # Others learn pass/fail and the status, not what the service answered.
+            result["error"] = f"{channel.kind}: the service answered with status {result['status_code']}" + (
+                " (the channel's settings look wrong)" if result["permanent"] else "")
+        return Response(result)
 
 
 class AlertRuleFilter(django_filters.FilterSet):

@@ -407,3 +407,34 @@ def test_a_service_that_redirects_or_answers_a_huge_body_gets_no_second_request(
     channel = make_channel("webhook", name="rt-huge", url=receiver.url("/huge"))
     result = notify.send_test(channel)
     assert result["ok"] is False and "HTTP 500" in result["error"] and len(result["error"]) < 1000
+
+
+def test_the_admin_form_and_a_config_import_apply_the_policy_too(people, receiver):
+    channel = make_channel("gotify", name="go-form", app_token=APP_TOKEN, base_url=receiver.url("/"))
+    client = Client()
+    client.force_login(people.admin)
+    response = client.post(f"/admin/alerts/notificationchannel/{channel.pk}/change/", {
+        "name": "go-form", "kind": "gotify", "config": json.dumps({"base_url": "http://169.254.169.254/"}), "enabled": "on",
+    })
+    assert response.status_code == 200 and "link-local" in response.content.decode()
+    channel = NotificationChannel.objects.get(pk=channel.pk)
+    assert channel.config["base_url"] == receiver.url("/") and channel.secret_dict == {"app_token": APP_TOKEN}
+
+    doc = config_io.export_config()
+    [item] = [c for c in doc["notification_channels"] if c["name"] == "go-form"]
+    item["config"]["base_url"] = "http://127.0.0.1:2375/"
+    with pytest.raises(config_io.ConfigError) as caught:
+        config_io.import_config(doc)
+    assert "2375" in json.dumps(caught.value.errors)
+    assert NotificationChannel.objects.get(pk=channel.pk).secret_dict == {"app_token": APP_TOKEN}
+
+
+def test_the_test_answer_to_a_non_administrator_holds_the_status_not_the_body(people, receiver):
+    receiver.script("/refuses", [(400, {}, {"error": "internal detail 5566 from the service"})] * 2)
+    channel = make_channel("webhook", name="wh-body", url=receiver.url("/refuses"))
+    _grant(people.granted, channel)
+    granted = people.client("granted").post(f"/api/v1/notification-channels/{channel.pk}/test/").json()
+    assert granted["ok"] is False and granted["status_code"] == 400 and "status 400" in granted["error"]
+    assert "5566" not in json.dumps(granted)
+    admin = people.client("admin").post(f"/api/v1/notification-channels/{channel.pk}/test/").json()
+    assert admin["ok"] is False and "5566" in admin["error"]

@@ -131,22 +131,22 @@ class PolicyCategorySerializer(serializers.ModelSerializer):
 
 
 def check_registry_destination(registry: str, *, insecure: bool = False) -> str:
-    """The outbound policy on a registry host (never a registered engine's address:port, ports
-    2375/2376, link-local or metadata...): ValidationError when refused. Checked again, with
-    every address it resolves to, on each request (updates/registry.py)."""
-    from urllib.parse import urlsplit
+    """The outbound policy on a registry host (updates.registry.check_destination) as a field error."""
+    from updates.registry import check_destination
 
-    from dockmon_site import outbound
-    from updates.registry import DOCKER_HUB, DOCKER_HUB_API, is_loopback
-
-    host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
     try:
-        parts = urlsplit(f"//{host}")
-        port = parts.port or (80 if is_loopback(registry) or insecure else 443)
-        outbound.check_host_port(parts.hostname or host, port, resolve=False)
+        check_destination(registry, insecure=insecure)
     except ValueError as exc:
         raise serializers.ValidationError(str(exc)) from None
     return registry
+
+
+def insecure_given(serializer) -> bool:
+    """The request's `insecure` (else the stored one): it decides the registry's default port."""
+    data = getattr(serializer, "initial_data", None)
+    if isinstance(data, dict) and "insecure" in data:
+        return str(data["insecure"]).lower() in ("true", "1", "on", "yes")
+    return bool(getattr(serializer.instance, "insecure", False))
 
 
 class RegistryCredentialSerializer(serializers.ModelSerializer):
@@ -170,7 +170,7 @@ class RegistryCredentialSerializer(serializers.ModelSerializer):
             others = others.exclude(pk=self.instance.pk)
         if others.exists():
             raise serializers.ValidationError(f"{registry} already has credentials.")
-        return check_registry_destination(registry, insecure=bool(self.initial_data.get("insecure")) if hasattr(self, "initial_data") else False)
+        return check_registry_destination(registry, insecure=insecure_given(self))
 
     def validate_ca_cert(self, value):
         value = (value or "").strip()

@@ -368,3 +368,18 @@ def test_an_oversized_manifest_is_refused_not_read_whole(scripted):
     registry = scripted(lambda m, p, h: (200, {"Content-Type": MANIFEST["mediaType"]}, b"{" + b" " * (6 * 1024 * 1024) + b"}"))
     with pytest.raises(RegistryError, match="larger than"):
         RegistryClient(timeout=10).get_manifest(parse_reference(f"{registry.addr}/x/big:1"))
+
+
+def test_the_admin_form_and_a_config_import_refuse_a_registry_on_an_engine_port(people):
+    client = Client()
+    client.force_login(people.admin)
+    response = client.post("/admin/updates/registrycredential/add/", {"registry": "127.0.0.1:2376", "username": "", "password": "",
+                                                                      "ca_cert": "", "note": ""})
+    assert response.status_code == 200 and "2376" in response.content.decode()
+    assert not RegistryCredential.objects.filter(registry="127.0.0.1:2376").exists()
+    doc = config_io.export_config()
+    doc["registry_credentials"] = [{"registry": "169.254.169.254", "username": "", "has_password": False, "ca_cert": "",
+                                    "insecure": False, "note": ""}]
+    with pytest.raises(config_io.ConfigError):
+        config_io.import_config(doc)
+    assert not RegistryCredential.objects.filter(registry="169.254.169.254").exists()
