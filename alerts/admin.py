@@ -147,6 +147,13 @@ class AlertRuleAdmin(ObjectPermissionAdmin):
 
         return visible_rules(request.user, super().get_queryset(request))
 
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # A rule notifies through channels the user may see (hosts and containers are narrowed
+        # by ObjectPermissionAdmin).
+        if db_field.name == "channels" and not request.user.is_superuser:
+            kwargs["queryset"] = _visible_channels(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
         from alerts import regexguard
 

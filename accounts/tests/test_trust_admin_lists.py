@@ -118,3 +118,33 @@ def test_a_row_cannot_be_pointed_at_a_container_the_user_may_not_change(world):
     assert client.post(url, {"container": world.a1.key, "policy": "block", "note": "kept"}).status_code == 302
     policy.refresh_from_db()
     assert (policy.container_id, policy.policy) == (world.a1.key, "block")
+
+
+def test_relation_pickers_offer_only_visible_hosts_and_channels(world):
+    """GIVEN a staff user allowed to add alert rules, granted host A and one channel
+    WHEN they open the add form
+    THEN the hosts and channels it offers are theirs only; posting host B is refused."""
+    from django.contrib.auth.models import Permission
+
+    from alerts.models import AlertRule, NotificationChannel
+
+    mine = NotificationChannel.objects.create(name="picker-mine", kind="ntfy", config={"topic": "a"})
+    NotificationChannel.objects.create(name="picker-hidden", kind="ntfy", config={"topic": "b"})
+    assign_perm("alerts.view_notificationchannel", world.granted, mine)
+    world.granted.user_permissions.add(*Permission.objects.filter(content_type__app_label="alerts",
+                                                                  codename__in=["add_alertrule", "change_alertrule"]))
+    client = _staff_client(world.granted)
+    page = client.get("/admin/alerts/alertrule/add/").content.decode()
+    assert "picker-mine" in page and world.host_a.name in page
+    assert "picker-hidden" not in page and world.host_b.name not in page
+    form = {"name": "picked", "kind": "container_stopped", "scope": "hosts", "hosts": [str(world.host_b.pk)], "severity": "warning",
+            "cooldown_seconds": 300, "occurrences": 1, "duration_seconds": 0, "threshold_unit": "percent", "window_seconds": 0,
+            "enabled": "on"}
+    response = client.post("/admin/alerts/alertrule/add/", form)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["hosts"] and str(world.host_b.pk) in str(errors["hosts"]), errors
+    assert not AlertRule.objects.filter(name="picked").exists()
+    form.update(hosts=[str(world.host_a.pk)], channels=[str(mine.pk)])
+    assert client.post("/admin/alerts/alertrule/add/", form).status_code == 302
+    assert list(AlertRule.objects.get(name="picked").hosts.all()) == [world.host_a]
