@@ -72,3 +72,15 @@ def policy_errors(transport, config: dict) -> dict:
         if problem:
             errors["url"] = problem
     return errors
+
+
+def change_errors(channel, user) -> dict:
+    """config_errors() for a channel instance holding the new settings (a form's instance after
+    it was filled in, e.g. the admin's): compared with the destination it was loaded with."""
+    from alerts.transports import TRANSPORTS, transport_class
+
+    if channel.kind not in TRANSPORTS:
+        return {}
+    stored = getattr(channel, "_stored_destination", None)
+    previous = stored[1] if stored is not None and stored[0] == channel.kind else None
+    return config_errors(transport_class(channel.kind), channel.full_config, user=user, previous=previous)

@@ -438,3 +438,16 @@ def test_the_test_answer_to_a_non_administrator_holds_the_status_not_the_body(pe
     assert "5566" not in json.dumps(granted)
     admin = people.client("admin").post(f"/api/v1/notification-channels/{channel.pk}/test/").json()
     assert admin["ok"] is False and "5566" in admin["error"]
+
+
+def test_change_errors_tell_a_form_who_may_move_a_channel(people, receiver, second_receiver):
+    """The helper the admin form can call: a moved destination needs an administrator."""
+    from alerts import destinations
+
+    channel = NotificationChannel.objects.get(pk=make_channel("ntfy", name="nt-form", topic="t", base_url=receiver.url("/")).pk)
+    assert destinations.change_errors(channel, people.granted) == {}
+    channel.config = {**channel.config, "base_url": second_receiver.url("/")}
+    assert "Only an administrator" in destinations.change_errors(channel, people.granted)["base_url"]
+    assert destinations.change_errors(channel, people.admin) == {}
+    channel.config = {**channel.config, "base_url": "http://169.254.169.254/"}
+    assert "Refused" in destinations.change_errors(channel, people.admin)["base_url"]
