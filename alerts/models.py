@@ -22,7 +22,7 @@ from alerts.choices import (
 )
 from alerts.templating import validate_template
 from alerts.transports import CHANNEL_KINDS
-from dockmon_site.crypto import EncryptedTextField
+from dockmon_site.crypto import EncryptedTextField, is_undecryptable
 
 OPEN_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
 
@@ -129,13 +129,20 @@ class NotificationChannel(models.Model):
         stored = getattr(self, "_stored_destination", None)
         if self.pk is None or stored is None or stored[:2] == (self.kind, self.destination()):
             return []
-        old_secrets, secrets = stored[2], self.secret_dict
-        kept = {k: v for k, v in secrets.items() if k in self.supplied_secrets or old_secrets.get(k) != v}
-        dropped = sorted(set(secrets) - set(kept))
-        if not dropped:
-            return []
-        self.set_secrets(kept)
-        required = transport_class(self.kind).required_fields if self.kind in TRANSPORTS else ()
+        cls = transport_class(self.kind) if self.kind in TRANSPORTS else None
+        if is_undecryptable(self.secrets):
+            # No key opens what is stored, so nothing can be kept: the old ciphertext must not
+            # come back to life at the new destination if the old key is restored later.
+            self.secrets = ""
+            dropped = sorted(cls.secret_fields) if cls else ["secrets"]
+        else:
+            old_secrets, secrets = stored[2], self.secret_dict
+            kept = {k: v for k, v in secrets.items() if k in self.supplied_secrets or old_secrets.get(k) != v}
+            dropped = sorted(set(secrets) - set(kept))
+            if not dropped:
+                return []
+            self.set_secrets(kept)
+        required = cls.required_fields if cls else ()
         missing = [name for name in dropped if name in required]
         if missing and self.enabled:
             self.enabled = False

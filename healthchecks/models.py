@@ -16,7 +16,7 @@ from django.db import models
 from django.utils import timezone
 
 from containers.models import Container
-from dockmon_site.crypto import EncryptedTextField
+from dockmon_site.crypto import EncryptedTextField, is_undecryptable
 from healthchecks.choices import AttemptStatus, CheckStatus, HttpMethod, RestartTrigger, ResultStatus
 
 INTERVAL_MIN, INTERVAL_MAX = 10, 3600
@@ -102,7 +102,10 @@ class HealthCheck(models.Model):
             if destination_of(before["url"], before["verify_tls"], before["tls_ca"]) != self.destination():
                 for name in self.SECRET_FIELDS:
                     # A value different from the stored one was given in this change, too.
-                    if name not in supplied and getattr(self, name) and getattr(self, name) == loaded.get(name):
+                    # An undecryptable value counts as stored: its ciphertext must not come
+                    # back to life at the new destination if the old key is restored.
+                    value = getattr(self, name)
+                    if name not in supplied and (value or is_undecryptable(value)) and value == loaded.get(name):
                         setattr(self, name, "")
                         cleared.append(name)
             changed = {name for name in self.METHOD_FIELDS if name in loaded and loaded[name] != getattr(self, name)}

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from dockmon_site.crypto import EncryptedTextField
+from dockmon_site.crypto import EncryptedTextField, is_undecryptable
 from updates.choices import ACTIVE_RUN_STATUSES, Policy, RunStage, RunStatus, RunTrigger, TrackingMode, UpdateStatus
 from updates.registry import canonical_registry
 
@@ -85,7 +85,8 @@ class RegistryCredential(models.Model):
         """Would saving now send the stored password somewhere else than where it was set for?"""
         stored = getattr(self, "_stored_destination", None)
         return (self.pk is not None and stored is not None and stored[0] != self.destination()
-                and not self.password_supplied and bool(self.password) and self.password == stored[1])
+                and not self.password_supplied and (bool(self.password) or is_undecryptable(self.password))
+                and self.password == stored[1])
 
 
 class ContainerUpdate(models.Model):

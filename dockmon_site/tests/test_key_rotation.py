@@ -7,6 +7,7 @@ webhook target and a checked service (nothing may reach it when the secret canno
 
 from __future__ import annotations
 
+import base64
 import http.server
 import io
 import json
@@ -292,3 +293,58 @@ def test_the_single_key_settings_keep_working_and_a_list_reads_values_of_any_of_
     settings.DOCKMON_ENCRYPTION_KEYS = ["newest"]
     assert crypto.decrypt(fresh) == "payload"
     assert crypto.is_undecryptable(crypto.load(dedicated)) and crypto.load(dedicated) == ""
+
+
+@pytest.mark.django_db
+def test_a_secret_no_key_opens_is_dropped_when_its_destination_changes_so_the_old_key_cannot_revive_it(
+        settings, make_host, alpha, receiver, unique):
+    """GIVEN a health check with header and password, a gotify channel with its token, and a
+    registry credential, all written under key-one; WHEN only key-other is configured and each is
+    pointed elsewhere (as the admin and an import save them); THEN once key-one is back, none of
+    them holds the old secret, and the re-pointed check sends nothing secret to its new target."""
+    settings.DOCKMON_ENCRYPTION_KEYS = ["key-one"]
+    host = make_host(alpha, name=f"plain-{unique}")
+    registry, _, check = _secrets(receiver, host, unique)
+    gotify = NotificationChannel(name=f"go-{unique}", kind="gotify", config={"base_url": "http://127.0.0.1:9/"})
+    gotify.set_secrets({"app_token": "tok-SECRET-77"})
+    gotify.save()
+    settings.DOCKMON_ENCRYPTION_KEYS = ["key-other"]
+
+    moved_check = HealthCheck.objects.get(pk=check.pk)
+    assert crypto.is_undecryptable(moved_check.basic_auth_password)
+    moved_check.url = f"{receiver.url.replace('127.0.0.1', 'localhost')}/elsewhere"
+    moved_check.save()
+    moved_channel = NotificationChannel.objects.get(pk=gotify.pk)
+    moved_channel.config = {"base_url": "http://127.0.0.1:10/"}
+    moved_channel.save()
+    moved_registry = RegistryCredential.objects.get(pk=registry.pk)
+    moved_registry.registry = f"other-{unique}.example:5000"
+    moved_registry.save()
+
+    settings.DOCKMON_ENCRYPTION_KEYS = ["key-one"]
+    check = HealthCheck.objects.get(pk=check.pk)
+    assert (check.headers, check.basic_auth_password) == ("", "")
+    channel = NotificationChannel.objects.get(pk=gotify.pk)
+    assert channel.secret_dict == {} and channel.enabled is False
+    assert RegistryCredential.objects.get(pk=registry.pk).password == ""
+    _, probe = health_services.test_now(check)
+    assert probe.ok is True, probe.error
+    sent = receiver.seen[-1]["headers"]
+    assert "X-Api-Key" not in sent
+    # The user name stays (it is not a secret); the password went with the old destination.
+    assert base64.b64decode(sent["Authorization"].split()[1]) == b"probe:"
+
+
+@pytest.mark.django_db
+def test_an_unmoved_secret_no_key_opens_survives_a_save_and_comes_back_with_its_key(settings, make_host, alpha, receiver, unique):
+    """The other side of the rule above: saving a row whose destination did not change keeps the
+    ciphertext, so restoring the old key brings the secret back."""
+    settings.DOCKMON_ENCRYPTION_KEYS = ["key-one"]
+    host = make_host(alpha, name=f"plain-{unique}")
+    _, _, check = _secrets(receiver, host, unique)
+    settings.DOCKMON_ENCRYPTION_KEYS = ["key-other"]
+    renamed = HealthCheck.objects.get(pk=check.pk)
+    renamed.name = f"renamed-{unique}"
+    renamed.save()
+    settings.DOCKMON_ENCRYPTION_KEYS = ["key-one"]
+    assert HealthCheck.objects.get(pk=check.pk).basic_auth_password == "probe-pass-2"
