@@ -183,6 +183,9 @@ class RegistryCredentialForm(forms.ModelForm):
         value = self.cleaned_data.get("password")
         if not value and self.instance and self.instance.pk:
             return self.instance.password  # a password is never shown, so empty means unchanged
+        # Typed in this change: it goes with the registry as changed here (the model drops a
+        # stored password that was not given again when the registry, insecure or CA moves).
+        self.instance.password_supplied = bool(value)
         return value or ""
 
 

@@ -163,6 +163,20 @@ def test_the_admin_moving_a_real_registrys_credential_never_sends_its_password(p
     assert basic_registry.password not in rows
 
 
+def test_the_admin_moving_a_credential_with_the_password_typed_again_keeps_that_password(people, recorder):
+    """An administrator who types the password again while moving a credential in the admin
+    means it for the new registry: the same value is kept, not dropped as a moved secret."""
+    cred = RegistryCredential.objects.create(registry="127.0.0.1:5996", username="me", password=PASSWORD)
+    client = Client()
+    client.force_login(people.admin)
+    response = client.post(f"/admin/updates/registrycredential/{cred.pk}/change/", {
+        "registry": recorder.addr, "username": "me", "password": PASSWORD, "ca_cert": "", "note": "",
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    cred = RegistryCredential.objects.get(pk=cred.pk)
+    assert cred.registry == recorder.addr and cred.password == PASSWORD
+
+
 def test_turning_on_insecure_or_changing_the_ca_drops_the_password_in_the_model():
     cred = RegistryCredential.objects.create(registry="127.0.0.1:5997", username="me", password=PASSWORD)
     cred = RegistryCredential.objects.get(pk=cred.pk)
