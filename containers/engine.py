@@ -195,6 +195,34 @@ _ssh_socket_class()
 # --- end of ssh:// -------------------------------------------------------------------------
 
 
+def check_engine_allowed(url: str) -> None:
+    """DOCKMON_ENGINE_ALLOW: when set, a tcp:// or ssh:// engine must lie in it (a name must
+    resolve to allowed addresses only); otherwise EngineError and nothing is sent, not even the
+    ssh command is started. unix:// sockets are local and always allowed. The SDK (or ssh)
+    resolves a name again when it connects: this keeps an administrator's typo or a generated
+    URL off the network, it is not a defence against a DNS server that lies."""
+    allow = settings.DOCKMON_ENGINE_ALLOW
+    if not allow or url.startswith("unix://"):
+        return
+    from dockmon_site.outbound_rules import ip_of, parse_rules
+
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = parsed.port or (22 if parsed.scheme == "ssh" else 2375)
+    literal = ip_of(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            addresses = [ip_of(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+        except (OSError, UnicodeError) as exc:
+            raise EngineError(f"Cannot resolve {host}: {exc}", unreachable=True) from None
+    rules = parse_rules(allow, setting="DOCKMON_ENGINE_ALLOW")
+    for address in addresses:
+        if address is None or not any(rule.matches(address, port) for rule in rules):
+            raise EngineError(f"Refused: {host}:{port} is not in DOCKMON_ENGINE_ALLOW; nothing was sent.")
+
+
 def connect(url: str, *, tls_ca: str = "", tls_cert: str = "", tls_key: str = "", timeout: float | None = None):
     """A docker client for one engine, without any network call yet.
 
@@ -207,6 +235,7 @@ def connect(url: str, *, tls_ca: str = "", tls_cert: str = "", tls_key: str = ""
     if any(crypto.is_undecryptable(value) for value in (tls_ca, tls_cert, tls_key)):
         raise EngineError(crypto.UNDECRYPTABLE_TLS_MESSAGE)
     url = normalize_url(url, tls=bool(tls_cert or tls_ca))
+    check_engine_allowed(url)
     context = None
     base_url = url
     use_ssh_client = False

@@ -357,9 +357,6 @@ DOCKMON_WS_SEND_BUFFER_BYTES = envint("DOCKMON_WS_SEND_BUFFER_BYTES", 1048576, m
 DOCKMON_DISK_USAGE_SECONDS = envint("DOCKMON_DISK_USAGE_SECONDS", 120, minimum=10)
 DOCKMON_DISK_USAGE_RETENTION_DAYS = envint("DOCKMON_DISK_USAGE_RETENTION_DAYS", 7, minimum=1)
 DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS = envint("DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS", 30, minimum=1)
-DOCKMON_DISK_USAGE_SECONDS = envint("DOCKMON_DISK_USAGE_SECONDS", 120, minimum=10)
-DOCKMON_DISK_USAGE_RETENTION_DAYS = envint("DOCKMON_DISK_USAGE_RETENTION_DAYS", 7, minimum=1)
-DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS = envint("DOCKMON_REMOVED_CONTAINER_RETENTION_DAYS", 30, minimum=1)
 # Logs over the API are read from the engine as a stream under these caps: the JSON answer keeps
 # the newest lines within DOCKMON_LOGS_MAX_BYTES of text; a download stops at its own cap.
 DOCKMON_LOGS_MAX_BYTES = envint("DOCKMON_LOGS_MAX_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
@@ -466,6 +463,23 @@ def _check_outbound_rules():
 
 
 _check_outbound_rules()
+
+# Docker engines (containers/engine.py check_engine_allowed): when set, tcp:// and ssh:// engine
+# URLs must lie in these networks (same forms as above; a name must resolve into them); nothing
+# is sent to, and no ssh is started for, any other engine. unix:// sockets are always allowed.
+DOCKMON_ENGINE_ALLOW = envstr("DOCKMON_ENGINE_ALLOW", "")
+
+
+def _check_engine_allow():
+    from dockmon_site.outbound_rules import parse_rules
+
+    try:
+        parse_rules(DOCKMON_ENGINE_ALLOW, setting="DOCKMON_ENGINE_ALLOW")
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+_check_engine_allow()
 
 # ---------------------------------------------------------------------------
 # Health checks and auto-restart (healthchecks app)
