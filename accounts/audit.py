@@ -236,6 +236,10 @@ def _request_body(request) -> Any:
             body = request.body
             return json.loads(body) if body else {}
         if request.method == "POST":
+            # Read (and keep) the raw body before parsing the form: a form Django refuses to parse
+            # here (too many fields) must leave the body to the view, which answers 400; parsing
+            # straight from the stream would consume it and the view would fail with a 500.
+            request.body  # noqa: B018
             return {k: v if len(values) == 1 else values for k, values in request.POST.lists() for v in values[:1]}
     except Exception:  # an unreadable body is the view's problem to report, not the audit log's
         return {}
