@@ -5,12 +5,17 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 # `wheel[s]` matches nothing when there is no wheels folder, so the same file builds both ways.
-COPY requirements.txt wheel[s] /tmp/build/
+# The files pin every package with its hashes (pip checks them). The optional apprise extra is
+# in unless the build says --build-arg APPRISE=0.
+ARG APPRISE=1
+COPY requirements.txt requirements-apprise.txt wheel[s] /tmp/build/
 RUN python3 -m venv /venv \
+    && set -- -r /tmp/build/requirements.txt \
+    && if [ "$APPRISE" = 1 ]; then set -- "$@" -r /tmp/build/requirements-apprise.txt; fi \
     && if ls /tmp/build/*.whl >/dev/null 2>&1; then \
-         /venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/build -r /tmp/build/requirements.txt; \
+         /venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/build "$@"; \
        else \
-         /venv/bin/pip install --no-cache-dir -r /tmp/build/requirements.txt; \
+         /venv/bin/pip install --no-cache-dir "$@"; \
        fi
 COPY . /app
 WORKDIR /app

@@ -1,4 +1,4 @@
-.PHONY: run test install lint bench clean-testbed
+.PHONY: run test install lint bench clean-testbed lock-deps upgrade-deps
 
 run:
 	scripts/run.sh
@@ -11,6 +11,14 @@ install:
 
 lint: install
 	.venv/bin/ruff check .
+
+# Dependencies (README.md): re-pin after an edit of a requirements-*.in file (pins that still fit
+# are kept), or move every package to the newest release its .in allows. Both write the hashes.
+lock-deps:
+	scripts/compile-requirements.sh
+
+upgrade-deps:
+	scripts/compile-requirements.sh --upgrade
 
 testbed-down:
 	.venv/bin/python -m dockmon_site.testbed down

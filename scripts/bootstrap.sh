@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install the pinned requirements. Works on a bare Debian 12 as root.
-# `scripts/bootstrap.sh dev` also installs what the tests and tools need (requirements-dev.txt).
+# The runtime is requirements.txt plus the optional apprise extra (requirements-apprise.txt);
+# `scripts/bootstrap.sh dev` installs requirements-dev.txt instead: the complete set, with what the
+# tests and tools need. Every file pins each package with its hashes, so pip checks every download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -20,19 +22,21 @@ if [ ! -x .venv/bin/python ]; then
         fi
     fi
 fi
-reqs=requirements.txt
-[ "${1:-}" = dev ] && reqs=requirements-dev.txt
+files=(requirements.txt requirements-apprise.txt)
+[ "${1:-}" = dev ] && files=(requirements-dev.txt)
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt "$reqs" | sha256sum | cut -d' ' -f1)
+want=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
 # A dev install covers the runtime one: `make run` after `make test` installs nothing more.
-dev_want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+dev_want=$(cat requirements-dev.txt | sha256sum | cut -d' ' -f1)
 have=$(cat "$stamp" 2>/dev/null || true)
 if [ "$have" != "$want" ] && [ "$have" != "$dev_want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
+    args=()
+    for file in "${files[@]}"; do args+=(-r "$file"); done
     if [ -d wheels ]; then
-        .venv/bin/python -m pip install -q --no-index --find-links wheels -r "$reqs"
+        .venv/bin/python -m pip install -q --no-index --find-links wheels "${args[@]}"
     else
-        .venv/bin/python -m pip install -q -r "$reqs"
+        .venv/bin/python -m pip install -q "${args[@]}"
     fi
     echo "$want" > "$stamp"
 fi
