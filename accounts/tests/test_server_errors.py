@@ -32,6 +32,8 @@ def test_options_on_a_well_formed_container_key_answers(world):
         response = admin.options(f"/api/v1/auto-restart/{key}/")
         assert response.status_code == 200, (key, response.content[:300])
         assert response.json()["name"]
+    # The PUT form is described for a container the administrator may change.
+    assert "PUT" in admin.options(f"/api/v1/auto-restart/{world.a1.key}/").json()["actions"]
 
 
 @pytest.mark.parametrize("path", [

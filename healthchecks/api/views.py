@@ -189,7 +189,7 @@ class AutoRestartViewSet(AuditedViewMixin, mixins.ListModelMixin, viewsets.Gener
     serializer_class = AutoRestartConfigSerializer
     filterset_class = AutoRestartFilter
     lookup_field = "key"
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = "[^/]+"  # malformed keys: 404 after authentication (AuditedViewMixin)
 
     def get_permissions(self):
         return [IsAuthenticated(), _token_write_permission()]
@@ -215,6 +215,11 @@ class AutoRestartViewSet(AuditedViewMixin, mixins.ListModelMixin, viewsets.Gener
         if action != "view":
             audit.note(self.request, obj=container)
         return container
+
+    def get_object(self) -> AutoRestartConfig:
+        # `key` is the container's, not a field of the settings row: DRF's own lookup (used by
+        # OPTIONS to describe the PUT form) would query a field that does not exist.
+        return self._config(self._container("view"))
 
     def _config(self, container: Container) -> AutoRestartConfig:
         config = AutoRestartConfig.objects.filter(container=container).first()
