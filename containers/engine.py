@@ -661,28 +661,6 @@ def _is_tty(client, container_id: str) -> bool:
     return bool((data.get("Config") or {}).get("Tty"))
 
 
-def read_logs(client, container_id: str, *, tail: int | None = 100, since: datetime | None = None, limit: int = MAX_LINE_BYTES) -> list[LogLine]:
-    """The last `tail` lines (or all since `since`) of stdout and stderr, in time order."""
-    lines: list[LogLine] = []
-    try:
-        tty = _is_tty(client, container_id)
-        streams = (("stdout", True, False),) if tty else (("stdout", True, False), ("stderr", False, True))
-        for name, out, err in streams:
-            raw = client.api.logs(
-                container_id, stdout=out, stderr=err, timestamps=True, stream=False,
-                tail=tail if tail is not None else "all", since=since,
-            )
-            for chunk in raw.split(b"\n"):
-                if chunk:
-                    lines.append(decode_line(chunk, name, limit=limit))
-    except _ENGINE_FAILURES as exc:
-        raise _wrap(exc) from exc
-    lines.sort(key=lambda line: line.ts or datetime.min.replace(tzinfo=UTC))
-    if tail is not None and len(lines) > tail:
-        lines = lines[-tail:]
-    return lines
-
-
 def follow_logs(client, container_id: str, stream_name: str, *, tail: int = 0):
     """A blocking stream of raw log chunks for one of stdout/stderr; close() it to stop."""
     try:
