@@ -143,7 +143,7 @@ class EventsConsumer(ProfilesMixin, AsyncWebsocketConsumer):
                 # Not even the small messages are being read: stop feeding a dead reader.
                 logger.warning("closing a WebSocket of %s: %d bytes are waiting for the client", self.user, flow.backlog)
                 self.closing = True
-                self._spawn(self._close_for(CLOSE_TOO_SLOW, "profile stopped"))
+                self._spawn(self._close_for(CLOSE_TOO_SLOW, "client too slow"))
 
     async def _close_for(self, code: int, profile_reason: str) -> None:
         await self._stop_streams(profile_reason)
@@ -240,10 +240,12 @@ class EventsConsumer(ProfilesMixin, AsyncWebsocketConsumer):
     async def dockmon_resync(self, event):
         """This web process's Redis connection came back after a failure: events may have been
         missed meanwhile, so the client should reload what it shows (dockmon_site/channel_layer.py)."""
+        if not hasattr(self, "background") or self.closing:
+            return  # not open (refused at the handshake) or closing
         await self._reply("stream.resync", {"reason": "The live stream was interrupted; reload the current state."})
 
     async def dockmon_event(self, event):
-        if self.closing:
+        if not hasattr(self, "background") or self.closing:
             return
         if event.get("event_type") == PERMISSIONS_CHANGED:
             # Internal, never passed on. A logout names its session: that socket ends at once
