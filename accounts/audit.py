@@ -234,7 +234,8 @@ def _request_body(request) -> Any:
     try:
         if content_type.startswith("application/json"):
             body = request.body
-            return json.loads(body) if body else {}
+            parsed = json.loads(body) if body else {}
+            return {} if parsed is None else parsed  # a JSON null body: the row's changes cannot be null
         if request.method == "POST":
             # Read (and keep) the raw body before parsing the form: a form Django refuses to parse
             # here (too many fields) must leave the body to the view, which answers 400; parsing

@@ -184,3 +184,12 @@ def test_a_form_body_the_audit_log_cannot_parse_is_left_to_the_view(world):
     # An ordinary form still reaches the view and the audit row.
     assert admin.post("/api/v1/groups/", {"name": "formed"}, format="multipart").status_code == 201
     assert AuditEntry.objects.get(path="/api/v1/groups/", status_code=201).changes == {"name": "formed"}
+
+
+def test_a_json_null_body_is_still_recorded(world):
+    # Found by the API fuzzer: `null` as the body made the row's changes NULL and the row was lost.
+    admin = world.client("admin")
+    response = admin.generic("POST", "/api/v1/groups/", "null", content_type="application/json")
+    assert response.status_code == 400
+    row = AuditEntry.objects.get(path="/api/v1/groups/", method="POST")
+    assert row.status_code == 400 and row.changes == {}
