@@ -38,7 +38,7 @@ from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
 from containers.choices import EventCategory
 from dockmon_site import bus
-from dockmon_site.api import DB_INT_MAX, AuditedViewMixin
+from dockmon_site.api import DB_INT_MAX, AuditedViewMixin, Pagination
 from dockmon_site.permissions import ModelPermissions
 
 User = get_user_model()
@@ -179,6 +179,7 @@ class GrantViewSet(AuditedViewMixin, viewsets.ViewSet):
     permission_classes = [IsAuthenticated, TokenWritePermission, ModelPermissions]
     permission_model = UserObjectPermission
     serializer_class = GrantSerializer
+    pagination_class = Pagination  # the list is paged like every other (and documented so)
     lookup_value_regex = "[ug][0-9]+"
     lookup_field = "id"
 
@@ -218,9 +219,7 @@ class GrantViewSet(AuditedViewMixin, viewsets.ViewSet):
     @property
     def paginator(self):
         if not hasattr(self, "_paginator"):
-            from dockmon_site.api import Pagination
-
-            self._paginator = Pagination()
+            self._paginator = self.pagination_class()
         return self._paginator
 
     @extend_schema(responses={200: GrantSerializer, 404: OpenApiResponse(description="No such grant")})

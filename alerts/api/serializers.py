@@ -277,8 +277,10 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 class AlertSerializer(serializers.ModelSerializer):
     rule_name = serializers.CharField(source="rule.name", read_only=True, default="")
     container = serializers.CharField(source="container_id", read_only=True, allow_null=True)
-    acknowledged_by = serializers.CharField(source="acknowledged_by.username", read_only=True, default=None)
-    resolved_by = serializers.CharField(source="resolved_by.username", read_only=True, default=None)
+    # allow_null, not default=None: documented as nullable, and kept in PATCH answers (DRF skips
+    # a field whose default stands in during a partial update).
+    acknowledged_by = serializers.CharField(source="acknowledged_by.username", read_only=True, allow_null=True)
+    resolved_by = serializers.CharField(source="resolved_by.username", read_only=True, allow_null=True)
 
     class Meta:
         model = Alert

@@ -206,7 +206,7 @@ class AlertViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
         return self._done(alert, evaluator.resolve_by_user(alert, request.user), "resolved")
 
     @extend_schema(responses=AlertHistorySerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # the whole list (the schema says so)
     def history(self, request, pk=None):
         """What happened to the alert, with people's notes (action "note")."""
         alert = self.get_object()
@@ -223,7 +223,7 @@ class AlertViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
         return Response(AlertHistorySerializer(entry).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=NotificationSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def notifications(self, request, pk=None):
         """The delivery log: every notification of the alert with its attempts."""
         alert = self.get_object()

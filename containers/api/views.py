@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from guardian.shortcuts import assign_perm
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -206,7 +206,7 @@ class HostViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
         points = stats_service.host_series(host, query["range"])
         return Response({"range": query["range"], "points": StatsPointSerializer(points, many=True).data})
 
-    @extend_schema(responses={200: DiskUsageSerializer(many=True)})
+    @extend_schema(responses={200: inline_serializer("DiskUsageHistory", {"results": DiskUsageSerializer(many=True)})})
     @action(detail=True, methods=["get"], url_path="disk-usage")
     def disk_usage(self, request, pk=None):
         """`docker system df` history, newest first (the first item is the current state)."""

@@ -94,7 +94,8 @@ class ExplanationSerializer(serializers.Serializer):
 class UpdatePolicySerializer(serializers.ModelSerializer):
     container = serializers.CharField(source="container_id", max_length=64)
     container_name = serializers.CharField(source="container.name", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    # allow_null, not default=None: documented as nullable, and kept in PATCH answers.
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
 
     class Meta:
         model = UpdatePolicy
@@ -261,7 +262,7 @@ class BulkUpdateSerializer(UpdateRequestSerializer):
 class UpdateRunSerializer(serializers.ModelSerializer):
     run = serializers.IntegerField(source="pk", read_only=True)
     key = serializers.CharField(read_only=True)
-    requested_by = serializers.CharField(source="requested_by.username", read_only=True, default=None)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True, allow_null=True)
     host = serializers.UUIDField(source="host_id", read_only=True)
 
     class Meta:
