@@ -69,11 +69,13 @@ class RawClient:
         if b" 101 " not in head.split(b"\r\n")[0]:
             raise RuntimeError(f"handshake refused: {head[:200]!r}")
 
-    def send_json(self, data: dict) -> None:
-        payload = json.dumps(data).encode()
+    def send_frame(self, opcode: int, payload: bytes) -> None:
         mask = os.urandom(4)
-        header = bytes([0x81]) + (bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + struct.pack("!H", len(payload)))
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        size = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+        self.sock.sendall(bytes([0x80 | opcode]) + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def send_json(self, data: dict) -> None:
+        self.send_frame(0x1, json.dumps(data).encode())
 
     def _read(self, size: int, deadline: float) -> bytes:
         while len(self.buffer) < size:
@@ -149,12 +151,15 @@ def main() -> int:
 
         client = RawClient(daphne.port, f"/ws/events/?token={raw}")
         client.send_json({"action": "logs.follow", "key": row.key, "tail": 0})
+        follow_sent = time.strftime("%H:%M:%S")
         received = {"bytes": 0, "lines": 0}
         reader = None
         if args.read:
             def read_all():
-                for _opcode, payload in client.frames(timeout=5):
-                    if payload.startswith(b'{"type": "container.log"'):
+                for opcode, payload in client.frames(timeout=5):
+                    if opcode == 0x9:
+                        client.send_frame(0xA, payload)  # a client that reads also answers daphne's pings
+                    elif payload.startswith(b'{"type": "container.log"'):
                         received["lines"] += 1
                         received["bytes"] += len(json.loads(payload)["data"]["text"]) + 1
                         received["last"] = time.monotonic()
@@ -185,12 +190,17 @@ def main() -> int:
                     lines += 1
                 elif message["type"] == "error":
                     errors.append(message["data"])
+        # What the web process says (its log): when it stopped the follow, and whether it closed the
+        # connection meanwhile (daphne drops a client that answers no ping: every 20 s, 30 s to answer).
+        log = daphne.log(200_000)
+        stopped = [line for line in log.splitlines() if "stopped for bench-admin: the client is not reading" in line]
+        closed = [line for line in log.splitlines() if "WSDISCONNECT" in line]
         rss = [kib for _, kib in samples]
         peak_at = samples[rss.index(max(rss))][0]
         mib = lambda kib: kib / 1024  # noqa: E731
         print(f"ws_slow_follower: {args.seconds} s, container writing {args.rate_mb} MB/s (achieved {achieved:.1f} MB/s), "
               f"client {'reads everything' if args.read else 'never reads'}, "
-              f"DOCKMON_WS_SEND_BUFFER_BYTES={settings.DOCKMON_WS_SEND_BUFFER_BYTES}")
+              f"DOCKMON_WS_SEND_BUFFER_BYTES={getattr(settings, 'DOCKMON_WS_SEND_BUFFER_BYTES', '(none)')}")
         print(f"daphne RSS: start {mib(start_rss):.1f} MiB, peak {mib(max(rss)):.1f} MiB (at {peak_at:.0f} s), "
               f"end {mib(rss[-1]):.1f} MiB")
         print("RSS every 5 s (MiB): " + " ".join(f"{mib(kib):.0f}" for _, kib in samples[4::5]))
@@ -199,11 +209,14 @@ def main() -> int:
             print(f"client received {lines} log lines, {received['bytes'] / 1e6:.1f} MB of log text in {span:.1f} s "
                   f"({received['bytes'] / 1e6 / max(span, 0.001):.1f} MB/s)")
         else:
-            print(f"client was sent {lines} log lines before: {errors[0]['message'] if errors else 'NO ERROR MESSAGE'}")
+            print(f"follow sent at {follow_sent}; web process log: {stopped[0].split(' WARNING ')[0] + ' follow stopped (slow client)' if stopped else 'follow NOT stopped'}"
+                  f"; {'connection closed by the server at ' + closed[0].split('[')[1].split(']')[0] if closed else 'connection still open'}")
+            print(f"read after the run: {lines} log lines, then: {errors[0]['message'] if errors else '(no error message readable)'}")
         _common.emit_summary({
             "bench": "ws_slow_follower", "seconds": args.seconds, "rate_mb": args.rate_mb, "achieved_mb_s": round(achieved, 2),
             "read": args.read, "rss_start_mib": round(mib(start_rss), 1), "rss_peak_mib": round(mib(max(rss)), 1),
-            "rss_end_mib": round(mib(rss[-1]), 1), "lines_sent": lines, "dropped": [e.get("reason") for e in errors],
+            "rss_end_mib": round(mib(rss[-1]), 1), "lines_read_after": lines, "error_reasons": [e.get("reason") for e in errors],
+            "follow_stopped_in_log": bool(stopped), "server_closed": bool(closed),
             "machine": _common.machine(),
         })
         return 0

@@ -421,6 +421,8 @@ class EventsConsumer(ProfilesMixin, AsyncWebsocketConsumer):
     async def _drop_follow(self, key: str, message: str, reason: str) -> None:
         if key not in self.follows:
             return
+        if reason == "slow_client":
+            logger.warning("log follow of %s stopped for %s: the client is not reading", key, self.user)
         await self._unfollow(key)
         await self._error(message, key=key, reason=reason)
 
