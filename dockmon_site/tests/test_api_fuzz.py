@@ -310,6 +310,7 @@ def test_every_operation_answers_without_server_errors_and_nothing_leaves_loopba
                 _exercise(run, "granted", coverage=max(1, COVERAGE // 2), examples=max(3, EXAMPLES // 2 + 1), unexpected_methods=False)
                 for actor in ("admin", "granted"):
                     _options_everywhere(run, actor)
+                    _huge_numbers(run, actor)
                 _far_destinations(run)
             finally:
                 got_request_exception.disconnect(run.on_exception)
@@ -341,6 +342,21 @@ def test_every_operation_answers_without_server_errors_and_nothing_leaves_loopba
     assert run.destinations["hostile"] >= 100 and run.destinations["loopback"] >= 30, run.destinations
     # Every class of answer showed up: the fuzzer reached success paths, not only refusals.
     assert run.statuses[2] > 100 and run.statuses[4] > 100, run.statuses
+
+
+def _huge_numbers(run: Run, actor: str) -> None:
+    """Every integer query parameter of every GET with numbers no database column holds (one
+    such value once reached SQLite as an OverflowError)."""
+    for operation in _operations(run.schema):
+        if operation.method.upper() != "GET":
+            continue
+        ints = [p.name for p in operation.query if (p.definition.get("schema") or {}).get("type") in ("integer", "number")]
+        param = next(iter(re.findall(r"\{([^}]+)\}", operation.path)), None)
+        ids = run.world.ensure(operation.path, actor, full=False) if param else []
+        for name in ints:
+            for value in (2**80, -(2**80)):
+                case = operation.Case(path_parameters={param: ids[0]} if param and ids else {}, query={name: value})
+                run.send(actor, case, label=operation.label)
 
 
 def _far_destinations(run: Run) -> None:
