@@ -179,9 +179,7 @@ def test_the_websocket_origin_check_stays_in_place():
     # The ASGI stack wraps the WebSocket router in the origin validator (tested live in
     # containers/tests/test_monitor_live.py); this guards against it being dropped.
     from dockmon_site.asgi import application
-    from dockmon_site.origin import DockMonOriginValidator
-
-    from dockmon_site.origin import origin_allowed
+    from dockmon_site.origin import DockMonOriginValidator, origin_allowed
 
     layer = application.application_mapping["websocket"]
     while not isinstance(layer, DockMonOriginValidator):
