@@ -173,6 +173,6 @@ def test_list_shaped_answers_and_nullable_names_are_documented_as_served():
     assert answer("/api/v1/alerts/{id}/notifications/")["type"] == "array"
     assert answer("/api/v1/hosts/{id}/disk-usage/")["properties"]["results"]["type"] == "array"
     components = schema["components"]["schemas"]
-    for name, field in (("Alert", "resolved_by"), ("Alert", "acknowledged_by"), ("UpdatePolicy", "created_by"),
-                        ("UpdateRun", "requested_by")):
+    for name, field in (("Alert", "resolved_by"), ("Alert", "acknowledged_by"), ("AlertHistory", "user"),
+                        ("UpdatePolicy", "created_by"), ("UpdateRun", "requested_by")):
         assert components[name]["properties"][field].get("nullable") is True, (name, field)

@@ -309,7 +309,7 @@ class NoteSerializer(serializers.Serializer):
 
 
 class AlertHistorySerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.username", read_only=True, default=None)
+    user = serializers.CharField(source="user.username", read_only=True, allow_null=True)  # null: DockMon did it
 
     class Meta:
         model = AlertHistory

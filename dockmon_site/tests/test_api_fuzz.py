@@ -260,6 +260,8 @@ def _exercise(run: Run, actor: str, *, coverage: int, examples: int, unexpected_
         changed = operation.method.upper() in UNSAFE
         engines = changed and collection_of(operation.path) in ENGINE_COLLECTIONS
         param = next(iter(re.findall(r"\{([^}]+)\}", operation.path)), None)
+        if operation.method.upper() == "GET":  # the plain read of a real object: its answer is checked against the schema
+            run.send(actor, operation.Case(path_parameters={param: ids[0]} if param and ids else {}), label=operation.label)
         for i, case in enumerate(_coverage_cases(run.schema, operation, coverage, unexpected_methods=unexpected_methods)):
             real = bool(param and ids and i % 2 == 0)
             if real:
