@@ -241,6 +241,13 @@ class FuzzWorld:
             name=f"fuzz-channel-{self.unique}", defaults={"kind": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}})
         credential, _ = RegistryCredential.objects.get_or_create(registry="127.0.0.1:9", defaults={"username": "fuzz"})
         category = PolicyCategory.objects.order_by("pk").first()
+        from containers.models import BulkJob
+
+        jobs = []
+        for actor in ("admin", "granted"):
+            job = BulkJob.objects.filter(user=self.users[actor]).first() or BulkJob.objects.create(
+                action="start", user=self.users[actor], status="finished", total=0)
+            jobs.append(str(job.pk))
         spare = {}
         for actor in ("admin", "granted"):
             token = APIToken.objects.filter(user=self.users[actor], name="fuzz-spare", revoked_at__isnull=True).first()
@@ -254,5 +261,5 @@ class FuzzWorld:
             "users": [str(victim.pk)], "groups": [str(group.pk)], "health-checks": [str(far_check.pk)],
             "notification-channels": [str(channel.pk), *(str(pk) for pk in hostile.values())],
             "registry-credentials": [str(credential.pk)], "update-policy-categories": [str(category.pk)] if category else [],
-            "tokens": [str(spare["granted"].pk), str(spare["admin"].pk)], "permissions": [f"u{grant.pk}"],
+            "tokens": [str(spare["granted"].pk), str(spare["admin"].pk)], "permissions": [f"u{grant.pk}"], "bulk-jobs": jobs,
         }
