@@ -53,6 +53,9 @@ def run_container(containers_to_remove, testbed):
             args.insert(1, "-d")
         containers_to_remove.append((engine, name))
         result = engine.docker(*args, image, *(cmd or ("sleep", "3600")))
+        if detach:
+            # Also by id: a test may rename the container, and the name would then miss it.
+            containers_to_remove.append((engine, result.stdout.strip()))
         return result.stdout.strip()
 
     return run

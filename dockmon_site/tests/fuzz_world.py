@@ -25,7 +25,13 @@ from rest_framework.test import APIClient
 
 from accounts.models import APIToken
 
-IMAGE = "127.0.0.1:5000/demo/app:1.0"
+
+def _image() -> str:
+    """The seeded image on this run's testbed (each database pass has its own registry port)."""
+    from dockmon_site.testbed import Testbed
+
+    return f"{Testbed.load().registry}/demo/app:1.0"
+
 # A container that stops at once on SIGTERM (sleep as PID 1 would make every stop wait out its timeout).
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
 HOST_RIGHTS = ("view", "operate", "update", "change")
@@ -112,7 +118,7 @@ class FuzzWorld:
                 for old in found:
                     client.api.remove_container(old["Id"], force=True)
                 created = client.api.create_container(
-                    IMAGE, COMMAND, name=f"fuzz-{side}-{self.unique}-{uuid.uuid4().hex[:6]}", labels={"dockmon.fuzz": label},
+                    _image(), COMMAND, name=f"fuzz-{side}-{self.unique}-{uuid.uuid4().hex[:6]}", labels={"dockmon.fuzz": label},
                     host_config=client.api.create_host_config(network_mode="none"),
                 )
                 container_id = created["Id"]
@@ -200,7 +206,7 @@ class FuzzWorld:
             AlertHistory.objects.create(alert=alert, action="note", text="seeded")
         window = MaintenanceWindow.objects.filter(name=f"fuzz-window-{tag}").first() or MaintenanceWindow.objects.create(
             name=f"fuzz-window-{tag}", container=container, starts_at=now - timedelta(days=2), ends_at=now - timedelta(days=1))
-        ContainerUpdate.objects.get_or_create(container=container, defaults={"image": IMAGE})
+        ContainerUpdate.objects.get_or_create(container=container, defaults={"image": _image()})
         run = UpdateRun.objects.filter(container_name=f"fuzz-run-{tag}").first() or UpdateRun.objects.create(
             host=host, container=container, container_name=f"fuzz-run-{tag}", old_key=container.key, status="succeeded",
             stage="done", log="seeded")

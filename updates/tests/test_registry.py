@@ -27,6 +27,10 @@ from updates.registry import (
 )
 from updates.testing import docker_cli
 
+# Every registry request passes the outbound policy, which reads the registered Docker engines
+# from the database (a registry must never be an engine's address).
+pytestmark = pytest.mark.django_db
+
 
 @pytest.mark.parametrize(
     ("text", "registry", "repository", "tag", "digest"),
@@ -504,8 +508,10 @@ def test_cache_ttls_per_kind_and_a_manual_check_bypasses_them(testbed, alpha, ma
     host = make_host(alpha)
     v_cid = run_container(alpha, f"ttl-v-{unique}", image=v_ref)
     latest_cid = run_container(alpha, f"ttl-l-{unique}", image=latest_ref)
-    run_container(alpha, f"ttl-m-{unique}", image=multi_ref)
+    multi_cid = run_container(alpha, f"ttl-m-{unique}", image=multi_ref)
     sync(host)
+    # This test's three containers only: other containers on the shared engine ask the registry too.
+    keys = [f"{host.pk}:{cid[:12]}" for cid in (v_cid, latest_cid, multi_cid)]
     arm2, arm2_size = t.push_variant(reg, repo, amd, architecture="arm64", marker="arm-two")
     index2 = t.put_index(reg, repo, "multi", [(amd, amd_size, "amd64"), (arm2, arm2_size, "arm64")])
 
@@ -513,7 +519,7 @@ def test_cache_ttls_per_kind_and_a_manual_check_bypasses_them(testbed, alpha, ma
             "DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS": 10000}
     name = f"{reg}/{repo}"
     with override_settings(**ttls):
-        first = services.check(host_ids=[host.pk], force=True)
+        first = services.check(keys, force=True)
         assert first.registry_stats["manifest_head"] == 3 and first.registry_stats["manifest_get"] == 2
         assert 0 < _ttl(services._head_key(name, "latest")) <= 100
         assert 100 < _ttl(services._head_key(name, "1.2.3")) <= 1000
@@ -526,11 +532,11 @@ def test_cache_ttls_per_kind_and_a_manual_check_bypasses_them(testbed, alpha, ma
         alpha.docker("tag", v_ref, latest_ref)
         testbed.push("alpha", v_ref)
         new = testbed.push("alpha", latest_ref)
-        cached = services.check(host_ids=[host.pk])
+        cached = services.check(keys)
         assert cached.registry_stats.get("manifest_head", 0) == 0 and cached.cache_hits >= 3
         assert _row(host, latest_cid).status == UpdateStatus.OK and _row(host, v_cid).status == UpdateStatus.OK
         # ...a manual one asks again and sees the release at once.
-        forced = services.check(host_ids=[host.pk], force=True)
+        forced = services.check(keys, force=True)
         assert forced.registry_stats["manifest_head"] == 3
         assert (_row(host, latest_cid).status, _row(host, latest_cid).latest_digest) == (UpdateStatus.UPDATE_AVAILABLE, new)
         assert _row(host, v_cid).status == UpdateStatus.UPDATE_AVAILABLE
