@@ -70,10 +70,6 @@ class DockerHost(models.Model):
         """Stored TLS material that no configured encryption key opens (see dockmon_site.crypto)."""
         return any(is_undecryptable(value) for value in (self.tls_ca, self.tls_cert, self.tls_key))
 
-    @property
-    def group_name(self) -> str:
-        return f"host.{self.id}"
-
 
 class Tag(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -155,10 +151,6 @@ class Container(models.Model):
     @property
     def is_removed(self) -> bool:
         return self.removed_at is not None
-
-    @property
-    def group_name(self) -> str:
-        return f"container.{self.host_id}.{self.short_id}"
 
 
 class ContainerTag(models.Model):

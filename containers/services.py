@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -467,10 +466,6 @@ def set_host_status(host_id, status: str, *, error: str = "", info: EngineInfo |
 
 def touch_host(host_id) -> None:
     DockerHost.objects.filter(pk=host_id).update(last_seen_at=timezone.now())
-
-
-def facts_as_dict(facts: ContainerFacts) -> dict:
-    return asdict(facts)
 
 
 def test_host(host: DockerHost, *, timeout: float | None = None) -> dict:

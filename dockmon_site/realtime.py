@@ -32,14 +32,6 @@ def utc_iso(value: datetime | None = None) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def host_group(host_id) -> str:
-    return f"host.{host_id}"
-
-
-def container_group(host_id, short_id: str) -> str:
-    return f"container.{host_id}.{short_id}"
-
-
 class _Encoder(DjangoJSONEncoder):
     def default(self, o):
         if isinstance(o, datetime):
