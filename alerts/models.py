@@ -22,12 +22,12 @@ from alerts.choices import (
 )
 from alerts.templating import validate_template
 from alerts.transports import CHANNEL_KINDS
-from dockmon_site.crypto import EncryptedTextField, is_undecryptable
+from dockmon_site.crypto import EncryptedTextField, RemembersDestination, is_undecryptable
 
 OPEN_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.SNOOZED)
 
 
-class NotificationChannel(models.Model):
+class NotificationChannel(RemembersDestination, models.Model):
     """Where notifications go. `config` holds the plain settings; the transport's secret
     settings (tokens, passwords, webhook URLs, header values) live encrypted in `secrets`."""
 
@@ -93,16 +93,6 @@ class NotificationChannel(models.Model):
     # Secret settings a surface received again in the same change (the API sets it from the
     # request); a stored secret not named here is dropped when the destination changes.
     supplied_secrets: frozenset = frozenset()
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._remember_destination()
-        return instance
-
-    def refresh_from_db(self, *args, **kwargs):
-        super().refresh_from_db(*args, **kwargs)
-        self._remember_destination()
 
     def destination(self) -> dict:
         """Where the secrets go: the transport's destination settings (base URL, SMTP host,

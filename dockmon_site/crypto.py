@@ -141,3 +141,22 @@ class EncryptedTextField(models.TextField):
         if value in (None, ""):
             return value
         return encrypt(value)
+
+
+class RemembersDestination:
+    """Model mixin for secrets that follow their destination: `_remember_destination()` runs
+    whenever the row is loaded or reloaded, so that save() can tell whether the place its
+    secrets go to has moved since (and drop them unless the same change gives them again)."""
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._remember_destination()
+        return instance
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_destination()
+
+    def _remember_destination(self) -> None:
+        raise NotImplementedError

@@ -3,12 +3,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from dockmon_site.crypto import EncryptedTextField, is_undecryptable
+from dockmon_site.crypto import EncryptedTextField, RemembersDestination, is_undecryptable
 from updates.choices import ACTIVE_RUN_STATUSES, Policy, RunStage, RunStatus, RunTrigger, TrackingMode, UpdateStatus
 from updates.registry import canonical_registry
 
 
-class RegistryCredential(models.Model):
+class RegistryCredential(RemembersDestination, models.Model):
     """How to reach one registry host: credentials, and its TLS settings."""
 
     registry = models.CharField(
@@ -62,16 +62,6 @@ class RegistryCredential(models.Model):
     # request, even when the value is the same); otherwise a stored password is dropped when
     # the registry, `insecure` or the CA changes.
     password_supplied: bool = False
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._remember_destination()
-        return instance
-
-    def refresh_from_db(self, *args, **kwargs):
-        super().refresh_from_db(*args, **kwargs)
-        self._remember_destination()
 
     def destination(self) -> tuple:
         """Where the password goes and how: the registry host, plain HTTP or not, and the CA that
