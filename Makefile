@@ -21,4 +21,4 @@ upgrade-deps:
 	scripts/compile-requirements.sh --upgrade
 
 testbed-down:
-	.venv/bin/python -m dockmon_site.testbed down
+	.venv/bin/python -m testkit.testbed down

@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from dockmon_site import testing
+from testkit import testing
 
 
 @pytest.fixture(scope="session")
 def testbed():
-    from dockmon_site.testbed import require_testbed
+    from testkit.testbed import require_testbed
 
     return require_testbed()
 

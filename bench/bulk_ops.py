@@ -13,7 +13,7 @@ message — for a stop of all N and then a start of all N, at each per-host conc
 
 Usage: .venv/bin/python bench/bulk_ops.py [--count 200] [--concurrency 3,16]
            [--database-url postgres://postgres@127.0.0.1:5432/dockmon_bench_bulk]
-Needs the testbed up (python -m dockmon_site.testbed up).
+Needs the testbed up (python -m testkit.testbed up).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main() -> int:
     from containers.choices import HostStatus
     from containers.models import DockerHost
     from dockmon_site import realtime
-    from dockmon_site.testbed import Testbed
+    from testkit.testbed import Testbed
 
     tb = Testbed.load()
     engine = tb.engines[args.engine]

@@ -12,7 +12,7 @@ takes to reach the client as `container.state` with `data.state == "exited"`:
       Redis channel layer, daphne consumer, WebSocket).
 
 Usage: .venv/bin/python bench/event_latency.py [--count 100] [--database-url postgres://...]
-Needs the testbed up (python -m dockmon_site.testbed up). Target: p95 < 100 ms.
+Needs the testbed up (python -m testkit.testbed up). Target: p95 < 100 ms.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def main() -> int:
 
     from accounts.models import APIToken
     from containers.models import DockerHost
-    from dockmon_site.testbed import Testbed
+    from testkit.testbed import Testbed
 
     tb = Testbed.load()
     engine = tb.engines[args.engine]

@@ -14,7 +14,7 @@ The first sync and the start-up baseline are measured in pairs, one right after 
 baseline is taken under the same load as its sync; the medians are reported.
 
 Usage: .venv/bin/python bench/initial_sync.py [--count 300] [--repeat 3] [--database-url postgres://...]
-Needs the testbed up (python -m dockmon_site.testbed up). Target: < 3 s.
+Needs the testbed up (python -m testkit.testbed up). Target: < 3 s.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def main() -> int:
 
     bench = _common.setup("initial_sync", args)
     from containers.models import DockerHost
-    from dockmon_site.testbed import Testbed
+    from testkit.testbed import Testbed
 
     tb = Testbed.load()
     engine = tb.engines[args.engine]

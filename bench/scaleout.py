@@ -17,7 +17,7 @@ per core.
 
 Usage: .venv/bin/python bench/scaleout.py [--engines 20] [--containers 5] [--load-seconds 60]
        [--database-url postgres://postgres@127.0.0.1:5432/dockmon_bench]
-Needs the testbed (python -m dockmon_site.testbed up) and wrk (apt-get install wrk; installed
+Needs the testbed (python -m testkit.testbed up) and wrk (apt-get install wrk; installed
 here when missing). Targets: RSS web < 200 MB, worker < 250 MB, monitor < 150 MB.
 """
 
@@ -189,7 +189,7 @@ def ensure_wrk() -> str:
     path = shutil.which("wrk")
     if path:
         return path
-    from dockmon_site.testbed import apt_install
+    from testkit.testbed import apt_install
 
     apt_install(["wrk"])
     return shutil.which("wrk") or "/usr/bin/wrk"
@@ -233,7 +233,7 @@ def main() -> int:
 
     from accounts.models import APIToken
     from containers.models import Container, DockerHost
-    from dockmon_site.testbed import LOCAL_BUSYBOX_REF, Testbed
+    from testkit.testbed import LOCAL_BUSYBOX_REF, Testbed
 
     testbed = Testbed.load()
     names = [f"bso{bench.run_id[:5]}{i:02d}" for i in range(args.engines)]

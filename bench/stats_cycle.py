@@ -13,7 +13,7 @@ label, in parallel), whatever happened.
 
 Usage: .venv/bin/python bench/stats_cycle.py [--count 100] [--cycles 5] [--concurrency 16,32,64,100]
            [--database-url postgres://postgres@127.0.0.1:5432/dockmon_sbench_cycle] [--probe]
-Needs the testbed up (python -m dockmon_site.testbed up).
+Needs the testbed up (python -m testkit.testbed up).
 Targets: under 3 s wall and under 1 CPU-second of DockMon's own process per cycle.
 """
 
@@ -219,7 +219,7 @@ def main() -> int:
 
     from containers.choices import HostStatus
     from containers.models import DockerHost
-    from dockmon_site.testbed import Testbed
+    from testkit.testbed import Testbed
 
     tb = Testbed.load()
     engine = tb.engines[args.engine]

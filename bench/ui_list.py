@@ -3,7 +3,7 @@
 Inserts 10 hosts (unreachable unix sockets, status online) and 2,000 containers (bulk_create:
 varied names, images, states, health, compose labels, user tags, one raw stats row per host so
 the CPU/memory cells are filled), plus a superuser; starts daphne through
-`dockmon_site.testing.start_daphne` and measures three things over loopback:
+`testkit.testing.start_daphne` and measures three things over loopback:
 
 1. HTTP: `GET /containers/` with a logged-in requests.Session (keep-alive), --requests times:
    time to first byte (response headers; Django renders the whole page before sending them, so
@@ -631,7 +631,7 @@ def main() -> int:
     setup_django(args)
     from django.db import connection
 
-    from dockmon_site.testing import free_port, start_daphne
+    from testkit.testing import free_port, start_daphne
 
     t0 = time.perf_counter()
     keys, n_tags = populate(args.hosts, args.containers)

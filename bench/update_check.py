@@ -44,16 +44,16 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile each check and print the top functions")
     args = parser.parse_args()
     bench = _common.setup("update_check", args)
-    from dockmon_site.testbed import require_testbed
+    from testkit.testbed import require_testbed
 
     tb = require_testbed()
     alpha, beta = tb.engines["alpha"], tb.engines["beta"]
 
     from containers.models import Container, DockerHost, Event
+    from testkit.registry import RegistryProcess, push_variant
     from updates import services
     from updates.choices import UpdateStatus
     from updates.models import ContainerUpdate
-    from updates.testing import RegistryProcess, push_variant
 
     registry = RegistryProcess(bench.data_dir / "registry").start()
     refs: list[str] = []

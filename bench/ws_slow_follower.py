@@ -13,7 +13,7 @@ With --read the client reads everything instead (throughput of a client that kee
 follow should not be dropped).
 
 Usage: .venv/bin/python bench/ws_slow_follower.py [--seconds 60] [--rate-mb 10] [--read]
-Needs the testbed up (python -m dockmon_site.testbed up).
+Needs the testbed up (python -m testkit.testbed up).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def main() -> int:
     from containers import engine as dm_engine
     from containers import services
     from containers.models import DockerHost
-    from dockmon_site.testbed import Testbed
+    from testkit.testbed import Testbed
 
     tb = Testbed.load()
     docker_engine = tb.engines[args.engine]

@@ -20,18 +20,18 @@ pg_testbed() {
         DOCKMON_TESTBED_BETA_PORT=23861 DOCKMON_TESTBED_REGISTRY_PORT=5001 "$@"
 }
 
-$PY -m dockmon_site.testbed up || { echo "testbed failed to start" >&2; exit 1; }
-pg_testbed $PY -m dockmon_site.testbed up || { echo "second testbed failed to start" >&2; exit 1; }
+$PY -m testkit.testbed up || { echo "testbed failed to start" >&2; exit 1; }
+pg_testbed $PY -m testkit.testbed up || { echo "second testbed failed to start" >&2; exit 1; }
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     if [ "${DOCKMON_KEEP_TESTBED:-0}" != 1 ]; then
-        pg_testbed $PY -m dockmon_site.testbed down >/dev/null 2>&1 || true
-        $PY -m dockmon_site.testbed down >/dev/null 2>&1 || true
+        pg_testbed $PY -m testkit.testbed down >/dev/null 2>&1 || true
+        $PY -m testkit.testbed down >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
-PG_URL=$($PY -c 'from dockmon_site.testbed import Testbed; print(Testbed.load().database_url)')
+PG_URL=$($PY -c 'from testkit.testbed import Testbed; print(Testbed.load().database_url)')
 
 status=0
 echo "== ruff"

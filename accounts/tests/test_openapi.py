@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import APIToken
-from dockmon_site import testing
+from testkit import testing
 
 
 def test_the_schema_validates_without_warnings(tmp_path, capsys):

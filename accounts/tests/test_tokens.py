@@ -152,7 +152,7 @@ def _ws_url(daphne, query=""):
 def test_websocket_accepts_the_token_in_the_query_or_the_header_and_refuses_dead_tokens(daphne, django_user_model):
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-    from dockmon_site.testing import WSClient
+    from testkit.testing import WSClient
 
     owner = django_user_model.objects.create_user("wsowner")
     _, raw = APIToken.issue(owner, read_only=True)  # reading the stream is allowed to read-only tokens

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from accounts.models import APIToken
 from containers.models import Container, DockerHost
 from dockmon_site import realtime
-from dockmon_site.testing import WSClient, wait_for
+from testkit.testing import WSClient, wait_for
 
 pytestmark = pytest.mark.slow
 

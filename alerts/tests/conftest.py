@@ -91,7 +91,7 @@ def smtp_server():
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives."""
     from aiosmtpd.controller import Controller
 
-    from dockmon_site.testing import free_port
+    from testkit.testing import free_port
 
     class Handler:
         def __init__(self):
@@ -115,7 +115,7 @@ def smtp_auth_server():
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from dockmon_site.testing import free_port
+    from testkit.testing import free_port
 
     class Handler:
         def __init__(self):

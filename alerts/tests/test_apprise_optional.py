@@ -14,7 +14,7 @@ from alerts import notify
 from alerts.models import NotificationChannel
 from alerts.tests.conftest import make_channel
 from alerts.transports.apprise_url import NOT_INSTALLED
-from dockmon_site import testing
+from testkit import testing
 
 pytestmark = pytest.mark.django_db
 

@@ -112,7 +112,7 @@ def test_two_worker_processes_evaluating_the_same_events_produce_no_duplicates(r
     import subprocess
     import sys
 
-    from dockmon_site import testing
+    from testkit import testing
 
     stopped, started, containers, ids = _scenario(rows, unique, receiver)
     go = tmp_path / "go"

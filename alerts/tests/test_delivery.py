@@ -14,7 +14,7 @@ from alerts import notify
 from alerts.models import Alert, DeliveryAttempt, MaintenanceWindow, Notification, NotificationChannel
 from alerts.tests.conftest import die, make_channel, make_rule, start
 from containers.models import Event
-from dockmon_site.testing import wait_for
+from testkit.testing import wait_for
 
 # ---------------------------------------------------------------------------
 # Each transport's request
@@ -101,7 +101,7 @@ def test_email_goes_through_a_real_smtp_server(smtp_server, rows):
 
 @pytest.mark.django_db
 def test_email_to_an_unreachable_smtp_server_is_retried_not_disabled(rows):
-    from dockmon_site.testing import free_port
+    from testkit.testing import free_port
 
     channel = make_channel("email", name="mail-down", host="127.0.0.1", port=free_port(), to="ops@example.test")
     result = notify.send_test(channel)

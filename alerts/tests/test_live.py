@@ -10,7 +10,7 @@ from alerts.choices import HistoryAction
 from alerts.models import Alert, AlertHistory, ConditionState, Notification
 from alerts.tests.conftest import make_channel, make_rule
 from containers.models import Container, DockerHost
-from dockmon_site.testing import wait_for
+from testkit.testing import wait_for
 
 TRAP = 'trap "exit 0" TERM; while true; do sleep 1; done'
 

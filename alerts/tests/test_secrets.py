@@ -17,7 +17,7 @@ from alerts import evaluator, notify
 from alerts.models import Alert, DeliveryAttempt, Notification, NotificationChannel
 from alerts.transports.base import connection_reason, scrub, secret_values, strip_urls
 from containers.models import Event
-from dockmon_site.testing import free_port
+from testkit.testing import free_port
 
 TELEGRAM_TOKEN = "987654321:AAtelegramSECRETtokenValue0123"
 DISCORD_PATH = "/api/webhooks/112233445566/DiscordSECRETwebhookTOKEN0987"

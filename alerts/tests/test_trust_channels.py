@@ -144,7 +144,7 @@ def recording_smtp():
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from dockmon_site.testing import free_port
+    from testkit.testing import free_port
 
     started = []
 

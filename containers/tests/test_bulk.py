@@ -20,7 +20,7 @@ from accounts.models import APIToken
 from containers import operations
 from containers.choices import BulkJobStatus
 from containers.models import BulkJob, Container, Event
-from dockmon_site import testing
+from testkit import testing
 
 LOOP = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 

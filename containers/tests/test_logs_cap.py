@@ -11,7 +11,7 @@ from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 from accounts.models import APIToken
-from dockmon_site import testing
+from testkit import testing
 
 pytestmark = pytest.mark.trust
 

@@ -275,7 +275,7 @@ class _CliStatsStream:
         import subprocess
         import threading
 
-        from dockmon_site import testbed
+        from testkit import testbed
 
         self.frames: dict[str, list[float]] = {name: [] for name in names}
         self._proc = subprocess.Popen([testbed.docker_bin(), "-H", engine.unix_url, "stats", "--format", "{{.Name}} {{.CPUPerc}}", *names],
@@ -310,7 +310,7 @@ def test_cpu_percent_agrees_with_the_kernel_and_docker_for_a_busy_core_and_a_cpu
     is 100 %, as `docker stats` shows it; the limited one is 50 % at most) and what the docker
     CLI showed, on average, while it watched the same window. On an idle machine the hog is at
     ~100 %; on a busy one it gets less CPU, and the kernel, docker and DockMon all say so."""
-    from dockmon_site import testing
+    from testkit import testing
 
     host = _online(make_host(alpha))
     hog = sync_container(host, run_container(alpha, f"cpu-{unique}", "sh", "-c", "while true; do :; done"))
@@ -358,7 +358,7 @@ def test_memory_counts_allocations_but_not_page_cache_like_docker_stats(make_hos
     cache = sync_container(host, run_container(
         alpha, f"cache-{unique}", "sh", "-c", 'dd if=/dev/zero of=/big bs=1048576 count=96 2>/dev/null; trap "exit 0" TERM; while true; do sleep 1; done',
     ))
-    from dockmon_site import testing
+    from testkit import testing
 
     for row, path in ((hog, "/m/fill"), (cache, "/big")):
         testing.wait_for(lambda row=row, path=path: alpha.docker("exec", row.name, "sh", "-c", f"test $(wc -c < {path}) -ge {64 << 20}",
@@ -424,7 +424,7 @@ def test_block_io_pids_and_network_agree_with_the_engine_and_the_kernel(make_hos
         # show is the kernel's own traffic on the container's two interfaces).
         netted = sync_container(host, run_container(alpha, f"net-{unique}", *TICKER, network=nets[0]))
         alpha.docker("network", "connect", nets[1], netted.name)
-        from dockmon_site import testing
+        from testkit import testing
 
         testing.wait_for(lambda: alpha.docker("exec", io.name, "test", "-e", "/done", check=False).returncode == 0, message="the dd runs")
 

@@ -23,7 +23,7 @@ from django.db import connection
 
 from containers import monitor as monitor_module
 from containers.models import Container, DockerHost
-from dockmon_site.testing import free_port, wait_for
+from testkit.testing import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 

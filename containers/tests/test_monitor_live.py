@@ -11,7 +11,7 @@ from guardian.shortcuts import assign_perm
 
 from accounts.models import APIToken
 from containers.models import Container, ContainerTag, DockerHost, Event, Tag
-from dockmon_site.testing import WSClient, wait_for
+from testkit.testing import WSClient, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from containers.models import Container, DockerHost, HostLease
-from dockmon_site import testing
+from testkit import testing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from containers import stats, tasks
 from containers.choices import HostStatus, StatsTier
 from containers.models import DiskUsage, DockerHost, StatsBatch
-from dockmon_site import testing
+from testkit import testing
 
 pytestmark = pytest.mark.django_db
 

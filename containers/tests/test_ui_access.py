@@ -7,7 +7,7 @@ import pytest
 from containers import stats
 from containers.models import Container, DockerHost
 from containers.tests.browser import BURN, LOOP, PHONE, SCREENSHOTS, live, login
-from dockmon_site.testing import wait_for
+from testkit.testing import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

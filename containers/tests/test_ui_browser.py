@@ -12,7 +12,7 @@ from containers.tests.browser import LOOP, SCREENSHOTS
 from containers.tests.browser import live as _live
 from containers.tests.browser import login as _login
 from containers.tests.browser import row as _row
-from dockmon_site.testing import wait_for
+from testkit.testing import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -138,8 +138,8 @@ def test_health_checks_page_tests_a_real_endpoint_and_shows_status_changes_live(
     browser, admin, make_host, alpha, daphne, run_container, sync_container, unique
 ):
     from dockmon_site import bus
-    from dockmon_site.testing import free_port
     from healthchecks.models import HealthCheck
+    from testkit.testing import free_port
 
     host = make_host(alpha)
     port = free_port()

@@ -11,7 +11,7 @@ from guardian.shortcuts import assign_perm
 from containers import stats
 from containers.models import Container, ProfileSession
 from containers.tests.browser import BURN, LOOP, live, login
-from dockmon_site.testing import wait_for
+from testkit.testing import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

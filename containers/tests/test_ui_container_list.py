@@ -9,7 +9,7 @@ from containers import stats
 from containers.choices import TagSource
 from containers.models import Container, ContainerTag, Tag
 from containers.tests.browser import LOOP, live, login, row
-from dockmon_site.testing import wait_for
+from testkit.testing import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -133,7 +133,7 @@ def test_bulk_on_a_large_selection_follows_the_background_job(browser, admin, ma
     follows it (live bulk.item / bulk.finished, and the job endpoint) and reports every item."""
     import sys
 
-    from dockmon_site import testing
+    from testkit import testing
 
     queue = f"uibulk{unique}"
     monkeypatch.setenv("DOCKMON_BULK_INLINE_MAX", "1")

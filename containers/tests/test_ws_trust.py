@@ -19,7 +19,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 from accounts.models import APIToken
 from containers import stats
 from containers.models import Container, DockerHost, ProfileSession
-from dockmon_site.testing import WSClient, wait_for
+from testkit.testing import WSClient, wait_for
 
 pytestmark = [pytest.mark.trust, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

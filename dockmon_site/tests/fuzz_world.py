@@ -28,7 +28,7 @@ from accounts.models import APIToken
 
 def _image() -> str:
     """The seeded image on this run's testbed (each database pass has its own registry port)."""
-    from dockmon_site.testbed import Testbed
+    from testkit.testbed import Testbed
 
     return f"{Testbed.load().registry}/demo/app:1.0"
 

@@ -417,7 +417,7 @@ def _far_destinations(run: Run) -> None:
 
 
 def _write_summary(run: Run, guard: NetGuard, elapsed: float) -> None:
-    from dockmon_site import testing
+    from testkit import testing
 
     labels = sorted({label for _, label in run.calls})
     lines = [f"{sum(run.calls.values())} requests in {elapsed:.0f}s; statuses {dict(sorted(run.statuses.items()))}; "

@@ -445,7 +445,7 @@ def test_a_tls_host_needs_its_certificates_and_its_containers_wait(transactional
 
 def test_an_unreachable_host_is_reported_and_the_others_import(transactional_db, alpha, make_host, unique, run_container,
                                                                sync_container):
-    from dockmon_site.testing import free_port
+    from testkit.testing import free_port
 
     good = make_host(alpha, name=f"cfg-good-{unique}")
     web = sync_container(good, _sleeper(run_container, alpha, f"cfggood{unique}"))

@@ -27,8 +27,8 @@ import pytest
 import requests
 import yaml
 
-from dockmon_site import testbed as tb
-from dockmon_site import testing
+from testkit import testbed as tb
+from testkit import testing
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -152,6 +152,10 @@ def test_the_image_builds_and_the_compose_file_runs_it_and_survives_a_restart(te
         listing = alpha.docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c",
                                "ls /app/static_collected/dockmon; /venv/bin/python -c 'import pytest' 2>&1 || true").stdout
         assert "live.js" in listing and "No module named 'pytest'" in listing
+        # Nor the test kit, the benchmarks or any test file.
+        leftovers = alpha.docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c",
+                                 "ls -d /app/testkit /app/bench 2>/dev/null; find /app -name tests -o -name 'test_*.py' -o -name conftest.py").stdout
+        assert leftovers.strip() == "", leftovers
 
         ports = {"web": testing.free_port(), "redis": testing.free_port(), "postgres": testing.free_port()}
         socket_gid = Path(alpha.sock_path).stat().st_gid

@@ -15,7 +15,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from dockmon_site import env
-from dockmon_site.testing import BASE_DIR
+from testkit.testing import BASE_DIR
 
 # ---------------------------------------------------------------------------
 # The helpers

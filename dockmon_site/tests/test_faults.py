@@ -18,8 +18,8 @@ import requests
 from accounts.models import APIToken
 from containers.models import Container, DockerHost
 from containers.tests.browser import browser  # noqa: F401 (fixture)
-from dockmon_site import testing, testservers
-from dockmon_site.testing import WSClient, wait_for
+from testkit import testing, testservers
+from testkit.testing import WSClient, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

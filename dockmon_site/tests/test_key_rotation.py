@@ -26,9 +26,9 @@ from containers import services
 from containers.models import Container, DockerHost
 from containers.portable import has_tls
 from dockmon_site import crypto
-from dockmon_site.testing import wait_for
 from healthchecks import services as health_services
 from healthchecks.models import HealthCheck
+from testkit.testing import wait_for
 from updates.models import RegistryCredential
 from updates.registry import RegistryAuthError, RegistryClient, parse_reference
 from updates.services import registry_credentials

@@ -11,7 +11,7 @@ import requests
 
 from containers.models import Container
 from containers.tests.browser import browser, live, row  # noqa: F401 (fixture)
-from dockmon_site import testing
+from testkit import testing
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

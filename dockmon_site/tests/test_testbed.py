@@ -1,6 +1,6 @@
 """The testbed itself: real engines (plain TCP and TLS), registry, clones, Redis, PostgreSQL.
 
-Needs a running testbed (`python -m dockmon_site.testbed up`); skipped without one,
+Needs a running testbed (`python -m testkit.testbed up`); skipped without one,
 except with CI=true where a missing testbed is an error.  No Django, no database.
 """
 
@@ -18,7 +18,7 @@ import docker
 import pytest
 import requests
 
-from dockmon_site.testbed import (
+from testkit.testbed import (
     LOCAL_BUSYBOX_REF,
     SEED_APP_MARKER,
     SEED_APP_REPO,

@@ -12,9 +12,9 @@ import pytest
 
 from accounts.models import APIToken
 from containers.tests.browser import browser, live, login  # noqa: F401 (fixture)
-from dockmon_site import testing, testservers
 from dockmon_site.origin import origin_allowed
-from dockmon_site.testing import WSClient
+from testkit import testing, testservers
+from testkit.testing import WSClient
 
 pytestmark = pytest.mark.trust
 

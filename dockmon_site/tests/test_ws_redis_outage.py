@@ -1,6 +1,6 @@
 """WebSockets and /readyz while the channel layer's Redis is down and just after it comes back.
 
-A Redis of the test's own (dockmon_site/testservers.py), never the shared one: daphne runs on
+A Redis of the test's own (testkit/testservers.py), never the shared one: daphne runs on
 it, one socket stays open through the outage, and new handshakes keep coming before, during
 and right after it. Never an HTTP 500: a handshake the layer cannot serve is accepted and
 closed with 4013 ("try again later") after an `error` saying why, and /readyz answers 503 until
@@ -17,8 +17,8 @@ import requests
 
 from accounts.models import APIToken
 from containers.tests.browser import browser, live, login  # noqa: F401 (fixture)
-from dockmon_site import testing, testservers
-from dockmon_site.testing import WSClient, wait_for
+from testkit import testing, testservers
+from testkit.testing import WSClient, wait_for
 
 pytestmark = [pytest.mark.trust, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

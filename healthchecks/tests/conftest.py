@@ -184,7 +184,7 @@ def eager():
 def httpd_container(alpha, containers_to_remove, unique):
     """A real busybox httpd in a host-network container on alpha, serving /www/index.html on a
     free 127.0.0.1 port. Returns (container id, port, name)."""
-    from dockmon_site.testing import free_port
+    from testkit.testing import free_port
 
     def start(text: str = "service-ok"):
         port = free_port()

@@ -12,10 +12,10 @@ from containers import operations
 from containers.models import Container, DockerHost, Event
 from containers.signals import container_rekeyed
 from dockmon_site import bus
-from dockmon_site.testing import wait_for
 from healthchecks import probe, restarts, tasks
 from healthchecks.models import AutoRestartConfig, HealthCheck, RestartAttempt
 from healthchecks.tests.conftest import run_once
+from testkit.testing import wait_for
 
 
 def _row(unique, name="app", **extra):

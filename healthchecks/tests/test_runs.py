@@ -10,10 +10,10 @@ import pytest
 from django.utils import timezone
 
 from containers.models import Container, DockerHost, Event
-from dockmon_site.testing import wait_for
 from healthchecks import probe, runner, services
 from healthchecks.models import CheckResult, HealthCheck
 from healthchecks.tests.conftest import run_once
+from testkit.testing import wait_for
 
 
 def _rows_container(unique, name="svc"):

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from containers.tests.browser import SCREENSHOTS, browser, live, login  # noqa: F401 (browser: a fixture)
-from dockmon_site.testing import free_port, wait_for
 from healthchecks.models import CheckResult, HealthCheck
+from testkit.testing import free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

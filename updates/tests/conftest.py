@@ -52,7 +52,7 @@ def images_to_remove(testbed):
 
 @pytest.fixture
 def basic_registry(tmp_path):
-    from updates.testing import start_basic_auth_registry
+    from testkit.registry import start_basic_auth_registry
 
     registry = start_basic_auth_registry(tmp_path / "basic-registry", "upd-user", "upd-pass-123")
     registry.username, registry.password = "upd-user", "upd-pass-123"
@@ -62,7 +62,7 @@ def basic_registry(tmp_path):
 
 @pytest.fixture
 def token_registry(tmp_path):
-    from updates.testing import start_token_registry
+    from testkit.registry import start_token_registry
 
     registry, tokens = start_token_registry(tmp_path / "token-registry", "tok-user", "tok-pass-123")
     registry.username, registry.password, registry.tokens = "tok-user", "tok-pass-123", tokens

@@ -42,7 +42,7 @@ def test_the_check_starts_auto_updates_and_a_failed_run_backs_off(
     WHEN the run fails because the registry went away THEN the five-minute auto-update task does
     not start it again at once, but does after the backoff, and waits twice as long after a
     second failure."""
-    from updates.testing import RegistryStandIn
+    from testkit.registry import RegistryStandIn
 
     ref = testbed.image_ref(repo, "1.0")
     testbed.build_image("alpha", ref, "one", cmd=LOOP)

@@ -116,7 +116,7 @@ def test_registry_down_is_a_registry_error_not_an_update(
     testbed, alpha, make_host, run_container, sync, unique, images_to_remove, tmp_path
 ):
     """A registry that stops answering gives registry_error with the reason."""
-    from updates.testing import RegistryProcess
+    from testkit.registry import RegistryProcess
 
     registry = RegistryProcess(tmp_path / "reg").start()
     try:
@@ -160,7 +160,7 @@ def test_one_registry_request_per_distinct_reference_shared_across_hosts(
 ):
     """Three containers on two hosts using one image, one on another image: two HEADs in all,
     counted by the registry itself; a second unforced check is served from the cache."""
-    from updates.testing import RegistryProcess
+    from testkit.registry import RegistryProcess
 
     registry = RegistryProcess(tmp_path / "reg").start()
     try:
@@ -204,7 +204,7 @@ def test_multi_arch_index_where_only_another_platform_changed_gives_no_update(
     """GIVEN repo:1.0 is a manifest list (amd64 + arm64) and alpha pulled it through the list
     (so alpha's image only knows the list digest) WHEN only the arm64 entry changes THEN no update;
     WHEN the amd64 entry changes THEN an update."""
-    from updates import testing as t
+    from testkit import registry as t
 
     reg = testbed.registry
     amd_ref = testbed.image_ref(repo, "amd64-build")
@@ -246,7 +246,7 @@ def test_multi_arch_index_where_only_another_platform_changed_gives_no_update(
 def test_semver_tracking_offers_newer_versions_in_mode_and_never_a_downgrade(
     testbed, alpha, make_host, run_container, sync, repo, unique, images_to_remove
 ):
-    from updates import testing as t
+    from testkit import registry as t
 
     reg = testbed.registry
     ref, current = _publish(testbed, repo, "1.2.3", "1.2.3", images_to_remove)
@@ -292,7 +292,7 @@ def test_each_images_results_go_out_as_soon_as_its_registry_answered(
     THEN the first container's row is saved and its `update.check` result is sent while the
     second image's request is still waiting; the second follows once it is answered."""
     from dockmon_site import bus
-    from updates.testing import RegistryStandIn
+    from testkit.registry import RegistryStandIn
 
     front = RegistryStandIn(testbed.registry, max_hold=30)
     keys = {}

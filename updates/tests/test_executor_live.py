@@ -299,8 +299,8 @@ def test_dependents_sharing_the_network_are_recreated_after_it(testbed, alpha, m
 def test_a_release_that_fails_the_dockmon_http_check_is_rolled_back(testbed, alpha, make_host, sync, release, unique, containers_to_remove):
     """GIVEN a container serving HTTP on 127.0.0.1 with a DockMon HTTP check WHEN the new release
     runs but no longer serves THEN the gate fails on the HTTP check and the original comes back."""
-    from dockmon_site.testing import free_port
     from healthchecks.models import HealthCheck
+    from testkit.testing import free_port
 
     port = free_port()
     serve = ["sh", "-c", f"mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"]
@@ -473,7 +473,7 @@ def test_a_registry_that_stalls_mid_blob_fails_the_pull_in_time_and_changes_noth
     stand-in in front of the real registry: fault injection) WHEN it is updated with
     DOCKMON_UPDATE_PULL_TIMEOUT=5 THEN the run fails at the pull and says so, and the engine
     still runs the same container on the same image under the same tag."""
-    from updates.testing import RegistryStandIn
+    from testkit.registry import RegistryStandIn
 
     release("1.0", "one")
     front = RegistryStandIn(testbed.registry)

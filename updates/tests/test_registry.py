@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dockmon_site.testing import free_port
+from testkit.registry import docker_cli
+from testkit.testing import free_port
 from updates import services
 from updates.choices import UpdateStatus
 from updates.models import ContainerUpdate, RegistryCredential
@@ -25,7 +26,6 @@ from updates.registry import (
     RegistryUnreachable,
     parse_reference,
 )
-from updates.testing import docker_cli
 
 # Every registry request passes the outbound policy, which reads the registered Docker engines
 # from the database (a registry must never be an engine's address).
@@ -87,7 +87,7 @@ def test_platform_resolution_in_an_index():
 
 @pytest.mark.django_db
 def test_anonymous_head_get_and_tag_pagination_on_the_real_registry(testbed, images_to_remove, unique):
-    from updates import testing as t
+    from testkit import registry as t
 
     repo = f"upd-{unique}/tags"
     ref_text = testbed.image_ref(repo, "1.0")
@@ -337,7 +337,7 @@ def test_oci_manifest_and_oci_index_on_the_real_registry(testbed, alpha, beta, m
     THEN HEAD reports the OCI types, detection says up to date; WHEN a new OCI manifest is pushed
     THEN an update; WHEN only the index's arm64 entry changes THEN no update; WHEN its amd64
     entry changes THEN an update."""
-    from updates import testing as t
+    from testkit import registry as t
     from updates.registry import OCI_INDEX, OCI_MANIFEST
 
     reg, repo = testbed.registry, f"upd-{unique}/oci"
@@ -392,7 +392,7 @@ def test_anonymous_bearer_token_flow(testbed, alpha, tmp_path, unique, images_to
     """GIVEN a token-auth registry whose token server hands out pull tokens without any
     credentials (the Docker Hub case) WHEN DockMon has no credentials for it THEN it follows the
     challenge, gets an anonymous pull-only token (once per scope) and detects updates."""
-    from updates.testing import start_token_registry
+    from testkit.registry import start_token_registry
 
     registry, tokens = start_token_registry(tmp_path / "anon-registry", "anon-pusher", "anon-pass-123", anonymous_pull=True)
     try:
@@ -437,7 +437,7 @@ def test_a_registry_that_hangs_times_out_with_a_clear_status(testbed, alpha, uni
     a check marks the container `registry_error` saying so (never an update)."""
     from django.test import override_settings
 
-    from updates.testing import RegistryStandIn
+    from testkit.registry import RegistryStandIn
 
     repo = f"upd-{unique}/hang"
     ref = testbed.image_ref(repo, "1.0")
@@ -485,7 +485,7 @@ def test_cache_ttls_per_kind_and_a_manual_check_bypasses_them(testbed, alpha, ma
     TTL, while a manual (forced) check asks the registry and sees it at once."""
     from django.test import override_settings
 
-    from updates import testing as t
+    from testkit import registry as t
 
     reg, repo = testbed.registry, f"upd-{unique}/ttl"
     v_ref, latest_ref = testbed.image_ref(repo, "1.2.3"), testbed.image_ref(repo, "latest")

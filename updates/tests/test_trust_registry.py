@@ -2,7 +2,7 @@
 `insecure`, CA) through the API, the admin and a config import; audit rows and exports never
 hold it; who may touch a credential.
 
-The registry is real (`docker-registry` with htpasswd, updates/testing.py); the "other
+The registry is real (`docker-registry` with htpasswd, testkit/registry.py); the "other
 registry" a credential is moved to is a loopback recorder that asks for Basic auth and keeps
 every Authorization header it is sent."""
 

@@ -12,7 +12,7 @@ from guardian.shortcuts import assign_perm
 
 from accounts.models import APIToken
 from containers.models import Container, DockerHost
-from dockmon_site import testing
+from testkit import testing
 from updates.choices import RunStatus, UpdateStatus
 from updates.models import ContainerUpdate, UpdateRun
 
@@ -174,8 +174,8 @@ def test_check_now_fills_the_updates_page_in_as_each_image_is_decided(
     row follows and the check is reported finished."""
     from pathlib import Path
 
+    from testkit.registry import RegistryStandIn
     from updates import services
-    from updates.testing import RegistryStandIn
 
     if not os.path.exists("/usr/bin/chromium"):
         pytest.fail("Debian's chromium is required for the UI tests")

@@ -12,7 +12,7 @@ import pytest
 from django.test import override_settings
 
 from containers.models import Container
-from dockmon_site import testing
+from testkit import testing
 from updates import executor
 from updates.choices import ACTIVE_RUN_STATUSES, RunStage, RunStatus
 from updates.models import UpdateRun

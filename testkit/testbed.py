@@ -3,7 +3,7 @@
 Standard library only (the docker CLI ``/usr/bin/docker`` talks to the engines with
 ``-H``), so tests and scripts can import it without Django.  Command line::
 
-    python -m dockmon_site.testbed up|down|status
+    python -m testkit.testbed up|down|status
 
 ``up`` installs what is missing (apt-get, services kept from auto-starting), starts or
 reuses every piece, seeds the images and writes ``$DIR/state.json``; it is idempotent.
@@ -1733,7 +1733,7 @@ class Testbed:
         """
         state = _read_state()
         if not state:
-            raise TestbedUnavailable(f"no testbed state at {_state_path()}: run `python -m dockmon_site.testbed up`")
+            raise TestbedUnavailable(f"no testbed state at {_state_path()}: run `python -m testkit.testbed up`")
         if not state.get("up"):
             raise TestbedUnavailable(f"testbed at {state_dir()} is not up (an `up` failed or is still running)")
         tb = cls(state)
@@ -2137,7 +2137,7 @@ def main(argv: list[str] | None = None) -> int:
         st = status()
         print(json.dumps(st, indent=2))
         return 0 if st.get("healthy") else 1
-    print("usage: python -m dockmon_site.testbed up|down|status", file=sys.stderr)
+    print("usage: python -m testkit.testbed up|down|status", file=sys.stderr)
     return 2
 
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from dockmon_site.testing import free_port
+from testkit.testing import free_port
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -241,7 +241,7 @@ def start_token_registry(base: Path, username: str, password: str, *, anonymous_
 # Docker CLI with its own config (logins never touch the shared testbed config)
 # ---------------------------------------------------------------------------
 def docker_cli(engine, config_dir: Path, *args: str, timeout: float = 120, input_text: str | None = None) -> subprocess.CompletedProcess:
-    from dockmon_site.testbed import docker_bin
+    from testkit.testbed import docker_bin
 
     config_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.run([docker_bin(), "--config", str(config_dir), "-H", engine.unix_url, *args],

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dockmon_site import testing
+from testkit import testing
 
 LOOPBACK = "127.0.0.1"
 
