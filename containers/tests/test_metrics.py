@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 from accounts.models import APIToken
 from containers import stats, tasks
 from containers.choices import EventCategory, HostStatus
-from dockmon_site import bus, metrics, testing
+from dockmon_site import bus, metrics
+from testkit import testing
 
 pytestmark = pytest.mark.django_db
 
