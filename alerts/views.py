@@ -72,3 +72,19 @@ def channel_list(request):
         "can_change": user.is_superuser or user.has_perm("alerts.change_notificationchannel"),
         "nav": "channels",
     })
+
+
+def open_alerts(user, limit: int = 10) -> list:
+    """The dashboard's open alerts (registered in apps.py): the user's visible alerts that are not
+    resolved, most severe and most recent first (one query)."""
+    rows = (filter_related(user, Alert.objects.filter(state__in=OPEN_STATES))
+            .values("id", "title", "message", "severity", "state", "kind", "container_id", "host_id", "subject_name",
+                    "occurrences", "last_seen_at")
+            .order_by("-last_seen_at", "-id")[:limit])
+    rank = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+    return sorted(
+        ({"id": r["id"], "message": r["title"] or r["message"], "detail": r["message"], "severity": r["severity"], "state": r["state"],
+          "kind": r["kind"], "key": r["container_id"] or "", "host": str(r["host_id"] or ""), "subject": r["subject_name"],
+          "occurrences": r["occurrences"], "last_seen_at": r["last_seen_at"].isoformat().replace("+00:00", "Z")} for r in rows),
+        key=lambda a: rank.get(a["severity"], 9),
+    )

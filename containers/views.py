@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from containers import stats
+from containers import extensions, stats
 from containers.choices import ContainerState, EventCategory, Health, Severity, StatsTier
 from containers.models import Container, ContainerTag, DiskUsage, Event, StatsBatch
 from dockmon_site.permissions import Visibility, has_container_perm, visible_containers, visible_hosts
@@ -19,15 +19,6 @@ from dockmon_site.permissions import Visibility, has_container_perm, visible_con
 SPARK_POINTS = 30
 SPARK_WINDOW = timedelta(minutes=10)
 SPARK_MAX_KEYS = 500
-
-
-def annotate_updates(queryset):
-    """update_available from the updates app's last check, in the same query."""
-    try:
-        from updates.models import ContainerUpdate
-    except ImportError:  # pragma: no cover - the updates app is part of the project
-        return queryset
-    return queryset.annotate(update_available=Exists(ContainerUpdate.objects.filter(container=OuterRef("pk"), update_available=True)))
 
 
 def _latest_stats(host_ids) -> dict[str, list]:
@@ -45,7 +36,7 @@ def _latest_stats(host_ids) -> dict[str, list]:
 def container_list(request):
     """The rows go to the page as compact JSON and the page script draws them: for thousands of
     containers that is far cheaper than a template loop, on the server and in the browser."""
-    queryset = annotate_updates(visible_containers(request.user, queryset=Container.objects.present()))
+    queryset = extensions.annotate(visible_containers(request.user, queryset=Container.objects.present()), "update_available")
     rows = list(
         queryset.order_by("host__name", "name").values(
             "key", "host_id", "host__name", "name", "image", "state", "health", "status", "short_id", "update_available"
@@ -109,20 +100,12 @@ def container_sparklines(request):
     return JsonResponse({"points": points, "limits": limits})
 
 
-def _settings_context(user, container) -> dict:
-    """What the settings panel of the container page may edit, and the per-container update
-    policy (that one lives in the updates app's own API: /api/v1/update-policies/)."""
-    try:
-        from updates.models import UpdatePolicy
-    except ImportError:  # pragma: no cover - the updates app is part of the project
-        policy = None
-    else:
-        policy = UpdatePolicy.objects.filter(container=container).values("id", "policy").first()
-    return {
-        "can_change": has_container_perm(user, "change", container),
-        "can_update": has_container_perm(user, "update", container),
-        "policy": policy or {"id": None, "policy": ""},
-    }
+def _settings_context(request, container) -> dict:
+    """What the settings panel of the container page may edit; other apps' rows of the form
+    (update policy, auto-update, auto-restart) come from their registered fragments."""
+    can_change = has_container_perm(request.user, "change", container)
+    rows, editable = extensions.setting_rows(request, container)
+    return {"can_change": can_change, "setting_rows": rows, "can_save": can_change or editable}
 
 
 @login_required
@@ -135,7 +118,8 @@ def container_detail(request, key):
         "c": container,
         "events": events,
         "can_operate": has_container_perm(request.user, "operate", container),
-        **_settings_context(request.user, container),
+        **_settings_context(request, container),
+        "panels": extensions.panels(request, container),
         "tags": sorted(t.name for t in container.tags.all()),
         "labels": sorted((container.labels or {}).items()),
         "nav": "containers",

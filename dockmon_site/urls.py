@@ -5,8 +5,9 @@ from django.urls import include, path
 from accounts.forms import LockoutAwareLoginForm
 from accounts.schema_views import SchemaView, login_required_page
 from alerts import views as alert_views
+from containers import dashboard
 from containers import views as container_views
-from dockmon_site import ui, views
+from dockmon_site import views
 from dockmon_site.api_docs import ApiDocsView
 from dockmon_site.metrics import metrics_view
 from healthchecks import views as health_views
@@ -35,8 +36,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
-    path("", ui.dashboard, name="dashboard"),
-    path("dashboard.json", ui.dashboard_json, name="dashboard-json"),
+    path("", dashboard.dashboard, name="dashboard"),
+    path("dashboard.json", dashboard.dashboard_json, name="dashboard-json"),
     path("containers/", container_views.container_list, name="ui-containers"),
     path("containers/sparklines.json", container_views.container_sparklines, name="ui-sparklines"),
     path("containers/<str:key>/", container_views.container_detail, name="ui-container"),

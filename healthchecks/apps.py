@@ -9,14 +9,15 @@ class HealthchecksConfig(AppConfig):
     def ready(self):
         from rest_framework import serializers
 
-        from containers import container_settings
+        from containers import container_settings, extensions
         from containers.signals import container_rekeyed
         from dockmon_site import bus
-        from healthchecks import restarts
+        from healthchecks import restarts, views
         from healthchecks.signals import follow_recreated_container
 
         container_rekeyed.connect(follow_recreated_container, dispatch_uid="healthchecks.follow_recreated_container")
         bus.subscribe(restarts.on_event)
+        extensions.register_setting_rows("healthchecks", "healthchecks/_container_settings.html", views.settings_context)
         # PATCH /containers/{key}/settings/ {"auto_restart": true|false}: the design's shortcut
         # for the per-container config (/auto-restart/{key}/ holds the details).
         container_settings.register(

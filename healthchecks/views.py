@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from containers.models import Container
-from dockmon_site.permissions import is_administrator, visible_containers
+from dockmon_site.permissions import has_container_perm, is_administrator, visible_containers
 
 
 @login_required
@@ -20,3 +20,9 @@ def check_list(request):
         # Methods other than GET/HEAD are for administrators (the API refuses them to others).
         "can_post": is_administrator(request.user),
     })
+
+
+def settings_context(request, container) -> dict:
+    """The auto-restart row of the container page's settings form (containers/extensions.py)."""
+    can_change = has_container_perm(request.user, "change", container)
+    return {"can_change": can_change, "editable": can_change}

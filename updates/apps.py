@@ -6,13 +6,16 @@ class UpdatesConfig(AppConfig):
     name = "updates"
 
     def ready(self):
-        from containers import container_settings
+        from containers import container_settings, extensions
         from containers.signals import container_rekeyed
-        from updates import autoupdate
+        from updates import autoupdate, fragments
         from updates.api.serializers import MaintenanceWindowSerializer
         from updates.signals import follow_recreated_container
 
         container_rekeyed.connect(follow_recreated_container, dispatch_uid="updates.follow_recreated_container")
+        extensions.register_annotation("update_available", fragments.with_update_available)
+        extensions.register_panel("updates", "updates/_container_updates.html", fragments.panel_context)
+        extensions.register_setting_rows("updates", "updates/_container_settings.html", fragments.settings_context)
         # PATCH /containers/{key}/settings/ {"auto_update": bool, "auto_update_window": {...} | null}
         # (choosing what updates by itself is an update right, not a settings right).
         from rest_framework import serializers

@@ -305,7 +305,7 @@ def test_maintenance_windows_api(people):
 # UI and dashboard
 # ---------------------------------------------------------------------------
 def test_alert_and_channel_pages_and_the_dashboard_show_only_what_the_user_may_see(people, client, django_assert_max_num_queries):
-    from dockmon_site.ui import dashboard_data
+    from containers.dashboard import dashboard_data
 
     rule = make_rule("container_stopped")
     _alert(rule, people.container)
@@ -320,10 +320,10 @@ def test_alert_and_channel_pages_and_the_dashboard_show_only_what_the_user_may_s
     page = client.get("/alerts/").content.decode()
     assert f"{people.container.name} stopped" not in page and f"{people.other.name} stopped" in page and 'data-act="resolve"' not in page
     assert "ops-ntfy" not in client.get("/alerts/channels/").content.decode()
-    from dockmon_site.ui import _open_alerts
+    from alerts.views import open_alerts
 
     with django_assert_max_num_queries(8):
-        alerts = _open_alerts(people.outsider)
+        alerts = open_alerts(people.outsider)
     assert [a["message"] for a in alerts] == [f"{people.other.name} stopped"]
     assert client.get("/alerts/?state=resolved").status_code == 200
 

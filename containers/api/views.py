@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q
+from django.db.models import Count, F, Prefetch, Q
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from guardian.shortcuts import assign_perm
@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from containers import container_settings, engine, host_rules, operations, services
+from containers import container_settings, engine, extensions, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
 from containers.api.pagination import KeysFirstPagination
@@ -240,14 +240,12 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
 
     @staticmethod
     def _with_details(queryset):
-        from updates.models import ContainerUpdate  # the updates app owns update state
-
-        # update_available comes from the last update check, in the same query (no per-row lookups).
-        has_update = ContainerUpdate.objects.filter(container=OuterRef("pk"), update_available=True)
+        # update_available comes from the updates app's last check (registered in
+        # containers/extensions.py), in the same query.
         # Tags land in a plain list: reading them through `obj.tags.all()` builds a related manager
         # and a queryset per row, which was a large part of a list request.
         tags = Prefetch("tags", queryset=Tag.objects.only("id", "name"), to_attr="tag_list")
-        return queryset.prefetch_related(tags).annotate(update_available=Exists(has_update)).order_by()
+        return extensions.annotate(queryset.prefetch_related(tags), "update_available").order_by()
 
 
     # --- operations -------------------------------------------------------------------

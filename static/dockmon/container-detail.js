@@ -54,7 +54,7 @@
   const form = document.getElementById("settings-form");
   const el = { tags: document.getElementById("tags-input"), desired: document.getElementById("desired"), policy: document.getElementById("update-policy"),
                autoUpdate: document.getElementById("auto-update"), autoRestart: document.getElementById("auto-restart") };
-  let current = null, policyId = form.dataset.policyId || null;
+  let current = null, policyId = el.policy.dataset.policyId || null;
   function showTags(tags) {
     document.getElementById("tags").innerHTML = tags.map(function (t) { return '<span class="badge tag">' + esc(t) + "</span>"; }).join(" ") || '<span class="muted small">No tags.</span>';
   }
@@ -62,7 +62,7 @@
     current = s;
     if ("tags" in s) el.tags.value = s.tags.join(", ");
     if ("desired_state" in s) el.desired.value = s.desired_state || "";
-    el.policy.value = "update_policy" in s ? (s.update_policy || "") : form.dataset.policy;
+    el.policy.value = "update_policy" in s ? (s.update_policy || "") : el.policy.dataset.policy;
     el.autoUpdate.closest("span").previousElementSibling.hidden = el.autoUpdate.closest("span").hidden = !("auto_update" in s);
     el.autoRestart.closest("span").previousElementSibling.hidden = el.autoRestart.closest("span").hidden = !("auto_restart" in s);
     if ("auto_update" in s) el.autoUpdate.checked = !!s.auto_update;
@@ -71,11 +71,11 @@
   }
   D.api("GET", base + "/settings/").then(fill).catch(function (err) { document.getElementById("settings-info").textContent = "Settings unavailable: " + err.message; });
   async function savePolicy(value) {
-    if (value === form.dataset.policy) return;
+    if (value === el.policy.dataset.policy) return;
     if (!value) { if (policyId) await D.api("DELETE", "/api/v1/update-policies/" + policyId + "/"); policyId = null; }
     else if (policyId) await D.api("PATCH", "/api/v1/update-policies/" + policyId + "/", { policy: value });
     else policyId = (await D.api("POST", "/api/v1/update-policies/", { container: key, policy: value })).id;
-    form.dataset.policy = value;
+    el.policy.dataset.policy = value;
   }
   form.addEventListener("submit", async function (e) {
     e.preventDefault();

@@ -1,4 +1,5 @@
-"""The dashboard and account pages of the browser UI."""
+"""The dashboard page and its JSON (the page's live refresh); other apps add their parts to
+it through containers/extensions.py (the alerts app: open alerts)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from containers import stats
+from containers import extensions, stats
 from containers.models import Container, Event
-from containers.views import annotate_updates
-from dockmon_site.permissions import Visibility, filter_related, visible_containers, visible_hosts
+from dockmon_site.permissions import Visibility, visible_containers, visible_hosts
 
 
 def _hosts(user) -> list[dict]:
@@ -34,7 +34,7 @@ def dashboard_data(user, part: str = "") -> dict:
     hosts = _hosts(user)
     if part == "hosts":
         return {"hosts": hosts}
-    containers = annotate_updates(visible_containers(user, queryset=Container.objects.present()))
+    containers = extensions.annotate(visible_containers(user, queryset=Container.objects.present()), "update_available")
     by_state = dict(containers.values_list("state").annotate(n=Count("key")).order_by())
     names = {c["key"]: c for c in containers.values("key", "name", "host__name", "host_id", "update_available", "health", "state")}
     running = {k: [c["name"], c["host__name"]] for k, c in names.items() if c["state"] == "running"}
@@ -66,25 +66,8 @@ def dashboard_data(user, part: str = "") -> dict:
             {"ts": e.ts.isoformat().replace("+00:00", "Z"), "severity": e.severity, "type": e.type, "message": e.message, "key": e.container_key}
             for e in events[:15]
         ],
-        "alerts": _open_alerts(user),
+        **extensions.dashboard_parts(user),
     }
-
-
-def _open_alerts(user, limit: int = 10) -> list:
-    """The user's visible alerts that are not resolved, most severe and most recent first (one query)."""
-    from alerts.models import OPEN_STATES, Alert
-
-    rows = (filter_related(user, Alert.objects.filter(state__in=OPEN_STATES))
-            .values("id", "title", "message", "severity", "state", "kind", "container_id", "host_id", "subject_name",
-                    "occurrences", "last_seen_at")
-            .order_by("-last_seen_at", "-id")[:limit])
-    rank = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-    return sorted(
-        ({"id": r["id"], "message": r["title"] or r["message"], "detail": r["message"], "severity": r["severity"], "state": r["state"],
-          "kind": r["kind"], "key": r["container_id"] or "", "host": str(r["host_id"] or ""), "subject": r["subject_name"],
-          "occurrences": r["occurrences"], "last_seen_at": r["last_seen_at"].isoformat().replace("+00:00", "Z")} for r in rows),
-        key=lambda a: rank.get(a["severity"], 9),
-    )
 
 
 @login_required
