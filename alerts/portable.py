@@ -1,4 +1,4 @@
-"""The alerts app's part of the configuration file (see dockmon_site/config_io.py).
+"""The alerts app's part of the configuration file (see containers/config_io.py).
 
 Sections "notification_channels" (the plain settings only: which ones are secret is the
 transport's `secret_fields`, so the file lists the secret settings a channel had in
@@ -16,8 +16,7 @@ from alerts.api.serializers import AlertRuleSerializer, MaintenanceWindowSeriali
 from alerts.choices import Scope
 from alerts.models import AlertRule, MaintenanceWindow, NotificationChannel
 from alerts.transports import TRANSPORTS, transport_class
-from containers.models import Tag
-from dockmon_site.config_io import (
+from containers.config_io import (
     ContainerRefSerializer,
     ExportContext,
     ImportContext,
@@ -26,6 +25,7 @@ from dockmon_site.config_io import (
     apply_values,
     pair_up,
 )
+from containers.models import Tag
 
 SECTIONS = ("notification_channels", "alert_rules", "maintenance_windows")
 RULE_FIELDS = (

@@ -1,4 +1,4 @@
-"""The containers app's part of the configuration file (see dockmon_site/config_io.py).
+"""The containers app's part of the configuration file (see containers/config_io.py).
 
 Sections "hosts" (id, name, url, enabled; never TLS material: `tls` says a host had some) and
 "tags" (name, color); keys "tags" (set by users, not the compose ones) and "desired_state" of
@@ -17,12 +17,12 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from rest_framework import serializers
 
-from containers import engine, services
+from containers import config_io, engine, services
 from containers.api.serializers import HostSerializer
 from containers.choices import DesiredState, EventCategory, TagSource
+from containers.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
 from containers.models import Container, ContainerTag, DockerHost, Tag
-from dockmon_site import bus, config_io
-from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
+from dockmon_site import bus
 
 logger = logging.getLogger(__name__)
 
@@ -147,30 +147,6 @@ def _match_hosts(items: list[dict]) -> dict[str, tuple[DockerHost | None, str]]:
             taken.add(match[0].pk)
         plan[str(item["id"])] = match
     return plan
-
-
-def find_container(ctx: ImportContext, host_id: str, name: str) -> tuple[Container | None, str]:
-    host = ctx.local_host(host_id)
-    if host is None:
-        if host_id in ctx.hosts or host_id in ctx.host_problems:
-            return None, ctx.host_problems.get(host_id) or f"host {ctx.host_label(host_id)} was not imported"
-        return None, f"host {host_id} is neither in the file nor in this DockMon"
-    container = _present(ctx, host).get(name)
-    if container is not None:
-        return container, ""
-    problem = ctx.host_problems.get(host_id)
-    if problem:
-        return None, f"no container named {name!r} is known on {host.name} yet: {problem}"
-    return None, f"no container named {name!r} on {host.name} (its engine was asked); import again once it exists"
-
-
-def _present(ctx: ImportContext, host: DockerHost) -> dict[str, Container]:
-    """The host's present containers by name (one query per host; the newest of a name wins)."""
-    cache = ctx.state.setdefault("present", {})
-    if host.pk not in cache:
-        rows = Container.objects.present().filter(host=host).select_related("host").order_by("first_seen_at", "key")
-        cache[host.pk] = {container.name: container for container in rows}
-    return cache[host.pk]
 
 
 def prepare(ctx: ImportContext) -> None:
@@ -354,5 +330,4 @@ def _set_user_tags(container: Container, names: list[str], links: dict[str, Cont
     return changed
 
 
-__all__ = ["CONTAINER_FIELDS", "SECTIONS", "container_refs", "container_serializer", "export", "find_container",
-           "import_", "prepare", "validate"]
+__all__ = ["CONTAINER_FIELDS", "SECTIONS", "container_refs", "container_serializer", "export", "import_", "prepare", "validate"]

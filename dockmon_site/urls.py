@@ -19,7 +19,7 @@ api_v1 = [
     path("", include("updates.api.urls")),
     path("", include("healthchecks.api.urls")),
     path("", include("alerts.api.urls")),
-    path("config/", include("dockmon_site.api_config")),
+    path("config/", include("containers.api.config")),
     # Both need a login (401 for the schema, the login page for the docs).
     path("schema/", SchemaView.as_view(), name="schema"),
     # Swagger UI with its init script as a file of its own (Content-Security-Policy, dockmon_site/api_docs.py).

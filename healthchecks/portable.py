@@ -1,4 +1,4 @@
-"""The healthchecks app's part of the configuration file (see dockmon_site/config_io.py).
+"""The healthchecks app's part of the configuration file (see containers/config_io.py).
 
 Section "health_checks": every setting of the checks of present containers, the container named
 by host id and name. Header values and the basic-auth password are secrets: the file lists the
@@ -14,7 +14,7 @@ import re
 
 from rest_framework import serializers
 
-from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values, pair_up, rows_by_container
+from containers.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values, pair_up, rows_by_container
 from healthchecks.api.serializers import AutoRestartConfigSerializer, HealthCheckSerializer
 from healthchecks.models import AutoRestartConfig, HealthCheck, destination_of
 
@@ -63,7 +63,7 @@ class PortableHealthCheckSerializer(HealthCheckSerializer):
         return value  # a name: found (or not) at import time
 
     def is_admin(self) -> bool:
-        return True  # importing a configuration is for administrators only (dockmon_site/api_config.py)
+        return True  # importing a configuration is for administrators only (containers/api/config.py)
 
     def validate_header_names(self, value):
         for name in value:

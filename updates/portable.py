@@ -1,4 +1,4 @@
-"""The updates app's part of the configuration file (see dockmon_site/config_io.py).
+"""The updates app's part of the configuration file (see containers/config_io.py).
 
 Sections "registry_credentials" (never the password: `has_password` says there was one) and
 "policy_categories" (the built-in ones too: their policy, patterns and switch are settings);
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
-from dockmon_site.config_io import ExportContext, ImportContext, ValidationContext, apply_values, rows_by_container
+from containers.config_io import ExportContext, ImportContext, ValidationContext, apply_values, rows_by_container
 from updates.api.serializers import (
     PolicyCategorySerializer,
     RegistryCredentialSerializer,

@@ -17,7 +17,7 @@ from accounts.models import AuditEntry
 from alerts import notify
 from alerts.models import NotificationChannel
 from alerts.tests.conftest import Receiver, make_channel
-from dockmon_site import config_io
+from containers import config_io
 
 pytestmark = [pytest.mark.trust, pytest.mark.django_db]
 

@@ -18,7 +18,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import AuditEntry
-from dockmon_site import config_io
+from containers import config_io
 from updates import services
 from updates.models import RegistryCredential
 from updates.registry import (

@@ -1,4 +1,4 @@
-"""manage.py export_config [-o FILE]: DockMon's configuration as JSON (see dockmon_site/config_io.py)."""
+"""manage.py export_config [-o FILE]: DockMon's configuration as JSON (see containers/config_io.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import audit
-from dockmon_site import config_io
+from containers import config_io
 
 
 class Command(BaseCommand):

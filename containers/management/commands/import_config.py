@@ -8,7 +8,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import audit
-from dockmon_site import config_io
+from containers import config_io
 
 
 def format_errors(errors, prefix: str = "") -> list[str]:

@@ -1,4 +1,4 @@
-"""Configuration export and import (dockmon_site/config_io.py and each app's portable.py).
+"""Configuration export and import (containers/config_io.py and each app's portable.py).
 
 Real database, real engines: the containers the settings belong to run on the testbed's
 engines, and an import finds them by host and name through the monitor's own reconcile path.
@@ -18,8 +18,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import APIToken, AuditEntry
 from alerts.models import AlertRule, MaintenanceWindow, NotificationChannel
+from containers import config_io
 from containers.models import Container, ContainerTag, DockerHost, Event, Tag
-from dockmon_site import config_io
 from healthchecks.models import AutoRestartConfig, HealthCheck
 from updates.models import AutoUpdate, ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
 
@@ -666,7 +666,7 @@ def test_the_api_answers_400_for_bad_input_and_audits_imports(people):
 
 
 def test_a_document_larger_than_a_form_post_is_accepted_up_to_a_bound(people, monkeypatch):
-    from dockmon_site import api_config
+    from containers.api import config as api_config
 
     client = _client_for(people["admin"])
     # Over Django's 2.5 MB request-body limit (a config with thousands of containers is).

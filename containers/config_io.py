@@ -39,6 +39,8 @@ from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
+from containers.models import Container, DockerHost
+
 logger = logging.getLogger(__name__)
 
 FORMAT_KEY = "dockmon_config"
@@ -388,8 +390,6 @@ class ImportContext:
     # ---- hosts and containers -------------------------------------------------------------
     def local_host(self, host_id):
         """The local host a host id of the file stands for (None when there is none)."""
-        from containers.models import DockerHost
-
         host_id = str(host_id)
         if host_id in self.hosts:
             return self.hosts[host_id]
@@ -407,11 +407,9 @@ class ImportContext:
 
     def container(self, host_id, name: str):
         """(the present container named `name` on the host, None) or (None, why not)."""
-        from containers.portable import find_container
-
         key = (str(host_id), name)
         if key not in self._found:
-            self._found[key] = find_container(self, str(host_id), name)
+            self._found[key] = _find_container(self, str(host_id), name)
         return self._found[key]
 
     def forget_containers(self) -> None:
@@ -510,3 +508,27 @@ def container_refs(ctx: ImportContext) -> set[tuple[str, str]]:
     for module in modules():
         refs.update((str(h), n) for h, n in module.container_refs(ctx))
     return refs
+
+
+def _find_container(ctx: ImportContext, host_id: str, name: str) -> tuple[Container | None, str]:
+    host = ctx.local_host(host_id)
+    if host is None:
+        if host_id in ctx.hosts or host_id in ctx.host_problems:
+            return None, ctx.host_problems.get(host_id) or f"host {ctx.host_label(host_id)} was not imported"
+        return None, f"host {host_id} is neither in the file nor in this DockMon"
+    container = _present(ctx, host).get(name)
+    if container is not None:
+        return container, ""
+    problem = ctx.host_problems.get(host_id)
+    if problem:
+        return None, f"no container named {name!r} is known on {host.name} yet: {problem}"
+    return None, f"no container named {name!r} on {host.name} (its engine was asked); import again once it exists"
+
+
+def _present(ctx: ImportContext, host: DockerHost) -> dict[str, Container]:
+    """The host's present containers by name (one query per host; the newest of a name wins)."""
+    cache = ctx.state.setdefault("present", {})
+    if host.pk not in cache:
+        rows = Container.objects.present().filter(host=host).select_related("host").order_by("first_seen_at", "key")
+        cache[host.pk] = {container.name: container for container in rows}
+    return cache[host.pk]

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 
 from accounts import audit
 from accounts.authentication import TokenWritePermission
-from dockmon_site import config_io
+from containers import config_io
 from dockmon_site.permissions import is_administrator
 
 _SECTION_HELP = "Objects of this kind (see the README's 'Configuration export and import')"
