@@ -152,6 +152,10 @@ class Container(models.Model):
     def is_removed(self) -> bool:
         return self.removed_at is not None
 
+    def event_data(self, **extra) -> dict:
+        """The data of an event about this container: who it is, then what the event adds."""
+        return {"key": self.key, "name": self.name, **extra}
+
 
 class ContainerTag(models.Model):
     container = models.ForeignKey(Container, on_delete=models.CASCADE, related_name="tag_links")

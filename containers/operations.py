@@ -88,7 +88,7 @@ def _log(container: Container, action: str, user, detail: str = "", severity: st
         container=container,
         actor=user,
         message=f"{who}: {action} {container.name}" + (f" ({detail})" if detail else ""),
-        data={"key": container.key, "name": container.name, "action": action, **data},
+        data=container.event_data(action=action, **data),
     )
 
 

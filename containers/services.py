@@ -44,6 +44,18 @@ def container_payload(container: Container) -> dict:
     }
 
 
+def _announce_created(container: Container, log: bool) -> None:
+    bus.emit(
+        "container.created",
+        category=EventCategory.CONTAINER,
+        host=container.host_id,
+        container=container,
+        message=f"{container.name} was created ({container.image})",
+        data=container_payload(container),
+        persist=log,
+    )
+
+
 def _state_payload(container: Container) -> dict:
     return {
         "key": container.key,
@@ -176,15 +188,7 @@ def apply_facts(host: DockerHost | str, facts: ContainerFacts, *, existing: Cont
             container = Container(key=key, host_id=host_id, short_id=key.split(":", 1)[1], container_id=facts.container_id, **values)
             container.save(force_insert=True)
             _sync_compose_tag(container)
-            bus.emit(
-                "container.created",
-                category=EventCategory.CONTAINER,
-                host=host_id,
-                container=container,
-                message=f"{container.name} was created ({container.image})",
-                data=container_payload(container),
-                persist=log,
-            )
+            _announce_created(container, log)
             predecessor = _find_predecessor(container)
             if predecessor is not None:
                 rekey(predecessor, container)
@@ -290,7 +294,7 @@ def apply_event(host_id, event: EngineEvent) -> Container | None:
         return container
     elif event.action == "oom":
         bus.emit("container.oom", category=EventCategory.CONTAINER, severity=Severity.WARNING, host=host_id, container=container,
-                 message=f"{container.name} ran out of memory", data={"key": container.key, "name": container.name})
+                 message=f"{container.name} ran out of memory", data=container.event_data())
         return container
     elif event.action in _EVENT_STATES:
         state = _EVENT_STATES[event.action]
@@ -331,7 +335,7 @@ def mark_removed(container: Container, *, log: bool = True) -> Container:
         host=container.host_id,
         container=container,
         message=f"{container.name} was removed",
-        data={"key": container.key, "name": container.name, "host": str(container.host_id)},
+        data=container.event_data(host=str(container.host_id)),
         persist=log,
     )
     if not container.replaced_by:
@@ -376,15 +380,7 @@ def _create_many(host_id, facts_list: list[ContainerFacts], *, log: bool) -> lis
             ignore_conflicts=True,
         )
     for row in rows:
-        bus.emit(
-            "container.created",
-            category=EventCategory.CONTAINER,
-            host=host_id,
-            container=row,
-            message=f"{row.name} was created ({row.image})",
-            data=container_payload(row),
-            persist=log,
-        )
+        _announce_created(row, log)
     return rows
 
 

@@ -99,8 +99,8 @@ def request_restart(container: Container, *, trigger: str, reason: str = "", hea
                 host=container.host_id,
                 container=container,
                 message=f"{container.name} keeps failing: gave up after {config.max_retries} automatic restarts",
-                data={"key": container.key, "name": container.name, "attempts": config.attempts,
-                      "max_retries": config.max_retries, "trigger": trigger, "reason": reason},
+                data=container.event_data(attempts=config.attempts,
+                      max_retries=config.max_retries, trigger=trigger, reason=reason),
             )
             return None
         delay = config.delay_for(number)
@@ -117,8 +117,8 @@ def request_restart(container: Container, *, trigger: str, reason: str = "", hea
             host=container.host_id,
             container=container,
             message=f"{container.name}: automatic restart {number}/{config.max_retries} in {delay:g}s ({reason})",
-            data={"key": container.key, "name": container.name, "attempt": number, "max_retries": config.max_retries,
-                  "delay_seconds": delay, "trigger": trigger, "reason": reason, "restart_attempt": attempt.pk},
+            data=container.event_data(attempt=number, max_retries=config.max_retries,
+                  delay_seconds=delay, trigger=trigger, reason=reason, restart_attempt=attempt.pk),
         )
         return attempt
 
@@ -203,9 +203,9 @@ def execute(attempt_id: int) -> RestartAttempt | None:
         host=container.host_id,
         container=container,
         message=text,
-        data={"key": container.key, "name": container.name, "attempt": attempt.attempt, "max_retries": max_retries,
-              "trigger": attempt.trigger, "delay_seconds": attempt.delay_seconds, "status": attempt.status,
-              "action": attempt.action, "error": attempt.error, "restart_attempt": attempt.pk},
+        data=container.event_data(attempt=attempt.attempt, max_retries=max_retries,
+              trigger=attempt.trigger, delay_seconds=attempt.delay_seconds, status=attempt.status,
+              action=attempt.action, error=attempt.error, restart_attempt=attempt.pk),
     )
     if attempt.status == AttemptStatus.FAILED:
         # The restart itself failed: the container is still down, so the next attempt follows
