@@ -20,6 +20,7 @@ from rest_framework import serializers
 from containers import engine, services
 from containers.api.serializers import HostSerializer
 from containers.choices import DesiredState, EventCategory, TagSource
+from containers.engine import facts as engine_facts
 from containers.models import Container, ContainerTag, DockerHost, Tag
 from dockmon_site import bus, config_io
 from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
@@ -228,11 +229,11 @@ def _read_engine(url: str, tls: dict) -> list:
     """Every container of an engine, inspected (what the monitor's first sync reads)."""
     client = engine.connect(url, timeout=settings.DOCKMON_ENGINE_TIMEOUT, **tls)
     try:
-        summaries = engine.list_containers(client)
+        summaries = engine_facts.list_containers(client)
 
         def inspect(facts):
             try:
-                return engine.inspect_container(client, facts.container_id)
+                return engine_facts.inspect_container(client, facts.container_id)
             except engine.ContainerGone:
                 return None
 
