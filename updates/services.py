@@ -39,7 +39,7 @@ from containers import engine
 from containers.choices import EventCategory, Severity
 from containers.engine import images as engine_images
 from containers.models import Container
-from dockmon_site import bus, outbound
+from dockmon_site import bus, outbound_engines
 from updates.choices import TrackingMode, UpdateStatus
 from updates.models import ContainerUpdate, RegistryCredential
 from updates.registry import (
@@ -378,7 +378,7 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
     images, host_errors, clients = _engine_images(hosts.values())
     summary.host_errors = {str(k): v for k, v in host_errors.items()}
     client = client or RegistryClient(registry_credentials())
-    outbound.refresh_engine_targets()  # the engines the policy refuses, read here: lookups run in threads
+    outbound_engines.refresh_engine_targets()  # the engines the policy refuses, read here: lookups run in threads
     run = _Run(force, client)
     now = timezone.now()
     results = _Results(summary, containers, rows, now)
