@@ -125,11 +125,12 @@ def daphne(transactional_db):
 def sync_container():
     """Record one engine container in the database the way the monitor would (no monitor needed)."""
     from containers import engine, services
+    from containers.engine import facts as engine_facts
 
     def sync(host, container_id: str):
         client = engine.client_for_host(host)
         try:
-            return services.apply_facts(host.pk, engine.inspect_container(client, container_id))
+            return services.apply_facts(host.pk, engine_facts.inspect_container(client, container_id))
         finally:
             client.close()
 

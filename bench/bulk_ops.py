@@ -83,6 +83,7 @@ def main() -> int:
     from containers import engine as engine_api
     from containers import services
     from containers.choices import HostStatus
+    from containers.engine import facts as engine_facts
     from containers.models import DockerHost
     from dockmon_site import realtime
     from testkit.testbed import Testbed
@@ -110,7 +111,7 @@ def main() -> int:
         host = DockerHost.objects.create(name=f"bench-bulk-{bench.run_id}", url=engine.unix_url, status=HostStatus.ONLINE)
         client = engine_api.client_for_host(host)
         try:
-            keys = [services.apply_facts(host.pk, engine_api.inspect_container(client, cid), log=False).key for cid in ids]
+            keys = [services.apply_facts(host.pk, engine_facts.inspect_container(client, cid), log=False).key for cid in ids]
         finally:
             client.close()
         user = get_user_model().objects.create_superuser(f"bench-{bench.run_id}", password="bench-password-123")

@@ -73,18 +73,19 @@ def in_process_sync(host, threads: int = 16, profile: bool = False) -> dict:
 
     from containers import engine as eng
     from containers import services
+    from containers.engine import facts as engine_facts
 
     out = {}
     t0 = time.perf_counter()
     client = eng.client_for_host(host)
     info = eng.engine_info(client)
     t1 = time.perf_counter()
-    summaries = eng.list_containers(client)
+    summaries = engine_facts.list_containers(client)
     t2 = time.perf_counter()
 
     def inspect(facts):
         try:
-            return eng.inspect_container(client, facts.container_id)
+            return engine_facts.inspect_container(client, facts.container_id)
         except eng.ContainerGone:
             return None
 

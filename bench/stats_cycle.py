@@ -178,13 +178,14 @@ def probe_engine(host, ids: list[str]) -> dict:
     product's first cycle and its fallback) and the one-shot call (no priming frame, so no
     precpu_stats: the product takes CPU % from the previous cycle; its steady state)."""
     from containers import engine
+    from containers.engine import stats as engine_stats
 
     client = engine.client_for_host(host)
     out = {}
     try:
         for label, call in (
-            ("full call (stream=False): first cycle", lambda cid: engine.container_stats_doc(client, cid)),
-            ("one-shot (stream=False, one_shot=True): later cycles", lambda cid: engine.container_stats_doc(client, cid, one_shot=True)),
+            ("full call (stream=False): first cycle", lambda cid: engine_stats.container_stats_doc(client, cid)),
+            ("one-shot (stream=False, one_shot=True): later cycles", lambda cid: engine_stats.container_stats_doc(client, cid, one_shot=True)),
         ):
             def timed(cid, call=call):
                 t0 = time.perf_counter()

@@ -124,6 +124,7 @@ def main() -> int:
     from accounts.models import APIToken
     from containers import engine as dm_engine
     from containers import services
+    from containers.engine import facts as engine_facts
     from containers.models import DockerHost
     from testkit.testbed import Testbed
 
@@ -141,7 +142,7 @@ def main() -> int:
         ).stdout.strip()
         sdk = dm_engine.client_for_host(host)
         try:
-            row = services.apply_facts(host.pk, dm_engine.inspect_container(sdk, cid))
+            row = services.apply_facts(host.pk, engine_facts.inspect_container(sdk, cid))
         finally:
             sdk.close()
         daphne = bench.start_daphne()

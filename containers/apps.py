@@ -9,11 +9,11 @@ class ContainersConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from containers.models import DockerHost
-        from dockmon_site import outbound
+        from dockmon_site import outbound_engines
 
         # The outbound policy never lets a user-set URL reach a registered engine: it reads
         # their URLs from here (cached briefly; re-read at once after any host change).
-        outbound.register_engine_targets(lambda: list(DockerHost.objects.values_list("url", flat=True)))
+        outbound_engines.register_engine_targets(lambda: list(DockerHost.objects.values_list("url", flat=True)))
         for signal in (post_save, post_delete):
-            signal.connect(lambda **kwargs: outbound.invalidate_engine_targets(), sender=DockerHost, weak=False,
+            signal.connect(lambda **kwargs: outbound_engines.invalidate_engine_targets(), sender=DockerHost, weak=False,
                            dispatch_uid=f"containers.outbound_engines.{signal is post_save}")

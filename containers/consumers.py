@@ -40,6 +40,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from containers import engine
+from containers.engine import logs as engine_logs
 from containers.streams import ByteBudget, SlowClient, StreamPump
 from containers.ws_access import DENIED, load_access, session_digest
 from containers.ws_profiles import MAX_PROFILES, ProfilesMixin
@@ -330,7 +331,7 @@ class EventsConsumer(ProfilesMixin, AsyncWebsocketConsumer):
         try:
             probe = await asyncio.to_thread(engine.client_for_host, host)
             try:
-                tty = await asyncio.to_thread(engine.container_is_tty, probe, container_id)
+                tty = await asyncio.to_thread(engine_logs.container_is_tty, probe, container_id)
             finally:
                 probe.close()
         except engine.EngineError as exc:
@@ -342,7 +343,7 @@ class EventsConsumer(ProfilesMixin, AsyncWebsocketConsumer):
         for stream_name in ("stdout",) if tty else ("stdout", "stderr"):
             def open_stream(stream_name=stream_name):
                 client = engine.client_for_host(host, timeout=engine.NO_TIMEOUT)
-                return engine.follow_logs(client, container_id, stream_name, tail=tail), client
+                return engine_logs.follow_logs(client, container_id, stream_name, tail=tail), client
 
             pumps.append(
                 StreamPump(
@@ -363,7 +364,7 @@ class EventsConsumer(ProfilesMixin, AsyncWebsocketConsumer):
             return
         buffer = self.log_buffers.get((key, stream), b"") + chunk
         *lines, rest = buffer.split(b"\n")
-        if len(rest) > engine.MAX_LINE_BYTES * 4:
+        if len(rest) > engine_logs.MAX_LINE_BYTES * 4:
             lines.append(rest)  # a runaway line without a newline: show what we have
             rest = b""
         self.log_buffers[(key, stream)] = rest
@@ -371,7 +372,7 @@ class EventsConsumer(ProfilesMixin, AsyncWebsocketConsumer):
             self.budget.release(credit)
             return
         for index, raw in enumerate(lines):
-            line = engine.decode_line(raw, stream)
+            line = engine_logs.decode_line(raw, stream)
             text = json.dumps({"type": "container.log", "data": {
                 "key": key, "ts": realtime.utc_iso(line.ts) if line.ts else None, "stream": line.stream, "text": line.text,
             }, "ts": _now_iso()})

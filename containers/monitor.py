@@ -24,6 +24,7 @@ from django.db import close_old_connections, connection
 
 from containers import engine, leases, services
 from containers.choices import HostStatus
+from containers.engine import facts as engine_facts
 from containers.models import Container, DockerHost
 from dockmon_site import realtime
 
@@ -268,7 +269,7 @@ class HostWatcher:
         loop = asyncio.get_running_loop()
         client, info = await self._connect()
         # Open the stream before reconciling so that nothing happening in between is missed.
-        self._stream = await self.monitor.engine_call(engine.open_event_stream, client)
+        self._stream = await self.monitor.engine_call(engine_facts.open_event_stream, client)
         queue: asyncio.Queue = asyncio.Queue()
         reader = threading.Thread(
             target=self._read_stream, args=(self._stream, loop, queue), name=f"events {self.spec.name}", daemon=True
@@ -294,10 +295,10 @@ class HostWatcher:
         outcome: object = _END
         try:
             for raw in stream:
-                event = engine.to_engine_event(raw)
+                event = engine_facts.to_engine_event(raw)
                 if event is not None and event.action in WATCHED_ACTIONS:
                     loop.call_soon_threadsafe(queue.put_nowait, event)
-        except engine.EVENT_STREAM_ERRORS as exc:
+        except engine.ENGINE_FAILURES as exc:
             outcome = exc
         except Exception as exc:  # urllib3 raises its own types on a cut stream
             outcome = exc
@@ -307,7 +308,7 @@ class HostWatcher:
             except RuntimeError:
                 pass
 
-    async def handle(self, client, event: engine.EngineEvent) -> None:
+    async def handle(self, client, event: engine_facts.EngineEvent) -> None:
         host_id = self.spec.id
         if event.action == "destroy":
             await self.monitor.db(services.remove_by_id, host_id, event.container_id)
@@ -319,14 +320,14 @@ class HostWatcher:
                 # Announced already; now read what only an inspect tells (restart count, ports).
             # Not known yet (created while we were reconnecting): fall through to a full inspect.
         try:
-            facts = await self.monitor.engine_call(engine.inspect_container, client, event.container_id)
+            facts = await self.monitor.engine_call(engine_facts.inspect_container, client, event.container_id)
         except engine.ContainerGone:
             await self.monitor.db(services.remove_by_id, host_id, event.container_id)
             return
         await self.monitor.db(services.apply_facts, host_id, facts)
 
     async def reconcile(self, client, *, initial: bool = False) -> dict:
-        summaries = await self.monitor.engine_call(engine.list_containers, client)
+        summaries = await self.monitor.engine_call(engine_facts.list_containers, client)
         known = await self.monitor.db(_known_state, self.spec.id)
         # Inspect only what is new or changed: the list call lacks start times and restarts.
         stale = [f for f in summaries if known.get(f.container_id[:12]) != (f.state, f.health, f.name)]
@@ -335,7 +336,7 @@ class HostWatcher:
         async def inspect(facts):
             async with semaphore:
                 try:
-                    return await self.monitor.engine_call(engine.inspect_container, client, facts.container_id)
+                    return await self.monitor.engine_call(engine_facts.inspect_container, client, facts.container_id)
                 except engine.ContainerGone:
                     return None
 

@@ -22,6 +22,8 @@ from django.utils import timezone
 from accounts import audit
 from containers import engine, services
 from containers.choices import BulkItemStatus, BulkJobStatus, DesiredState, EventCategory, Severity
+from containers.engine import facts as engine_facts
+from containers.engine import lifecycle as engine_lifecycle
 from containers.models import BulkJob, BulkJobItem, Container
 from dockmon_site import bus
 
@@ -35,7 +37,7 @@ _DESIRED = {
     "kill": DesiredState.STOPPED,
     "pause": DesiredState.STOPPED,
 }
-BULK_ACTIONS = (*engine.OPERATIONS, "remove")
+BULK_ACTIONS = (*engine_lifecycle.OPERATIONS, "remove")
 
 
 class OperationError(Exception):
@@ -66,7 +68,7 @@ def _fail(container: Container, exc: engine.EngineError) -> OperationError:
 
 def _refresh(client, container: Container) -> Container:
     try:
-        facts = engine.inspect_container(client, container.container_id)
+        facts = engine_facts.inspect_container(client, container.container_id)
     except engine.ContainerGone:
         return services.mark_removed(container)
     except engine.EngineError:
@@ -107,7 +109,7 @@ def run(container: Container, action: str, *, user=None, timeout: int | None = N
     client = engine.client_for_host(container.host, timeout=engine_timeout)
     try:
         try:
-            engine.operate(client, container.container_id, action, timeout=timeout, signal=signal)
+            engine_lifecycle.operate(client, container.container_id, action, timeout=timeout, signal=signal)
         except engine.EngineError as exc:
             error = _fail(container, exc)
             _log(container, action, user, f"failed: {error}", Severity.WARNING, ok=False, error=str(error))
@@ -128,7 +130,7 @@ def rename(container: Container, name: str, *, user=None) -> Container:
     client = engine.client_for_host(container.host)
     try:
         try:
-            engine.rename(client, container.container_id, name)
+            engine_lifecycle.rename(client, container.container_id, name)
         except engine.EngineError as exc:
             raise _fail(container, exc) from exc
         container = _refresh(client, container)
@@ -143,7 +145,7 @@ def remove(container: Container, *, user=None, force: bool = False, volumes: boo
     client = engine.client_for_host(container.host, timeout=engine_timeout)
     try:
         try:
-            engine.remove(client, container.container_id, force=force, volumes=volumes)
+            engine_lifecycle.remove(client, container.container_id, force=force, volumes=volumes)
         except engine.ContainerGone:
             pass  # already gone: the wish is fulfilled
         except engine.EngineError as exc:

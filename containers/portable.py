@@ -21,6 +21,7 @@ from containers import config_io, engine, services
 from containers.api.serializers import HostSerializer
 from containers.choices import DesiredState, EventCategory, TagSource
 from containers.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
+from containers.engine import facts as engine_facts
 from containers.models import Container, ContainerTag, DockerHost, Tag
 from dockmon_site import bus
 
@@ -204,11 +205,11 @@ def _read_engine(url: str, tls: dict) -> list:
     """Every container of an engine, inspected (what the monitor's first sync reads)."""
     client = engine.connect(url, timeout=settings.DOCKMON_ENGINE_TIMEOUT, **tls)
     try:
-        summaries = engine.list_containers(client)
+        summaries = engine_facts.list_containers(client)
 
         def inspect(facts):
             try:
-                return engine.inspect_container(client, facts.container_id)
+                return engine_facts.inspect_container(client, facts.container_id)
             except engine.ContainerGone:
                 return None
 

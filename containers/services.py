@@ -10,7 +10,8 @@ from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from containers.choices import ContainerState, EventCategory, HostStatus, Severity, TagSource
-from containers.engine import ContainerFacts, EngineEvent, EngineInfo, event_time, status_text
+from containers.engine import EngineInfo
+from containers.engine.facts import ContainerFacts, EngineEvent, event_time, status_text
 from containers.models import Container, ContainerTag, DockerHost, Tag, container_key
 from containers.signals import container_rekeyed
 from dockmon_site import bus
@@ -494,12 +495,13 @@ def test_host(host: DockerHost, *, timeout: float | None = None) -> dict:
 def record_disk_usage(host: DockerHost):
     """Ask the engine for `docker system df` and store it."""
     from containers import engine
+    from containers.engine import stats as engine_stats
     from containers.models import DiskUsage
 
     # The engine walks every layer and volume to answer: allow it far longer than a normal call.
     client = engine.client_for_host(host, timeout=120)
     try:
-        numbers = engine.disk_usage(client)
+        numbers = engine_stats.disk_usage(client)
     finally:
         client.close()
     return DiskUsage.objects.create(host=host, **numbers)

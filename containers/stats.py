@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from containers import engine
 from containers.choices import EventCategory, HostStatus, StatsTier
+from containers.engine import stats as engine_stats
 from containers.models import Container, DockerHost, StatsBatch
 from dockmon_site import bus, realtime
 
@@ -44,7 +45,7 @@ def _kib(value: int) -> int:
     return (int(value) + 512) // 1024
 
 
-def _point(sample: engine.StatsSample) -> list:
+def _point(sample: engine_stats.StatsSample) -> list:
     """A raw point is short: one value per metric (min = avg = max for one sample) and byte
     counts in KiB (three digits fewer each). Raw rows are most of the stats storage."""
     return [round(sample.cpu_percent, 2), _kib(sample.mem_bytes), _kib(sample.mem_limit), _kib(sample.net_rx), _kib(sample.net_tx),
@@ -123,18 +124,18 @@ def _cpu_reading(doc: dict) -> dict | None:
     return {"cpu_usage": {"total_usage": total}, "system_cpu_usage": cpu["system_cpu_usage"], "online_cpus": cpu.get("online_cpus") or 0}
 
 
-def _sample(client, container_id: str, previous: dict | None) -> tuple[engine.StatsSample, dict | None] | None:
+def _sample(client, container_id: str, previous: dict | None) -> tuple[engine_stats.StatsSample, dict | None] | None:
     """One container's sample: one-shot when the last cycle left its CPU counters (CPU % over
     the time since then), else the engine's own two-tick measurement."""
     try:
-        doc = engine.container_stats_doc(client, container_id, one_shot=previous is not None)
+        doc = engine_stats.container_stats_doc(client, container_id, one_shot=previous is not None)
     except engine.EngineError as exc:
         # A container that stopped between the list and its stats call is normal.
         logger.debug("stats for %s failed: %s", container_id[:12], exc)
         return None
     if previous is not None:
         doc["precpu_stats"] = previous
-    return engine.compute_stats(container_id, doc), _cpu_reading(doc)
+    return engine_stats.compute_stats(container_id, doc), _cpu_reading(doc)
 
 
 def collect_host(host_id, *, concurrency: int | None = None) -> dict:
@@ -148,8 +149,8 @@ def collect_host(host_id, *, concurrency: int | None = None) -> dict:
     errors = 0
     readings: dict[str, dict] = {}
     try:
-        ids = engine.running_container_ids(client)
-        samples: list[engine.StatsSample] = []
+        ids = engine_stats.running_container_ids(client)
+        samples: list[engine_stats.StatsSample] = []
         if ids:
             previous = _load_previous(host.pk, ids)
             with ThreadPoolExecutor(max_workers=min(concurrency, len(ids)), thread_name_prefix="stats") as pool:

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from containers import engine
+from containers.engine import stats as engine_stats
 from containers.streams import StreamPump
 from dockmon_site import realtime
 
@@ -89,12 +90,12 @@ class ProfilesMixin:
 
         def open_stream():
             client = engine.client_for_host(host, timeout=engine.NO_TIMEOUT)
-            return engine.stats_stream(client, container_id), client
+            return engine_stats.stats_stream(client, container_id), client
 
         def on_item(doc):
             if session.pk not in self.profiles:
                 return
-            sample = engine.compute_stats(container_id, doc)
+            sample = engine_stats.compute_stats(container_id, doc)
             row = [realtime.utc_iso(sample.ts), sample.cpu_percent, sample.mem_bytes, sample.mem_limit,
                    sample.net_rx, sample.net_tx, sample.blk_read, sample.blk_write, sample.pids]
             state["pending"].append(row)

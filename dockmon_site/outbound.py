@@ -10,7 +10,7 @@ What is refused (module `Refused`, a ValueError; nothing is sent):
   names (BLOCKED_NETWORKS, BLOCKED_NAMES) - also hidden inside IPv6 (IPv4-mapped, IPv4-compatible,
   6to4, NAT64). Always; no setting re-admits them.
 - the address:port of every registered Docker engine (hosts with a tcp://, http(s):// or ssh://
-  URL; registered by the containers app, see `register_engine_targets`): every address the
+  URL; registered by the containers app, see dockmon_site/outbound_engines.py): every address the
   engine's host name resolves to, and the name itself, on that port. An engine on a loopback or
   local-interface address is refused on *every* loopback and local address for its port (a
   daemon bound to 0.0.0.0 answers on all of them). Always.
@@ -66,13 +66,13 @@ API (stable; additions only):
         at most max_bytes), truncated, url (final), redirects, elapsed_ms, addresses, reason;
         .ok (status < 400), .text, .json().
     parse_rules(text_or_items, *, setting="rules") -> tuple[Rule, ...]  (ValueError when bad)
-    register_engine_targets(provider) / invalidate_engine_targets() / refresh_engine_targets()
-        provider() returns engine URLs (str) and/or (host, port) pairs; cached ENGINE_CACHE_SECONDS.
     blocked_reason(address) -> str | None; BLOCKED_NETWORKS; BLOCKED_NAMES; ENGINE_PORTS.
 
-This module imports no DockMon app (dockmon_site may not): the engines come from the provider.
-The connection layer (pinned connections, the watchdog) is dockmon_site/outbound_net.py; the
-address tables and the list parser are dockmon_site/outbound_rules.py (no Django, no network).
+This module imports no DockMon app (dockmon_site may not): the engines come from the provider
+registered in dockmon_site/outbound_engines.py (register_engine_targets, invalidate_engine_targets,
+refresh_engine_targets, engine_targets). The connection layer (pinned connections, the watchdog)
+is dockmon_site/outbound_net.py; the address tables and the list parser are
+dockmon_site/outbound_rules.py (no Django, no network).
 """
 
 from __future__ import annotations
@@ -80,9 +80,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -91,6 +89,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.structures import CaseInsensitiveDict
 
+from dockmon_site import outbound_engines
 from dockmon_site import outbound_net as net
 from dockmon_site.outbound_rules import (  # noqa: F401 - part of this module's API
     BLOCKED_NAMES,
@@ -113,8 +112,6 @@ USER_AGENT = "DockMon/1.0"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 SAFE_METHODS = ("GET", "HEAD")
 ENGINE_PORTS = (2375, 2376)
-ENGINE_CACHE_SECONDS = 10.0
-ENGINE_RESOLVE_TIMEOUT = 2.0
 
 
 # ---------------------------------------------------------------------------
@@ -172,118 +169,6 @@ def _rules(name: str) -> tuple[Rule, ...]:
 
 
 # ---------------------------------------------------------------------------
-# Registered Docker engines (a provider registered by the containers app)
-# ---------------------------------------------------------------------------
-@dataclass
-class _Engines:
-    names: dict = field(default_factory=dict)  # host name -> {ports}
-    addresses: dict = field(default_factory=dict)  # ip -> {ports}
-    local_ports: set = field(default_factory=set)  # ports of engines on this machine
-    expires: float = 0.0
-
-
-_engine_provider: Callable[[], Iterable] | None = None
-_engines: _Engines | None = None
-_engine_lock = threading.Lock()
-
-
-def register_engine_targets(provider: Callable[[], Iterable]) -> None:
-    """provider() returns every registered engine: URLs ("tcp://h:2376", "ssh://u@h") and/or
-    (host, port) pairs. Called again at most every ENGINE_CACHE_SECONDS, or after
-    invalidate_engine_targets(); unix:// and other non-network URLs are ignored."""
-    global _engine_provider
-    _engine_provider = provider
-    invalidate_engine_targets()
-
-
-def invalidate_engine_targets() -> None:
-    global _engines
-    _engines = None
-
-
-def engine_endpoint(url: str) -> tuple[str, int] | None:
-    """(host, port) an engine URL connects to, or None for a local socket."""
-    try:
-        parts = urlsplit(str(url).strip())
-        port = parts.port
-    except ValueError:
-        return None
-    defaults = {"tcp": 2375, "http": 2375, "https": 2376, "ssh": 22}
-    if parts.scheme not in defaults or not parts.hostname:
-        return None
-    return normal_host(parts.hostname), port or defaults[parts.scheme]
-
-
-def _load_engines() -> _Engines:
-    from django.db import connection
-
-    snapshot = _Engines(expires=time.monotonic() + ENGINE_CACHE_SECONDS)
-    if _engine_provider is None:
-        return snapshot
-    # A thread without a database connection of its own (a probe thread) closes the one the
-    # provider opened: hundreds of probe threads must not each keep one.
-    opened = connection.connection is None
-    try:
-        items = list(_engine_provider())
-    finally:
-        if opened and not connection.in_atomic_block:
-            connection.close()
-    endpoints = []
-    for item in items:
-        endpoint = engine_endpoint(item) if isinstance(item, str) else (normal_host(item[0]), int(item[1]))
-        if endpoint is not None:
-            endpoints.append(endpoint)
-            snapshot.names.setdefault(endpoint[0], set()).add(endpoint[1])
-    # Every engine name is looked up at once, all within ENGINE_RESOLVE_TIMEOUT; a name that does
-    # not resolve still counts by itself.
-    lookups = {(host, port): _dns_pool.submit(_getaddrinfo, host, port) for host, port in endpoints if ip_of(host) is None}
-    deadline = time.monotonic() + ENGINE_RESOLVE_TIMEOUT
-    for host, port in endpoints:
-        if (host, port) not in lookups:
-            addresses = [ip_of(host)]
-        else:
-            try:
-                addresses = [ip_of(a) for a in lookups[(host, port)].result(timeout=max(0.01, deadline - time.monotonic()))]
-            except (FutureTimeout, OSError):
-                addresses = []
-        for ip in filter(None, addresses):
-            for candidate in candidates(ip):
-                snapshot.addresses.setdefault(candidate, set()).add(port)
-                if is_local(candidate):
-                    snapshot.local_ports.add(port)
-    return snapshot
-
-
-def engine_targets(*, refresh: bool = False) -> _Engines:
-    """The current snapshot of engine addresses (loaded when stale). If the provider fails and
-    there is no earlier snapshot, everything is refused (fail closed)."""
-    global _engines
-    current = _engines
-    if current is not None and not refresh and current.expires > time.monotonic():
-        return current
-    with _engine_lock:
-        current = _engines
-        if current is not None and not refresh and current.expires > time.monotonic():
-            return current
-        try:
-            _engines = _load_engines()
-        except Exception as exc:
-            logger.exception("could not read the registered Docker engines")
-            if current is None:
-                raise Refused(f"Refused: the registered Docker engines could not be read ({exc.__class__.__name__}); "
-                              "nothing was sent.") from None
-            current.expires = time.monotonic() + 1.0
-            return current
-        return _engines
-
-
-def refresh_engine_targets() -> None:
-    """Load the engine snapshot now (call from a thread with database access before handing
-    requests to threads without one)."""
-    engine_targets(refresh=True)
-
-
-# ---------------------------------------------------------------------------
 # The policy
 # ---------------------------------------------------------------------------
 def _where(name: str | None, ip, port: int) -> str:
@@ -307,7 +192,7 @@ def check_address(address: str, port: int, *, name: str | None = None) -> None:
                 raise Refused(f"Refused: {where} is a {label}; DockMon may not reach it.")
     if not 1 <= port <= 65535:
         raise Refused(f"Refused: port {port} cannot be reached.")
-    engines = engine_targets()
+    engines = outbound_engines.engine_targets()
     host_name = normal_host(name) if name else ""
     for candidate in forms:
         if port in engines.addresses.get(candidate, ()) or (port in engines.local_ports and is_local(candidate)) \
@@ -337,7 +222,7 @@ def _check_name(name: str, port: int) -> None:
             check_address(socket.inet_ntoa(socket.inet_aton(name)), port, name=name)
         except OSError:
             pass
-    if port in engine_targets().names.get(name, ()):
+    if port in outbound_engines.engine_targets().names.get(name, ()):
         raise Refused(f"Refused: {name}:{port} is a registered Docker engine; DockMon may not reach it.")
     if name in LOOPBACK_NAMES or name.endswith(".localhost"):
         for address in ("127.0.0.1", "::1"):

@@ -464,7 +464,7 @@ def _check_outbound_rules():
 
 _check_outbound_rules()
 
-# Docker engines (containers/engine.py check_engine_allowed): when set, tcp:// and ssh:// engine
+# Docker engines (containers/engine/connect.py check_engine_allowed): when set, tcp:// and ssh:// engine
 # URLs must lie in these networks (same forms as above; a name must resolve into them); nothing
 # is sent to, and no ssh is started for, any other engine. unix:// sockets are always allowed.
 DOCKMON_ENGINE_ALLOW = envstr("DOCKMON_ENGINE_ALLOW", "")

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from containers.choices import EventCategory, Severity
 from containers.models import Container
-from dockmon_site import bus, outbound
+from dockmon_site import bus, outbound, outbound_engines
 from healthchecks.choices import CheckStatus, ResultStatus
 from healthchecks.models import TIMEOUT_MAX, CheckResult, HealthCheck
 from healthchecks.probe import ProbeResult, ProbeSpec, probe, public_error
@@ -125,7 +125,7 @@ def jobs_for(ids: list[int], owner: str, *, lookahead: float = 0.0) -> list[Job]
     # The probe threads have no database connection: read the registered engines here, so the
     # outbound policy they apply is current.
     try:
-        outbound.engine_targets()
+        outbound_engines.engine_targets()
     except outbound.Refused:
         pass  # unreadable: each probe then refuses (fails closed) with this reason
     return [

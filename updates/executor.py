@@ -6,7 +6,7 @@ and kept on the row with its timing:
   validate   the container exists and is not being updated, the requester may `update` it,
              the policy allows it (warn needs force; block and DockMon itself never)
   pull       the image reference, with byte progress
-  inspect    the full configuration (engine.recreate_spec) and the dependents sharing its network
+  inspect    the full configuration (containers.engine.recreate) and the dependents sharing its network
   stop       the old container (when it runs)
   rename     the old container becomes `<name>-dockmon-backup-<run>` (the way back)
   create     a new container with the original name and the whole configuration; right after,
@@ -46,6 +46,10 @@ from django.utils import timezone
 from containers import engine
 from containers import services as container_services
 from containers.choices import EventCategory, Severity
+from containers.engine import facts as engine_facts
+from containers.engine import images as engine_images
+from containers.engine import lifecycle as engine_lifecycle
+from containers.engine import recreate as engine_recreate
 from containers.models import Container, DockerHost
 from dockmon_site import bus
 from dockmon_site.permissions import has_container_perm
@@ -349,7 +353,7 @@ class _Execution:
             check_allowed(container, user=run.requested_by if run.requested_by_id else None, force=run.force, trigger=run.trigger)
         except RunRefused as exc:
             raise StageFailed(str(exc)) from None
-        old = self._call("Inspecting the container", engine.inspect_raw, self.client, container.container_id)
+        old = self._call("Inspecting the container", engine_recreate.inspect_raw, self.client, container.container_id)
         state = old.get("State") or {}
         if state.get("Paused"):
             raise StageFailed(f"{run.container_name} is paused: unpause it (or stop it) before updating.")
@@ -361,7 +365,7 @@ class _Execution:
         if row is not None:
             self.update_snapshot = {f: getattr(row, f) for f in ("status", "update_available", "current_digest", "latest_digest",
                                                                   "latest_version", "error", "available_since")}
-        old_image = engine.inspect_image_raw(self.client, run.from_image_id) if run.from_image_id else None
+        old_image = engine_images.inspect_image_raw(self.client, run.from_image_id) if run.from_image_id else None
         run.from_digest = (row.current_digest if row and row.current_digest else "") or _repo_digest(old_image, run.image)
         self.save("was_running", "old_container_id", "from_image_id", "image", "from_digest")
         self.emit("update.started", f"Update of {run.container_name} started ({run.image})",
@@ -374,9 +378,9 @@ class _Execution:
             if total:
                 self.progress(5 + int(45 * done / total), f"{status} {done}/{total} bytes")
 
-        run.to_image_id = self._call(f"Pulling {run.image}", engine.pull, self.client, run.image, on_progress,
+        run.to_image_id = self._call(f"Pulling {run.image}", engine_images.pull, self.client, run.image, on_progress,
                                      timeout=settings.DOCKMON_UPDATE_PULL_TIMEOUT)
-        new_image = engine.inspect_image_raw(self.client, run.to_image_id)
+        new_image = engine_images.inspect_image_raw(self.client, run.to_image_id)
         run.to_digest = _repo_digest(new_image, run.image)
         self.save("to_image_id", "to_digest")
         self.log(f"Pulled {run.image}: {run.to_image_id[:19]} ({run.to_digest or 'no registry digest'})")
@@ -391,16 +395,16 @@ class _Execution:
 
         # inspect
         self.stage(RunStage.INSPECT, "Reading the configuration")
-        body, extra = engine.recreate_spec(old, old_image, run.image)
+        body, extra = engine_recreate.recreate_spec(old, old_image, run.image)
         _fit_network_mode(body)
         main = _Swap(container.pk, old["Id"], run.container_name, run.was_running, container.desired_state, body, extra)
         self.swaps.append(main)
-        dependents = self._call("Looking for dependent containers", engine.dependents_sharing_network, self.client, old["Id"])
+        dependents = self._call("Looking for dependent containers", engine_recreate.dependents_sharing_network, self.client, old["Id"])
         dep_swaps = []
         for dep_id in dependents:
-            dep = self._call("Inspecting a dependent container", engine.inspect_raw, self.client, dep_id)
-            dep_image = engine.inspect_image_raw(self.client, dep.get("Image") or "")
-            dep_body, dep_extra = engine.recreate_spec(dep, dep_image, (dep.get("Config") or {}).get("Image") or dep.get("Image"))
+            dep = self._call("Inspecting a dependent container", engine_recreate.inspect_raw, self.client, dep_id)
+            dep_image = engine_images.inspect_image_raw(self.client, dep.get("Image") or "")
+            dep_body, dep_extra = engine_recreate.recreate_spec(dep, dep_image, (dep.get("Config") or {}).get("Image") or dep.get("Image"))
             _fit_network_mode(dep_body)
             dep_row = Container.objects.filter(pk=f"{self.host.pk}:{dep_id[:12]}").first()
             dep_swaps.append(_Swap(f"{self.host.pk}:{dep_id[:12]}", dep_id, dep["Name"].lstrip("/"), bool((dep.get("State") or {}).get("Running")),
@@ -436,7 +440,7 @@ class _Execution:
         self.stage(RunStage.CLEANUP, "Removing the backup container(s)")
         for swap in reversed(self.swaps):
             try:
-                engine.remove(self.client, swap.old_id, force=True)
+                engine_lifecycle.remove(self.client, swap.old_id, force=True)
                 self.log(f"Removed the backup {swap.backup}")
             except engine.ContainerGone:
                 pass
@@ -458,7 +462,7 @@ class _Execution:
             if first:
                 self.stage(RunStage.STOP, f"Stopping {swap.name}")
             timeout = (swap.body.get("StopTimeout") if swap.body.get("StopTimeout") is not None else settings.DOCKMON_UPDATE_STOP_TIMEOUT)
-            self._call(f"Stopping {swap.name}", engine.operate, self.client, swap.old_id, "stop", timeout=int(timeout))
+            self._call(f"Stopping {swap.name}", engine_lifecycle.operate, self.client, swap.old_id, "stop", timeout=int(timeout))
             swap.stopped = True
         if first:
             self.stage(RunStage.RENAME, "Keeping the old container as a backup")
@@ -466,23 +470,23 @@ class _Execution:
         if first:
             run.backup_name = swap.backup
             self.save("backup_name")  # before the rename: repair finds the backup by this name
-        self._call(f"Renaming {swap.name}", engine.rename, self.client, swap.old_id, swap.backup)
+        self._call(f"Renaming {swap.name}", engine_lifecycle.rename, self.client, swap.old_id, swap.backup)
         swap.renamed = True
         self.log(f"{swap.name} → {swap.backup}")
         if first:
             self.stage(RunStage.CREATE, f"Creating the new {swap.name}")
-        swap.new_id = self._call(f"Creating the new {swap.name}", engine.create_from_spec, self.client, swap.name, swap.body)
+        swap.new_id = self._call(f"Creating the new {swap.name}", engine_recreate.create_from_spec, self.client, swap.name, swap.body)
         if first:
             run.new_container_id = swap.new_id
             self.save("new_container_id")
         for network, endpoint in swap.extra:
-            self._call(f"Connecting the new {swap.name} to {network}", engine.connect_network, self.client, network, swap.new_id, endpoint)
+            self._call(f"Connecting the new {swap.name} to {network}", engine_recreate.connect_network, self.client, network, swap.new_id, endpoint)
         self.log(f"Created {swap.name} ({swap.new_id[:12]})")
         self._commit(swap)
         if swap.was_running:
             if first:
                 self.stage(RunStage.START, f"Starting the new {swap.name}")
-            self._call(f"Starting the new {swap.name}", engine.operate, self.client, swap.new_id, "start")
+            self._call(f"Starting the new {swap.name}", engine_lifecycle.operate, self.client, swap.new_id, "start")
 
     def _commit(self, swap: _Swap) -> None:
         """Move every record of the old key to the new container, in one transaction.
@@ -517,7 +521,7 @@ class _Execution:
         deadline = time.monotonic() + settings.DOCKMON_UPDATE_GRACE_SECONDS
         ran_once = False
         while True:
-            data = self._call("Inspecting the new container", engine.inspect_raw, self.client, swap.new_id)
+            data = self._call("Inspecting the new container", engine_recreate.inspect_raw, self.client, swap.new_id)
             verdict = _judge_running(data)
             if verdict is True:
                 self.log(f"{swap.name} ran once and exited 0 (restart policy {_restart_policy(data) or 'no'}): a one-shot success")
@@ -549,7 +553,7 @@ class _Execution:
                                       f"(status {status}): {_last_health_output(health)}")
                 self.progress(None, f"health: {status}")
                 time.sleep(0.5)
-                data = self._call("Inspecting the new container", engine.inspect_raw, self.client, swap.new_id)
+                data = self._call("Inspecting the new container", engine_recreate.inspect_raw, self.client, swap.new_id)
         checks = list(HealthCheck.objects.filter(container_id=swap.new_key, enabled=True)) if swap.new_key else []
         for check in checks:
             self._http_gate(swap, check, health_deadline)
@@ -565,7 +569,7 @@ class _Execution:
             if last.ok:
                 self.log(f"HTTP check passed ({last.status_code}, {last.response_ms} ms)")
                 return
-            data = self._call("Inspecting the new container", engine.inspect_raw, self.client, swap.new_id)
+            data = self._call("Inspecting the new container", engine_recreate.inspect_raw, self.client, swap.new_id)
             verdict = _judge_running(data)
             if verdict and verdict is not True:
                 raise StageFailed(f"The new {swap.name} {verdict}")
@@ -612,7 +616,7 @@ class _Execution:
         if not swap.new_id or swap.new_removed:
             return []
         try:
-            engine.remove(self.client, swap.new_id, force=True)
+            engine_lifecycle.remove(self.client, swap.new_id, force=True)
             self.log(f"Removed the new {swap.name} ({swap.new_id[:12]})")
         except engine.ContainerGone:
             pass
@@ -625,14 +629,14 @@ class _Execution:
         problems = self._remove_new(swap)
         if swap.renamed and not problems:
             try:
-                engine.rename(self.client, swap.old_id, swap.name)
+                engine_lifecycle.rename(self.client, swap.old_id, swap.name)
                 swap.renamed = False
                 self.log(f"{swap.backup} → {swap.name}")
             except engine.EngineError as exc:
                 problems.append(f"could not rename {swap.backup} back to {swap.name}: {exc}")
         if swap.stopped and swap.was_running and not problems:
             try:
-                engine.operate(self.client, swap.old_id, "start")
+                engine_lifecycle.operate(self.client, swap.old_id, "start")
                 self.log(f"Started the original {swap.name} again")
             except engine.EngineError as exc:
                 problems.append(f"could not start the original {swap.name}: {exc}")
@@ -674,7 +678,7 @@ class _Execution:
         candidates = list(dict.fromkeys([run.from_image_id, *previous]))[keep:]
         for image_id in candidates:
             try:
-                if engine.remove_image(self.client, image_id):
+                if engine_images.remove_image(self.client, image_id):
                     self.log(f"Removed the old image {image_id[:19]}")
             except engine.EngineError as exc:
                 self.log(f"Could not remove the old image {image_id[:19]}: {exc}")
@@ -740,7 +744,7 @@ def _sync(host_id, client, container_id: str) -> Container:
 
     The monitor records the same container from its `create` event; whichever inserts second
     finds the other's row."""
-    facts = engine.inspect_container(client, container_id)
+    facts = engine_facts.inspect_container(client, container_id)
     try:
         with transaction.atomic():
             return container_services.apply_facts(host_id, facts)
@@ -862,7 +866,7 @@ def _inspect_or_none(client, container_id: str) -> dict | None:
     if not container_id:
         return None
     try:
-        return engine.inspect_raw(client, container_id)
+        return engine_recreate.inspect_raw(client, container_id)
     except engine.ContainerGone:
         return None
 
@@ -871,7 +875,7 @@ def _repair_with(execution: _Execution, client, stage: str) -> dict:
     run = execution.run
     name = run.container_name
     old = _inspect_or_none(client, run.old_container_id)
-    named = [c for c in engine.containers_by_name(client, f"^/{re.escape(name)}$") if c["name"] == name]
+    named = [c for c in engine_facts.containers_by_name(client, f"^/{re.escape(name)}$") if c["name"] == name]
     new_id = run.new_container_id
     if not new_id:
         # The crash may have come between the create and its record: a container under the
@@ -904,7 +908,7 @@ def _repair_with(execution: _Execution, client, stage: str) -> dict:
         if not run.committed:
             execution._commit(swap)
         try:
-            engine.remove(client, run.old_container_id, force=True)
+            engine_lifecycle.remove(client, run.old_container_id, force=True)
             execution.log(f"Removed the backup {run.backup_name} (the new container had passed its health gate)")
         except engine.EngineError as exc:
             execution.log(f"Could not remove the backup: {exc}")
@@ -949,7 +953,7 @@ def _resolve_backups(host: DockerHost) -> list[dict]:
     client = engine.client_for_host(host)
     results = []
     try:
-        for item in engine.containers_by_name(client, BACKUP_SUFFIX):
+        for item in engine_facts.containers_by_name(client, BACKUP_SUFFIX):
             match = BACKUP_NAME.match(item["name"])
             if not match:
                 continue
@@ -957,7 +961,7 @@ def _resolve_backups(host: DockerHost) -> list[dict]:
             if run is not None and run.status in ACTIVE_RUN_STATUSES:
                 continue  # its run is under way (or waits for repair() above)
             name = match["name"]
-            taken = [c for c in engine.containers_by_name(client, f"^/{re.escape(name)}$") if c["name"] == name]
+            taken = [c for c in engine_facts.containers_by_name(client, f"^/{re.escape(name)}$") if c["name"] == name]
             outcome = _resolve_one(host, client, item, name, run, taken)
             results.append({"backup": item["name"], "outcome": outcome})
     finally:
@@ -979,16 +983,16 @@ def _resolve_one(host, client, item: dict, name: str, run: UpdateRun | None, tak
                  message=text, data={"run": run.pk if run else None, "backup": item["name"], "name": name})
 
     if not taken:
-        engine.rename(client, item["id"], name)
+        engine_lifecycle.rename(client, item["id"], name)
         was_running = run.was_running if run is not None else False
         if was_running:
-            engine.operate(client, item["id"], "start")
+            engine_lifecycle.operate(client, item["id"], "start")
         # The backup's row still holds what the person wanted of it (desired state): keep it.
         restore_records(host.pk, client, item["id"], "", None)
         note(f"Orphaned backup {item['name']} got its name {name} back" + (" and was started" if was_running else ""))
         return "restored"
     if run is not None and run.status == RunStatus.SUCCEEDED and all(c["state"] == "running" for c in taken) == bool(run.was_running):
-        engine.remove(client, item["id"], force=True)
+        engine_lifecycle.remove(client, item["id"], force=True)
         note(f"Removed the backup {item['name']}: its update had succeeded and {name} runs the new release", Severity.INFO)
         return "removed"
     note(f"Kept the backup {item['name']}: {name} exists, so it cannot get its name back; remove or rename it by hand")

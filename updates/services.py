@@ -37,8 +37,9 @@ from django.utils import timezone
 
 from containers import engine
 from containers.choices import EventCategory, Severity
+from containers.engine import images as engine_images
 from containers.models import Container
-from dockmon_site import bus, outbound
+from dockmon_site import bus, outbound_engines
 from updates.choices import TrackingMode, UpdateStatus
 from updates.models import ContainerUpdate, RegistryCredential
 from updates.registry import (
@@ -88,7 +89,7 @@ class _Target:
     container: Container
     row: ContainerUpdate
     ref: ImageReference | None = None
-    image: engine.ImageFacts | None = None
+    image: engine_images.ImageFacts | None = None
     digests: set = field(default_factory=set)  # every digest the running image is known by
     candidate_tag: str = ""
 
@@ -286,7 +287,7 @@ def _engine_images(hosts) -> tuple[dict, dict, dict]:
     def one(host):
         try:
             client = engine.client_for_host(host)
-            return host.pk, client, engine.list_images(client), None
+            return host.pk, client, engine_images.list_images(client), None
         except engine.EngineError as exc:
             return host.pk, None, None, str(exc)
 
@@ -302,7 +303,7 @@ def _engine_images(hosts) -> tuple[dict, dict, dict]:
     return images, errors, clients
 
 
-def _repo_digests(image: engine.ImageFacts, ref: ImageReference) -> set[str]:
+def _repo_digests(image: engine_images.ImageFacts, ref: ImageReference) -> set[str]:
     """Digests the image has in `ref`'s repository (RepoDigests of other repositories don't count)."""
     found = set()
     for item in image.repo_digests:
@@ -377,7 +378,7 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
     images, host_errors, clients = _engine_images(hosts.values())
     summary.host_errors = {str(k): v for k, v in host_errors.items()}
     client = client or RegistryClient(registry_credentials())
-    outbound.refresh_engine_targets()  # the engines the policy refuses, read here: lookups run in threads
+    outbound_engines.refresh_engine_targets()  # the engines the policy refuses, read here: lookups run in threads
     run = _Run(force, client)
     now = timezone.now()
     results = _Results(summary, containers, rows, now)
@@ -597,7 +598,7 @@ def _platforms_needed(run: _Run, live, clients) -> dict:
     def one(item):
         host_id, image_id = item
         try:
-            facts = engine.inspect_image(clients[host_id], image_id)
+            facts = engine_images.inspect_image(clients[host_id], image_id)
         except engine.EngineError as exc:
             return exc
         return Platform.normalized(facts.os, facts.architecture, facts.variant)

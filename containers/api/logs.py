@@ -1,6 +1,6 @@
 """GET /api/v1/containers/{key}/logs/: a container's last lines as JSON, or as a text download.
 
-Both read the engine's answer as a stream (containers.engine_logs) under a byte cap, so no
+Both read the engine's answer as a stream (containers.engine.logs) under a byte cap, so no
 request builds an unbounded answer in memory:
 - JSON keeps the newest lines whose text fits in DOCKMON_LOGS_MAX_BYTES (older ones are dropped
   as newer ones arrive) and says `truncated: true` when any were dropped;
@@ -20,19 +20,19 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 
 from containers import engine
-from containers.engine_logs import LogReader
+from containers.engine import logs as engine_logs
 
 DOWNLOAD_LINE_LIMIT = 1024 * 1024
 _FLUSH_BYTES = 64 * 1024
 
 
-def _cost(line: engine.LogLine) -> int:
+def _cost(line: engine_logs.LogLine) -> int:
     return len(line.text.encode("utf-8", "replace")) + 1
 
 
-def newest_lines(reader: LogReader, cap: int) -> tuple[list[engine.LogLine], bool]:
+def newest_lines(reader: engine_logs.LogReader, cap: int) -> tuple[list[engine_logs.LogLine], bool]:
     """The newest lines of `reader` whose text fits in `cap` bytes; whether any were dropped."""
-    window: deque[tuple[engine.LogLine, int]] = deque()
+    window: deque[tuple[engine_logs.LogLine, int]] = deque()
     size, truncated = 0, False
     for line in reader:
         cost = _cost(line)
@@ -45,7 +45,7 @@ def newest_lines(reader: LogReader, cap: int) -> tuple[list[engine.LogLine], boo
     return [line for line, _ in window], truncated
 
 
-def download_line(line: engine.LogLine) -> bytes:
+def download_line(line: engine_logs.LogLine) -> bytes:
     ts = line.ts.isoformat().replace("+00:00", "Z") if line.ts else ""
     return f"{ts} {line.stream} {line.text}\n".encode("utf-8", "replace")
 
@@ -55,7 +55,7 @@ def cut_marker(cap: int) -> bytes:
             "ask for less with tail= or since=]\n").encode()
 
 
-def download_chunks(reader: LogReader, cap: int, on_close=None) -> Iterator[bytes]:
+def download_chunks(reader: engine_logs.LogReader, cap: int, on_close=None) -> Iterator[bytes]:
     """The download's bytes in chunks; at most `cap` bytes of lines, then the marker line."""
     written, buffer = 0, bytearray()
     try:
@@ -106,9 +106,9 @@ def streaming_response(request, chunks: Iterator[bytes], *, filename: str) -> St
     return response
 
 
-def open_reader(client, container, query: dict) -> LogReader:
-    line_limit = DOWNLOAD_LINE_LIMIT if query["download"] else engine.MAX_LINE_BYTES
-    return LogReader(client, container.container_id, tail=query["tail"], since=query.get("since"), line_limit=line_limit)
+def open_reader(client, container, query: dict) -> engine_logs.LogReader:
+    line_limit = DOWNLOAD_LINE_LIMIT if query["download"] else engine_logs.MAX_LINE_BYTES
+    return engine_logs.LogReader(client, container.container_id, tail=query["tail"], since=query.get("since"), line_limit=line_limit)
 
 
 def json_cap() -> int:

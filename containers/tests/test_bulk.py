@@ -98,11 +98,12 @@ def test_a_job_of_a_hundred_containers_reports_each_item_live(django_user_model,
         ids = list(pool.map(run, names))
     hidden_id = run(f"bkhidden-{unique}")
     from containers import engine, services
+    from containers.engine import facts as engine_facts
 
     client = engine.client_for_host(host)
     try:
-        rows = [services.apply_facts(host.pk, engine.inspect_container(client, cid)) for cid in ids]
-        hidden = services.apply_facts(other.pk, engine.inspect_container(client, hidden_id))
+        rows = [services.apply_facts(host.pk, engine_facts.inspect_container(client, cid)) for cid in ids]
+        hidden = services.apply_facts(other.pk, engine_facts.inspect_container(client, hidden_id))
     finally:
         client.close()
 

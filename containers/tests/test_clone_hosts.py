@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from containers import engine, services
+from containers.engine import facts as engine_facts
 from containers.models import Container
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -21,7 +22,7 @@ def clone(testbed, alpha, run_container, unique):
 def _sync(host):
     client = engine.client_for_host(host)
     try:
-        facts = [engine.inspect_container(client, f.container_id) for f in engine.list_containers(client)]
+        facts = [engine_facts.inspect_container(client, f.container_id) for f in engine_facts.list_containers(client)]
     finally:
         client.close()
     return services.reconcile(host, facts, initial=True)

@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from containers import engine
+from containers.engine import facts as engine_facts
+from containers.engine import stats as engine_stats
 
 
 @pytest.mark.parametrize(
@@ -42,14 +44,14 @@ def test_it_rejects_bad_urls_with_a_reason(raw, fragment):
 
 
 def test_engine_timestamps_with_offsets_are_converted_not_relabelled():
-    assert engine.parse_time("2026-11-22T12:00:00.123456789+02:00") == datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
-    assert engine.parse_time("2026-11-22T10:00:00Z") == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-    assert engine.parse_time("0001-01-01T00:00:00Z") is None
-    assert engine.parse_time(1_700_000_000) == datetime.fromtimestamp(1_700_000_000, tz=UTC)
+    assert engine_facts.parse_time("2026-11-22T12:00:00.123456789+02:00") == datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
+    assert engine_facts.parse_time("2026-11-22T10:00:00Z") == datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    assert engine_facts.parse_time("0001-01-01T00:00:00Z") is None
+    assert engine_facts.parse_time(1_700_000_000) == datetime.fromtimestamp(1_700_000_000, tz=UTC)
 
 
 def test_list_summary_yields_health_and_exit_code():
-    facts = engine.facts_from_summary(
+    facts = engine_facts.facts_from_summary(
         {
             "Id": "a" * 64,
             "Names": ["/web"],
@@ -64,7 +66,7 @@ def test_list_summary_yields_health_and_exit_code():
     )
     assert (facts.name, facts.health, facts.state, facts.complete) == ("web", "unhealthy", "running", False)
     assert facts.ports == [{"private_port": 80, "type": "tcp", "public_port": 8080, "ip": "127.0.0.1"}]
-    exited = engine.facts_from_summary({"Id": "c" * 64, "Names": ["/job"], "State": "exited", "Status": "Exited (137) 2 hours ago"})
+    exited = engine_facts.facts_from_summary({"Id": "c" * 64, "Names": ["/job"], "State": "exited", "Status": "Exited (137) 2 hours ago"})
     assert exited.exit_code == 137
 
 
@@ -141,7 +143,7 @@ def _v2_doc(*, cpu_ns: int, system_ns: int, online: int = 2, usage: int = 100 * 
 def test_cgroup_v1_stats_exclude_inactive_page_cache_and_count_cpus_from_percpu_usage():
     # Old engines send no online_cpus: the CPU count is the length of percpu_usage (4 here). One
     # second of one core's work in a one-second window of 4 CPUs is 100 % (a whole core).
-    sample = engine.compute_stats("c" * 64, _v1_doc(cpu_ns=1_000_000_000, system_ns=4_000_000_000))
+    sample = engine_stats.compute_stats("c" * 64, _v1_doc(cpu_ns=1_000_000_000, system_ns=4_000_000_000))
     assert sample.cpu_percent == 100.0
     assert sample.mem_bytes == 40 * MIB  # usage 100 MiB minus 60 MiB of inactive page cache (not `cache`: 70)
     assert sample.mem_limit == 512 * MIB
@@ -150,12 +152,12 @@ def test_cgroup_v1_stats_exclude_inactive_page_cache_and_count_cpus_from_percpu_
     assert sample.pids == 7
     assert sample.ts == datetime(2026, 11, 22, 10, 0, 1, 500000, tzinfo=UTC)
     # online_cpus, when sent, wins over percpu_usage (CPUs can be offline).
-    assert engine.compute_stats("c" * 64, _v1_doc(cpu_ns=1_000_000_000, system_ns=4_000_000_000, ncpu=8, online=4)).cpu_percent == 100.0
+    assert engine_stats.compute_stats("c" * 64, _v1_doc(cpu_ns=1_000_000_000, system_ns=4_000_000_000, ncpu=8, online=4)).cpu_percent == 100.0
 
 
 def test_cgroup_v2_stats_exclude_inactive_file_and_use_online_cpus():
     # Two cores: 1.5 s of CPU in a 1-second window (system delta 2 s over 2 CPUs) is 150 %.
-    sample = engine.compute_stats("d" * 64, _v2_doc(cpu_ns=1_500_000_000, system_ns=2_000_000_000))
+    sample = engine_stats.compute_stats("d" * 64, _v2_doc(cpu_ns=1_500_000_000, system_ns=2_000_000_000))
     assert sample.cpu_percent == 150.0
     assert sample.mem_bytes == 40 * MIB and sample.mem_limit == 256 * MIB
     assert (sample.blk_read, sample.blk_write) == (12_288, 3 * MIB)
@@ -165,13 +167,13 @@ def test_cgroup_v2_stats_exclude_inactive_file_and_use_online_cpus():
 def test_a_cpus_limit_shows_as_a_share_of_one_core_like_docker_stats():
     # `--cpus 0.5` on a 4-CPU host: the container gets half a core. docker stats shows 50 % (of one
     # core), not 100 % of its limit nor 12.5 % of the machine.
-    sample = engine.compute_stats("e" * 64, _v2_doc(cpu_ns=500_000_000, system_ns=4_000_000_000, online=4))
+    sample = engine_stats.compute_stats("e" * 64, _v2_doc(cpu_ns=500_000_000, system_ns=4_000_000_000, online=4))
     assert sample.cpu_percent == 50.0
     v1 = _v1_doc(cpu_ns=500_000_000, system_ns=4_000_000_000, online=4)
     v1["cpu_stats"]["throttling_data"] = {"periods": 10, "throttled_periods": 10, "throttled_time": 500_000_000}
-    assert engine.compute_stats("e" * 64, v1).cpu_percent == 50.0
+    assert engine_stats.compute_stats("e" * 64, v1).cpu_percent == 50.0
     # Several busy threads on a multi-core host go beyond 100 %: 3 cores' worth of 4.
-    assert engine.compute_stats("e" * 64, _v2_doc(cpu_ns=3_000_000_000, system_ns=4_000_000_000, online=4)).cpu_percent == 75.0 * 4
+    assert engine_stats.compute_stats("e" * 64, _v2_doc(cpu_ns=3_000_000_000, system_ns=4_000_000_000, online=4)).cpu_percent == 75.0 * 4
 
 
 def test_odd_stats_documents_give_zeros_not_errors():
@@ -179,14 +181,14 @@ def test_odd_stats_documents_give_zeros_not_errors():
     # again below the previous reading; a stopped container sends almost nothing.
     first = _v2_doc(cpu_ns=1_000_000_000, system_ns=2_000_000_000)
     first["precpu_stats"] = {"cpu_usage": {"total_usage": 0}}
-    assert engine.compute_stats("f" * 64, first).cpu_percent == 0.0
+    assert engine_stats.compute_stats("f" * 64, first).cpu_percent == 0.0
     reset = _v2_doc(cpu_ns=1_000_000_000, system_ns=2_000_000_000)
     reset["precpu_stats"]["cpu_usage"]["total_usage"] = 10**12
-    assert engine.compute_stats("f" * 64, reset).cpu_percent == 0.0
+    assert engine_stats.compute_stats("f" * 64, reset).cpu_percent == 0.0
     # Inactive file pages beyond the usage (a racy read) are not subtracted into a negative number.
     odd = _v1_doc(cpu_ns=0, system_ns=1, usage=10 * MIB, inactive_file=20 * MIB)
     odd["memory_stats"]["stats"]["inactive_file"] = 20 * MIB
-    assert engine.compute_stats("f" * 64, odd).mem_bytes == 10 * MIB
-    bare = engine.compute_stats("f" * 64, {"read": "0001-01-01T00:00:00Z", "pids_stats": {}, "memory_stats": {}, "blkio_stats": {}})
+    assert engine_stats.compute_stats("f" * 64, odd).mem_bytes == 10 * MIB
+    bare = engine_stats.compute_stats("f" * 64, {"read": "0001-01-01T00:00:00Z", "pids_stats": {}, "memory_stats": {}, "blkio_stats": {}})
     assert (bare.cpu_percent, bare.mem_bytes, bare.mem_limit, bare.net_rx, bare.blk_write, bare.pids) == (0.0, 0, 0, 0, 0, 0)
     assert bare.ts.tzinfo is not None

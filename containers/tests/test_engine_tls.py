@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from containers import engine, engine_tls
+from containers import engine
+from containers.engine import tls as engine_tls
 
 pytestmark = pytest.mark.trust
 

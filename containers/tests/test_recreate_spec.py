@@ -8,6 +8,9 @@ import random
 import pytest
 
 from containers import engine
+from containers.engine import images as engine_images
+from containers.engine import lifecycle as engine_lifecycle
+from containers.engine import recreate as engine_recreate
 
 pytestmark = pytest.mark.slow
 
@@ -53,14 +56,14 @@ def test_a_recreated_container_keeps_the_whole_configuration(alpha, networks, co
 
     client = engine.connect(alpha.unix_url)
     try:
-        image = engine.inspect_image_raw(client, before["Image"])
-        body, extra = engine.recreate_spec(before, image, "dockmon/busybox:latest")
+        image = engine_images.inspect_image_raw(client, before["Image"])
+        body, extra = engine_recreate.recreate_spec(before, image, "dockmon/busybox:latest")
         alpha.docker("stop", "-t", "1", name)
         alpha.docker("rename", name, f"{name}-old")
-        new_id = engine.create_from_spec(client, name, body)
+        new_id = engine_recreate.create_from_spec(client, name, body)
         for network, endpoint in extra:
-            engine.connect_network(client, network, new_id, endpoint)
-        engine.operate(client, new_id, "start")
+            engine_recreate.connect_network(client, network, new_id, endpoint)
+        engine_lifecycle.operate(client, new_id, "start")
     finally:
         client.close()
     after = _inspect(alpha, name)
@@ -93,7 +96,7 @@ def test_values_that_came_from_the_old_image_are_not_pinned():
         "NetworkSettings": {"Networks": {}},
     }
     image = {"Config": {"Env": ["PATH=/bin"], "Cmd": ["/start"], "Labels": {"img": "1"}, "ExposedPorts": {"80/tcp": {}}, "WorkingDir": "/srv"}}
-    body, extra = engine.recreate_spec(container, image, "repo/app:2")
+    body, extra = engine_recreate.recreate_spec(container, image, "repo/app:2")
     assert body["Image"] == "repo/app:2" and body["Env"] == ["MINE=1"] and body["Labels"] == {"mine": "2"}
     for absent in ("Cmd", "ExposedPorts", "WorkingDir", "Hostname", "NetworkingConfig"):
         assert absent not in body, absent

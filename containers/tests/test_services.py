@@ -10,7 +10,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, get_perms
 
 from containers import services
-from containers.engine import ContainerFacts
+from containers.engine.facts import ContainerFacts
 from containers.models import Container, ContainerTag, DockerHost, Event, Tag
 from containers.signals import container_rekeyed
 from containers.tasks import prune_events
@@ -158,7 +158,7 @@ def test_add_local_host_uses_an_existing_socket(alpha, capsys):
 
 
 def _event(cid, action, **attributes):
-    from containers.engine import EngineEvent
+    from containers.engine.facts import EngineEvent
 
     return EngineEvent(container_id=cid.ljust(64, "0"), action=action, name=attributes.get("name", ""),
                        time_nano=1_800_000_000_123_456_789, attributes=attributes)
@@ -186,7 +186,7 @@ def test_engine_events_apply_every_transition_without_an_inspect(host):
 
 
 def test_engine_event_names_keep_their_detail():
-    from containers.engine import to_engine_event
+    from containers.engine.facts import to_engine_event
 
     event = to_engine_event({"Type": "container", "Action": "health_status: healthy", "Actor": {"ID": "a" * 64, "Attributes": {"name": "x"}}, "timeNano": 5})
     assert (event.action, event.attributes["detail"], event.name) == ("health_status", "healthy", "x")

@@ -102,6 +102,7 @@ class FuzzWorld:
     def _container(self, host, side: str):
         """The side's running container on its engine, recorded in the database."""
         from containers import engine, services
+        from containers.engine import facts as engine_facts
 
         label = f"{self.label}-{side}"
         client = engine.client_for_host(host, timeout=60)  # the engine may be busy with another test
@@ -123,7 +124,7 @@ class FuzzWorld:
                 )
                 container_id = created["Id"]
                 client.api.start(container_id)
-            return services.apply_facts(host.pk, engine.inspect_container(client, container_id), log=False)
+            return services.apply_facts(host.pk, engine_facts.inspect_container(client, container_id), log=False)
         finally:
             client.close()
 

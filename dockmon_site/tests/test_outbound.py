@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import override_settings
 
-from dockmon_site import outbound
+from dockmon_site import outbound, outbound_engines
 from dockmon_site.outbound_rules import blocked_reason, candidates, ip_of, parse_rules
 from dockmon_site.tests.test_env import _refused, _settings
 
@@ -101,11 +101,11 @@ def server():
 def engines():
     """Stand-in engine list for the policy (the real provider reads DockerHost rows; those are
     covered by the health-check trust tests). Restored afterwards."""
-    saved = outbound._engine_provider
+    saved = outbound_engines._engine_provider
     items: list = []
-    outbound.register_engine_targets(lambda: list(items))
+    outbound_engines.register_engine_targets(lambda: list(items))
     yield items
-    outbound.register_engine_targets(saved or (lambda: []))
+    outbound_engines.register_engine_targets(saved or (lambda: []))
 
 
 # ---------------------------------------------------------------------------
@@ -223,16 +223,16 @@ def test_deny_narrows_and_allow_is_the_only_way_out():
 # Registered engines
 # ---------------------------------------------------------------------------
 def test_engine_endpoints_of_each_url_kind():
-    assert outbound.engine_endpoint("tcp://10.0.0.5:12375") == ("10.0.0.5", 12375)
-    assert outbound.engine_endpoint("tcp://Docker.Example.") == ("docker.example", 2375)
-    assert outbound.engine_endpoint("ssh://me@10.0.0.6") == ("10.0.0.6", 22)
-    assert outbound.engine_endpoint("https://10.0.0.7") == ("10.0.0.7", 2376)
-    assert outbound.engine_endpoint("unix:///var/run/docker.sock") is None
+    assert outbound_engines.engine_endpoint("tcp://10.0.0.5:12375") == ("10.0.0.5", 12375)
+    assert outbound_engines.engine_endpoint("tcp://Docker.Example.") == ("docker.example", 2375)
+    assert outbound_engines.engine_endpoint("ssh://me@10.0.0.6") == ("10.0.0.6", 22)
+    assert outbound_engines.engine_endpoint("https://10.0.0.7") == ("10.0.0.7", 2376)
+    assert outbound_engines.engine_endpoint("unix:///var/run/docker.sock") is None
 
 
 def test_an_engine_address_is_refused_on_its_port_in_every_spelling(engines):
     engines.extend(["tcp://10.20.30.40:12375", "unix:///var/run/docker.sock", ("10.20.30.41", 15000)])
-    outbound.invalidate_engine_targets()
+    outbound_engines.invalidate_engine_targets()
     for url in ("http://10.20.30.40:12375/containers/x/kill", "http://[::ffff:10.20.30.40]:12375/", "https://10.20.30.41:15000/"):
         with pytest.raises(outbound.Refused, match="registered Docker engine"):
             outbound.validate_url(url)
@@ -243,7 +243,7 @@ def test_an_engine_on_this_machine_is_refused_on_every_local_address(engines):
     """GIVEN an engine registered as tcp://127.0.0.1:P (a daemon bound to 0.0.0.0 answers on
     every local address) THEN P is refused on any loopback address and by the name localhost."""
     engines.append("tcp://127.0.0.1:23999")
-    outbound.invalidate_engine_targets()
+    outbound_engines.invalidate_engine_targets()
     for url in ("http://127.0.0.1:23999/", "http://127.0.0.2:23999/", "http://[::1]:23999/", "http://localhost:23999/",
                 "http://LOCALHOST.:23999/"):
         with pytest.raises(outbound.Refused, match="registered Docker engine"):
@@ -255,7 +255,7 @@ def test_an_engine_on_this_machine_is_refused_on_every_local_address(engines):
 def test_an_engine_name_covers_every_address_it_resolves_to(engines, monkeypatch):
     engines.append("tcp://engine.test:23998")
     monkeypatch.setattr(outbound, "_getaddrinfo", lambda host, port: {"engine.test": ["10.7.7.7"]}.get(host, ["10.8.8.8"]))
-    outbound.invalidate_engine_targets()
+    outbound_engines.invalidate_engine_targets()
     with pytest.raises(outbound.Refused, match="registered Docker engine"):
         outbound.validate_url("http://engine.test:23998/")  # the name itself, no lookup
     with pytest.raises(outbound.Refused, match="registered Docker engine"):
@@ -334,7 +334,7 @@ def test_a_dripping_server_cannot_outlast_the_total_deadline(server):
 
 def test_a_redirect_to_a_refused_target_is_not_followed(server, engines):
     engines.append(f"tcp://127.0.0.1:{server.port + 1 if server.port < 65535 else 1}")
-    outbound.invalidate_engine_targets()
+    outbound_engines.invalidate_engine_targets()
     target = f"http://127.0.0.1:{server.port + 1 if server.port < 65535 else 1}/containers/x/kill"
     with pytest.raises(outbound.Refused) as caught:
         outbound.request("GET", server.url(f"/redirect?to={target}"))

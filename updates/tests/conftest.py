@@ -6,6 +6,7 @@ import pytest
 
 from containers import engine as engine_api
 from containers import services as container_services
+from containers.engine import facts as engine_facts
 
 
 @pytest.fixture(autouse=True)
@@ -24,9 +25,9 @@ def sync():
         client = engine_api.client_for_host(host)
         facts = []
         try:
-            for item in engine_api.list_containers(client):
+            for item in engine_facts.list_containers(client):
                 try:
-                    facts.append(engine_api.inspect_container(client, item.container_id))
+                    facts.append(engine_facts.inspect_container(client, item.container_id))
                 except engine_api.ContainerGone:
                     pass  # another test removed it since the list (the engines are shared)
         finally:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from django.test import override_settings
 
-from containers import engine as engine_api
+from containers.engine import lifecycle as engine_lifecycle
 from containers.models import Container, Event
 from updates import executor
 from updates.choices import RunStage, RunStatus
@@ -148,7 +148,7 @@ def test_a_crash_during_cleanup_is_finished_as_succeeded(testbed, alpha, make_ho
 
     with override_settings(DOCKMON_UPDATE_GRACE_SECONDS=1.0, DOCKMON_UPDATE_STOP_TIMEOUT=2):
         run = executor.request_update(old, enqueue=False)
-        monkeypatch.setattr(engine_api, "remove", crash)
+        monkeypatch.setattr(engine_lifecycle, "remove", crash)
         with pytest.raises(_Crash):
             executor.execute(run.pk)
         monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""A container's logs read as a stream, never whole (part of the engine client, with engine.py).
+"""A container's logs: the follow stream (websocket) and requests read as a stream, never whole.
 
 The engine sends stdout and stderr in frames (an 8-byte header: stream, 0, 0, 0, big-endian
 size; then the payload), or raw bytes for a TTY container. Lines are cut out of the frames as
@@ -11,15 +11,67 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
-import docker.errors
-import requests.exceptions
+from containers.engine.errors import ENGINE_FAILURES, EngineError, wrap_error
+from containers.engine.facts import parse_time
 
-from containers import engine
-from containers.engine import LogLine
 
-_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+@dataclass(frozen=True)
+class LogLine:
+    ts: datetime | None
+    stream: str
+    text: str
+
+
+MAX_LINE_BYTES = 16 * 1024
+
+
+def _split_timestamp(raw: bytes) -> tuple[datetime | None, bytes]:
+    head, sep, rest = raw.partition(b" ")
+    if sep and head[:2].isdigit():
+        ts = parse_time(head.decode("ascii", "replace"))
+        if ts is not None:
+            return ts, rest
+    return None, raw
+
+
+def decode_line(raw: bytes, stream: str, *, limit: int = MAX_LINE_BYTES) -> LogLine:
+    """One raw log line (with the engine's timestamp prefix) → LogLine; never raises on bad bytes."""
+    ts, body = _split_timestamp(raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw)
+    if len(body) > limit:
+        dropped = len(body) - limit
+        body = body[:limit]
+        text = body.decode("utf-8", "replace") + f" …[{dropped} more bytes]"
+    else:
+        text = body.decode("utf-8", "replace")
+    return LogLine(ts=ts, stream=stream, text=text)
+
+
+def _is_tty(client, container_id: str) -> bool:
+    data = client.api.inspect_container(container_id)
+    return bool((data.get("Config") or {}).get("Tty"))
+
+
+def follow_logs(client, container_id: str, stream_name: str, *, tail: int = 0):
+    """A blocking stream of raw log chunks for one of stdout/stderr; close() it to stop."""
+    try:
+        return client.api.logs(
+            container_id, stdout=stream_name == "stdout", stderr=stream_name == "stderr",
+            timestamps=True, stream=True, follow=True, tail=tail,
+        )
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+
+
+def container_is_tty(client, container_id: str) -> bool:
+    try:
+        return _is_tty(client, container_id)
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+
+
 _STREAMS = {0: "stdout", 1: "stdout", 2: "stderr"}
 _HEADER = struct.Struct(">BxxxL")
 _CHUNK = 64 * 1024
@@ -42,9 +94,7 @@ def make_line(raw: bytes, stream: str, limit: int, extra: int = 0) -> LogLine:
     note of how many more there were (`extra`: bytes dropped before this point)."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
-    head, sep, rest = raw.partition(b" ")
-    ts = engine.parse_time(head.decode("ascii", "replace")) if sep and head[:2].isdigit() else None
-    body = rest if ts is not None else raw
+    ts, body = _split_timestamp(raw)
     dropped = extra + max(0, len(body) - limit)
     text = body[:limit].decode("utf-8", "replace")
     if dropped:
@@ -62,7 +112,7 @@ class LogReader:
         self.bytes_read = 0
         self._response = None
         try:
-            self.tty = engine.container_is_tty(client, container_id)
+            self.tty = container_is_tty(client, container_id)
             params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 0, "tail": "all" if tail is None else str(tail)}
             if since is not None:
                 params["since"] = f"{since.timestamp():.9f}"
@@ -70,10 +120,10 @@ class LogReader:
             # came from: read the response ourselves.
             response = client.api._get(client.api._url("/containers/{0}/logs", container_id), params=params, stream=True)
             client.api._raise_for_status(response)
-        except engine.EngineError:
+        except EngineError:
             raise
-        except _FAILURES as exc:
-            raise engine.wrap_error(exc) from exc
+        except ENGINE_FAILURES as exc:
+            raise wrap_error(exc) from exc
         self._response = response
 
     def close(self) -> None:
@@ -93,8 +143,8 @@ class LogReader:
     def __iter__(self) -> Iterator[LogLine]:
         try:
             yield from self._lines()
-        except _FAILURES as exc:
-            raise engine.wrap_error(exc) from exc
+        except ENGINE_FAILURES as exc:
+            raise wrap_error(exc) from exc
         finally:
             self.close()
 

@@ -1,4 +1,4 @@
-"""TLS to Docker engines without a decrypted key on disk (part of the engine client, engine.py).
+"""TLS to Docker engines without a decrypted key on disk (used by connect.py).
 
 requests hands urllib3 file paths, and urllib3 reads the client key from its file for every new
 connection, so that file would have to stay on disk for the client's whole life. Instead each

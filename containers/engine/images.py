@@ -1,0 +1,177 @@
+"""Images on the engine: what a container runs (for the update checker), pulling and removing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import docker.auth
+import docker.errors
+import requests.exceptions
+from django.conf import settings
+
+from containers.engine.errors import ENGINE_FAILURES, EngineError, wrap_error
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    image_id: str
+    repo_tags: tuple[str, ...] = ()
+    # "repo@sha256:..." for every registry manifest this image was pulled or pushed as.
+    repo_digests: tuple[str, ...] = ()
+    architecture: str = ""
+    os: str = ""
+    variant: str = ""
+
+
+def _image_facts(data: dict) -> ImageFacts:
+    return ImageFacts(
+        image_id=data.get("Id") or "",
+        repo_tags=tuple(t for t in data.get("RepoTags") or () if t and t != "<none>:<none>"),
+        repo_digests=tuple(d for d in data.get("RepoDigests") or () if d and not d.startswith("<none>@")),
+        architecture=data.get("Architecture") or "",
+        os=data.get("Os") or "",
+        variant=data.get("Variant") or "",
+    )
+
+
+def list_images(client) -> dict[str, ImageFacts]:
+    """Every image on the engine by ID, from one list call (no platform fields: see inspect_image)."""
+    try:
+        items = client.api.images(all=False)
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+    return {facts.image_id: facts for facts in map(_image_facts, items)}
+
+
+def inspect_image(client, image: str) -> ImageFacts:
+    """One image with its platform (Architecture/Os/Variant); ContainerGone-like NotFound → EngineError."""
+    try:
+        data = client.api.inspect_image(image)
+    except docker.errors.NotFound as exc:
+        raise EngineError(f"The image {image} is not on the engine.") from exc
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+    return _image_facts(data)
+
+
+def inspect_image_raw(client, ref: str) -> dict | None:
+    try:
+        return client.api.inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+
+
+def pull(client, ref: str, on_progress=None, timeout: float = 600.0) -> str:
+    """Pull an image, reporting progress as (done_bytes, total_bytes, status); returns its ID.
+
+    `timeout` bounds the whole pull: a registry that stalls (mid-blob, or before any byte) ends
+    the pull with an EngineError once it has passed, instead of holding the caller for ever.
+    The pull's connection is then closed, which makes the engine abandon the pull: the tag keeps
+    naming the image it named before.
+    """
+    repository, tag = _split_ref(ref)
+    api = client.api
+    registry, _ = docker.auth.resolve_repository_name(repository)
+    headers = {}
+    auth_header = docker.auth.get_config_header(api, registry)
+    if auth_header:
+        headers["X-Registry-Auth"] = auth_header
+    layers: dict[str, tuple[int, int]] = {}
+    expired = threading.Event()
+    started = time.monotonic()
+
+    def too_slow() -> EngineError:
+        return EngineError(f"Pull of {ref} did not finish within {timeout:g} s (the registry stalled or is too slow).")
+
+    try:
+        # The read timeout covers a stream that goes quiet; the watchdog covers one that trickles.
+        response = api._post(api._url("/images/create"), params={"fromImage": repository, "tag": tag}, headers=headers,
+                             stream=True, timeout=(settings.DOCKMON_ENGINE_TIMEOUT, timeout + 1))
+        api._raise_for_status(response)
+
+        def expire():
+            expired.set()
+            _cut_stream(response)
+
+        watchdog = threading.Timer(max(0.0, timeout - (time.monotonic() - started)), expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            for item in api._stream_helper(response, decode=True):
+                if "error" in item:
+                    raise EngineError(f"Pull of {ref} failed: {item['error']}")
+                detail = item.get("progressDetail") or {}
+                if item.get("id") and detail.get("total"):
+                    layers[item["id"]] = (int(detail.get("current") or 0), int(detail["total"]))
+                if on_progress is not None:
+                    done = sum(c for c, _ in layers.values())
+                    total = sum(t for _, t in layers.values())
+                    on_progress(done, total, item.get("status", ""))
+        except Exception as exc:
+            if expired.is_set():  # however the cut stream ended the read
+                raise too_slow() from exc
+            raise
+        finally:
+            watchdog.cancel()
+            response.close()
+        if expired.is_set():
+            raise too_slow()
+        image = api.inspect_image(ref)
+    except ENGINE_FAILURES as exc:
+        if expired.is_set() or (isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+                                and time.monotonic() - started >= timeout):
+            raise too_slow() from exc
+        raise wrap_error(exc) from exc
+    except ValueError as exc:  # a stream cut in the middle of a JSON document
+        raise EngineError(f"Pull of {ref} failed: the engine's answer was cut off ({exc})") from exc
+    return image["Id"]
+
+
+def _cut_stream(response) -> None:
+    """End a streamed response from another thread: shut its socket down, which wakes the
+    blocked read with an end of stream (closing the response here instead would race with the
+    reader). Where no socket can be reached (ssh), closing is the fallback."""
+    try:
+        raw = response.raw._fp.fp.raw
+        sock = getattr(raw, "_sock", raw)
+        sock.shutdown(socket.SHUT_RDWR)
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        response.close()
+    except Exception:  # closing is best effort
+        logger.debug("closing a pull stream failed", exc_info=True)
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    if "@" in ref:
+        name, _, digest = ref.partition("@")
+        return name, digest
+    name, _, tag = ref.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return ref, "latest"
+
+
+def remove_image(client, image: str) -> bool:
+    """Remove an image that no container uses; False when it is in use (or already gone)."""
+    try:
+        client.api.remove_image(image, force=False, noprune=False)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.response is not None and exc.response.status_code == 409:
+            return False
+        raise wrap_error(exc) from exc
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
