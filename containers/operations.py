@@ -329,7 +329,8 @@ def _announce_item(job: BulkJob, result: BulkResult, host_id: str, done: int) ->
         persist=False,
         host=host_id if visible else None,
         container=result.key if visible else None,
-        data={"_user": job.user_id, "job": str(job.pk), "action": job.action, "key": result.key, "ok": result.ok,
+        user=job.user_id,
+        data={"job": str(job.pk), "action": job.action, "key": result.key, "ok": result.ok,
               "state": result.state, "error": result.error, "status": result.status, "done": done, "total": job.total},
     )
 
@@ -377,7 +378,8 @@ def execute_job(job_id) -> BulkJob | None:
         severity=Severity.WARNING if job.failed else Severity.INFO,
         actor=job.user,
         message=f"{who}: {job.action} on {job.total} container(s): {job.succeeded} done, {job.failed} failed",
-        data={"_user": job.user_id, "job": str(job.pk), "action": job.action, "status": job.status, "total": job.total,
+        user=job.user_id,
+        data={"job": str(job.pk), "action": job.action, "status": job.status, "total": job.total,
               "succeeded": job.succeeded, "failed": job.failed},
     )
     return job

@@ -48,8 +48,11 @@ def emit(
     persist: bool = True,
     ts: datetime | None = None,
     group: str = "",
+    user=None,
 ):
-    """Record and announce one event. Returns the Event (saved when persist=True)."""
+    """Record and announce one event. Returns the Event (saved when persist=True).
+
+    With `user` (a user id) only that user's WebSocket clients are told."""
     from containers.models import Container, Event
 
     data = dict(data or {})
@@ -91,6 +94,6 @@ def emit(
         payload.setdefault("message", message)
     payload.setdefault("severity", severity)
     transaction.on_commit(
-        lambda: realtime.publish(type_, payload, ts=event.ts, host_id=host_id, key=key, group=group)
+        lambda: realtime.publish(type_, payload, ts=event.ts, host_id=host_id, key=key, group=group, user=user)
     )
     return event

@@ -1,8 +1,9 @@
 """The realtime publisher: the only code that sends to the channel layer.
 
 Messages go to one broadcast group; every WebSocket consumer filters each message against its
-user's permissions (see containers/consumers.py). A message is serialised to JSON once here, so
-fan-out to many clients costs no re-encoding.
+user's permissions (see containers/consumers.py). Every message a browser receives is an
+Envelope built by envelope() here; a published one is serialised to JSON once, so fan-out to
+many clients costs no re-encoding.
 
 Publishing is fire-and-forget from any thread: messages are queued to one background thread per
 process that owns an event loop (and so keeps its Redis connections) and sends them in order.
@@ -16,7 +17,7 @@ import logging
 import os
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
@@ -44,21 +45,54 @@ def stats_group(host_id) -> str:
     return f"stats.{host_id}"
 
 
-def encode(type_: str, data: dict[str, Any], ts: datetime | None = None) -> str:
-    return json.dumps({"type": type_, "data": data, "ts": utc_iso(ts)}, cls=_Encoder, separators=(",", ":"))
+class Envelope(TypedDict):
+    """What a browser receives, as JSON: every WebSocket message has this shape."""
+
+    type: str
+    data: dict[str, Any]
+    ts: str
 
 
-def build_message(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "", group: str = "") -> dict:
-    """The channel-layer envelope: the client text plus what consumers need to authorise it."""
+class LayerMessage(TypedDict, total=False):
+    """What travels on the channel layer: the client text plus what consumers route and filter on.
+
+    None of the routing fields (host, key, user, group) is part of `text`."""
+
+    type: str  # the consumer method that handles it (CONSUMER_HANDLER)
+    text: str
+    event_type: str
+    host: str
+    key: str
+    user: int | None  # only this user's sockets get it (the progress of their bulk job)
+    group: str
+    payload: Envelope  # group messages (stats) only: filtered per sample by consumers
+
+
+def envelope(type_: str, data: dict[str, Any], ts: datetime | str | None = None) -> Envelope:
+    """The one place a WebSocket message is assembled (`ts` may already be an ISO string)."""
+    return {"type": type_, "data": data, "ts": ts if isinstance(ts, str) else utc_iso(ts)}
+
+
+def to_text(message: Envelope) -> str:
+    return json.dumps(message, cls=_Encoder, separators=(",", ":"))
+
+
+def encode(type_: str, data: dict[str, Any], ts: datetime | str | None = None) -> str:
+    return to_text(envelope(type_, data, ts))
+
+
+def build_message(
+    type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "", group: str = "", user=None
+) -> LayerMessage:
+    """The channel-layer message: the client text plus what consumers need to authorise it."""
     text = encode(type_, data, ts)
-    message = {
+    message: LayerMessage = {
         "type": CONSUMER_HANDLER,
         "text": text,
         "event_type": type_,
         "host": str(host_id) if host_id else "",
         "key": key or "",
-        # Some messages (permission changes) are for every consumer of one user only.
-        "user": data.get("_user") if isinstance(data, dict) else None,
+        "user": user,
         "group": group or BROADCAST_GROUP,
     }
     if group:
@@ -128,9 +162,12 @@ class _Publisher:
 _publisher = _Publisher()
 
 
-def publish(type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "", group: str = "") -> None:
-    """Send one message to every permitted WebSocket client (of `group`, default: everyone)."""
-    _publisher.publish(build_message(type_, data, ts=ts, host_id=host_id, key=key, group=group))
+def publish(
+    type_: str, data: dict[str, Any], *, ts: datetime | None = None, host_id=None, key: str = "", group: str = "", user=None
+) -> None:
+    """Send one message to every permitted WebSocket client (of `group`, default: everyone;
+    with `user`, only that user's clients)."""
+    _publisher.publish(build_message(type_, data, ts=ts, host_id=host_id, key=key, group=group, user=user))
 
 
 def flush(timeout: float = 5.0) -> bool:

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
+
+from dockmon_site import realtime
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ class Guard:
             try:
                 if not state["accepted"]:
                     await send({"type": "websocket.accept"})
-                await send({"type": "websocket.send", "text": json.dumps({"type": "error", "data": {"message": text, "reason": "unavailable" if unavailable else "internal"}})})
+                reason = "unavailable" if unavailable else "internal"
+                await send({"type": "websocket.send", "text": realtime.encode("error", {"message": text, "reason": reason})})
                 await send({"type": "websocket.close", "code": code})
             except Exception:
                 pass  # the client is gone already

@@ -4,6 +4,7 @@ who asked (only), with the items they may not operate refused one by one."""
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import threading
@@ -177,6 +178,55 @@ def test_a_job_of_a_hundred_containers_reports_each_item_live(django_user_model,
             ws.close()
         worker.stop()
     assert BulkJob.objects.get(pk=job_id).finished_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_jobs_progress_reaches_its_owner_alone_and_carries_no_routing_data(django_user_model, make_host, alpha, run_container,
+                                                                             sync_container, daphne, unique):
+    """GIVEN a user who may operate two containers and an outsider who may see them
+    WHEN the user runs a background job on them
+    THEN the user's browser gets each item and the end of the job, with nothing in them that
+    says whom they were routed to; the outsider's browser gets none of it."""
+    from dockmon_site import realtime
+    from dockmon_site.celery import app
+
+    host = make_host(alpha)
+    rows = [sync_container(host, run_container(alpha, f"br{i}-{unique}", *LOOP)) for i in range(2)]
+    user = django_user_model.objects.create_user(f"br{unique}", password="pw-bulk-12345")
+    outsider = django_user_model.objects.create_user(f"bro{unique}", password="pw-outsider-1")
+    for who in (user, outsider):
+        assign_perm("containers.view_dockerhost", who, host)
+    assign_perm("containers.operate_dockerhost", user, host)
+    keys = [r.key for r in rows]
+    mine = testing.WSClient(f"ws://127.0.0.1:{daphne.port}/ws/events/?token={APIToken.issue(user)[1]}")
+    theirs = testing.WSClient(f"ws://127.0.0.1:{daphne.port}/ws/events/?token={APIToken.issue(outsider)[1]}")
+    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    try:
+        for ws in (mine, theirs):
+            ws.wait_for(lambda m: m["type"] == "hello")
+        app.conf.update(task_always_eager=True, task_eager_propagates=True)
+        try:
+            response = _client(user).post("/api/v1/containers/bulk/", {"action": "pause", "keys": keys, "background": True}, format="json")
+        finally:
+            app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
+        assert response.status_code == 202
+        job_id = response.data["id"]
+        assert realtime.flush(10)
+        finished = mine.wait_for(lambda m: m["type"] == "bulk.finished" and m["data"]["job"] == job_id)
+        assert (finished["data"]["succeeded"], finished["data"]["failed"]) == (2, 0)
+        mine.drain(0.5)
+        progress = [m for m in mine.messages if m["type"].startswith("bulk.")]
+        assert sorted(m["data"]["key"] for m in progress if m["type"] == "bulk.item") == sorted(keys)
+        assert set(progress[0]) == {"type", "data", "ts"}
+        assert not [m for m in progress if "_user" in json.dumps(m) or "user" in m["data"]]
+        assert "_user" not in Event.objects.get(type="bulk.finished", data__job=job_id).data
+
+        theirs.drain(1.0)
+        assert not [m for m in theirs.messages if m["type"].startswith("bulk.")]
+        assert any(m["type"] == "container.operation" for m in theirs.messages)  # they do hear of the containers
+    finally:
+        for ws in (mine, theirs):
+            ws.close()
 
 
 @pytest.mark.django_db(transaction=True)
