@@ -211,15 +211,15 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
 # Update runs, auto-update, rolled-back digests
 # ---------------------------------------------------------------------------
 def _update_selected(modeladmin, request, containers, *, force: bool) -> None:
-    from updates import executor
+    from updates import runqueue
     from updates.choices import RunTrigger
 
     started, refused = 0, []
     for container in containers:
         try:
-            executor.request_update(container, user=request.user, force=force, trigger=RunTrigger.ADMIN)
+            runqueue.request_update(container, user=request.user, force=force, trigger=RunTrigger.ADMIN)
             started += 1
-        except executor.RunRefused as exc:
+        except runqueue.RunRefused as exc:
             refused.append(f"{container.name}: {exc}")
     if started:
         modeladmin.message_user(request, f"{started} update(s) started; follow them under Update runs.", messages.SUCCESS)
@@ -227,7 +227,7 @@ def _update_selected(modeladmin, request, containers, *, force: bool) -> None:
         modeladmin.message_user(request, text, messages.WARNING)
 
 
-# Recreates containers on their engines: `update` on each (executor.check_allowed refuses the others).
+# Recreates containers on their engines: `update` on each (runqueue.check_allowed refuses the others).
 @admin.action(description="Update the selected containers now (policy allow)", permissions=["update_some"])
 def update_now(modeladmin, request, queryset):
     _update_selected(modeladmin, request, [row.container for row in queryset.select_related("container__host")], force=False)
@@ -278,12 +278,12 @@ class UpdateRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Repair interrupted updates and orphaned backups now", permissions=["repair"])
     def repair_now(self, request, queryset):
-        from updates import executor
+        from updates import crash_repair
 
         if not request.user.is_superuser:
             self.message_user(request, "Only administrators may run the repair.", messages.ERROR)
             return
-        summary = executor.repair()
+        summary = crash_repair.repair()
         self.message_user(request, f"Repaired {len(summary['runs'])} run(s); backups: {summary['backups'] or 'none'}.", messages.SUCCESS)
 
 
