@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 
 from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
 from dockmon_site.permissions import has_container_perm, visible_containers
-from updates import services
+from updates import lookups, services
 from updates.models import (
     AutoUpdate,
     ContainerUpdate,
@@ -203,7 +203,7 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
 
     @admin.action(description="Forget cached registry answers (next check asks again)", permissions=["change"])
     def forget_cached_answers(self, request, queryset):
-        services.clear_cache()
+        lookups.clear_cache()
         self.message_user(request, "Cached registry answers forgotten.", messages.SUCCESS)
 
 

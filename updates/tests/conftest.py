@@ -10,7 +10,7 @@ from containers import services as container_services
 
 @pytest.fixture(autouse=True)
 def _fresh_update_cache():
-    from updates.services import clear_cache
+    from updates.lookups import clear_cache
 
     clear_cache()
     yield
