@@ -6,12 +6,15 @@ class UpdatesConfig(AppConfig):
     name = "updates"
 
     def ready(self):
+        from django.core import checks as system_checks
+
         from containers import container_settings
         from containers.signals import container_rekeyed
-        from updates import autoupdate
+        from updates import autoupdate, checks
         from updates.api.serializers import MaintenanceWindowSerializer
         from updates.signals import follow_recreated_container
 
+        system_checks.register(checks.update_check_cron)
         container_rekeyed.connect(follow_recreated_container, dispatch_uid="updates.follow_recreated_container")
         # PATCH /containers/{key}/settings/ {"auto_update": bool, "auto_update_window": {...} | null}
         # (choosing what updates by itself is an update right, not a settings right).
