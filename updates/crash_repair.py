@@ -29,7 +29,7 @@ from updates.runqueue import kick
 
 logger = logging.getLogger(__name__)
 
-BACKUP_NAME = re.compile(r"^(?P<name>.+)-dockmon-backup-(?P<run>\d+)$")
+BACKUP_NAME = re.compile(rf"^(?P<name>.+){re.escape(BACKUP_SUFFIX)}(?P<run>\d+)$")
 
 
 def _pid_alive(pid: int) -> bool:
