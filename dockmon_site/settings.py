@@ -425,19 +425,10 @@ DOCKMON_UPDATE_CACHE_SECONDS = envint("DOCKMON_UPDATE_CACHE_SECONDS", 3600, mini
 DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS = envint("DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS", 7 * 86400, minimum=0)
 DOCKMON_SELF_CONTAINER_ID = envstr("DOCKMON_SELF_CONTAINER_ID")
 
-
-def _update_check_schedule():
-    from updates.schedule import parse_cron
-
-    try:
-        return parse_cron(DOCKMON_UPDATE_CHECK_CRON)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"DOCKMON_UPDATE_CHECK_CRON: {exc}") from None
-
-
+# Its schedule is DOCKMON_UPDATE_CHECK_CRON, parsed by the updates app when a worker or beat
+# starts (dockmon_site/celery.py); a bad expression fails their start and the system checks.
 CELERY_BEAT_SCHEDULE["check-updates"] = {
     "task": "updates.tasks.check_updates",
-    "schedule": _update_check_schedule(),
     "options": {"expires": DOCKMON_UPDATE_CHECK_EXPIRES},
 }
 

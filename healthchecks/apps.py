@@ -9,10 +9,11 @@ class HealthchecksConfig(AppConfig):
     def ready(self):
         from rest_framework import serializers
 
-        from containers import container_settings, extensions
+        from containers import container_settings, extensions, readiness
         from containers.signals import container_rekeyed
         from dockmon_site import bus
         from healthchecks import restarts, views
+        from healthchecks.readiness import http_checks_pass
         from healthchecks.signals import follow_recreated_container
 
         container_rekeyed.connect(follow_recreated_container, dispatch_uid="healthchecks.follow_recreated_container")
@@ -26,3 +27,5 @@ class HealthchecksConfig(AppConfig):
             restarts.auto_restart_enabled,
             restarts.set_auto_restart,
         )
+        # An updated container must pass its enabled HTTP checks before its backup goes.
+        readiness.register("healthchecks.http", http_checks_pass)

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 
 from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
 from dockmon_site.permissions import has_container_perm, visible_containers
-from updates import services
+from updates import lookups, services
 from updates.models import (
     AutoUpdate,
     ContainerUpdate,
@@ -203,7 +203,7 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
 
     @admin.action(description="Forget cached registry answers (next check asks again)", permissions=["change"])
     def forget_cached_answers(self, request, queryset):
-        services.clear_cache()
+        lookups.clear_cache()
         self.message_user(request, "Cached registry answers forgotten.", messages.SUCCESS)
 
 
@@ -211,15 +211,15 @@ class RegistryCredentialAdmin(admin.ModelAdmin):
 # Update runs, auto-update, rolled-back digests
 # ---------------------------------------------------------------------------
 def _update_selected(modeladmin, request, containers, *, force: bool) -> None:
-    from updates import executor
+    from updates import runqueue
     from updates.choices import RunTrigger
 
     started, refused = 0, []
     for container in containers:
         try:
-            executor.request_update(container, user=request.user, force=force, trigger=RunTrigger.ADMIN)
+            runqueue.request_update(container, user=request.user, force=force, trigger=RunTrigger.ADMIN)
             started += 1
-        except executor.RunRefused as exc:
+        except runqueue.RunRefused as exc:
             refused.append(f"{container.name}: {exc}")
     if started:
         modeladmin.message_user(request, f"{started} update(s) started; follow them under Update runs.", messages.SUCCESS)
@@ -227,7 +227,7 @@ def _update_selected(modeladmin, request, containers, *, force: bool) -> None:
         modeladmin.message_user(request, text, messages.WARNING)
 
 
-# Recreates containers on their engines: `update` on each (executor.check_allowed refuses the others).
+# Recreates containers on their engines: `update` on each (runqueue.check_allowed refuses the others).
 @admin.action(description="Update the selected containers now (policy allow)", permissions=["update_some"])
 def update_now(modeladmin, request, queryset):
     _update_selected(modeladmin, request, [row.container for row in queryset.select_related("container__host")], force=False)
@@ -278,12 +278,12 @@ class UpdateRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Repair interrupted updates and orphaned backups now", permissions=["repair"])
     def repair_now(self, request, queryset):
-        from updates import executor
+        from updates import crash_repair
 
         if not request.user.is_superuser:
             self.message_user(request, "Only administrators may run the repair.", messages.ERROR)
             return
-        summary = executor.repair()
+        summary = crash_repair.repair()
         self.message_user(request, f"Repaired {len(summary['runs'])} run(s); backups: {summary['backups'] or 'none'}.", messages.SUCCESS)
 
 

@@ -6,12 +6,15 @@ class UpdatesConfig(AppConfig):
     name = "updates"
 
     def ready(self):
+        from django.core import checks as system_checks
+
         from containers import container_settings, extensions
         from containers.signals import container_rekeyed
-        from updates import autoupdate, fragments
+        from updates import autoupdate, checks, fragments
         from updates.api.serializers import MaintenanceWindowSerializer
         from updates.signals import follow_recreated_container
 
+        system_checks.register(checks.update_check_cron)
         container_rekeyed.connect(follow_recreated_container, dispatch_uid="updates.follow_recreated_container")
         extensions.register_annotation("update_available", fragments.with_update_available)
         extensions.register_panel("updates", "updates/_container_updates.html", fragments.panel_context)

@@ -19,9 +19,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from updates.choices import RunStatus, RunTrigger
-from updates.executor import RunRefused, request_update
 from updates.models import AutoUpdate, ContainerUpdate, RolledBackDigest, UpdateRun
 from updates.policies import decide_many
+from updates.runqueue import RunRefused, request_update
 
 logger = logging.getLogger(__name__)
 

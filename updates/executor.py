@@ -6,7 +6,7 @@ and kept on the row with its timing:
   validate   the container exists and is not being updated, the requester may `update` it,
              the policy allows it (warn needs force; block and DockMon itself never)
   pull       the image reference, with byte progress
-  inspect    the full configuration (containers.engine.recreate) and the dependents sharing its network
+  inspect    the full configuration (engine_recreate.recreate_spec) and the dependents sharing its network
   stop       the old container (when it runs)
   rename     the old container becomes `<name>-dockmon-backup-<run>` (the way back)
   create     a new container with the original name and the whole configuration; right after,
@@ -15,32 +15,27 @@ and kept on the row with its timing:
   start      when the old one was running (a stopped container stays stopped)
   health     running after a grace period; a Docker HEALTHCHECK must turn healthy and DockMon's
              HTTP checks of the container must pass within the timeout; a one-shot container
-             that exits 0 with restart `no`/`on-failure` passes
+             that exits 0 with restart `no`/`on-failure` passes (updates.gates)
   dependents containers with `network_mode: container:<this>` are recreated onto the new one
   cleanup    the backup is removed; old images beyond the last N kept are removed
 Any failure after the stop rolls back: the new container is removed, the backup gets its name
 back and its running state, the records move back, and the digest is remembered so auto-update
 does not try it again.
 
-A worker that dies in the middle leaves a run `running` with a dead worker: repair() (run when
-a worker starts and periodically) finds it, and puts the engine and the database in a consistent
-state from what the engine shows (finishing a run that had passed its health gate, rolling back
-one that had not). Backups are found by their name; none is ever removed without a record.
+Runs are requested and queued in updates.runqueue; a run whose worker died is finished or rolled
+back by updates.crash_repair.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from containers import engine
@@ -50,33 +45,22 @@ from containers.engine import facts as engine_facts
 from containers.engine import images as engine_images
 from containers.engine import lifecycle as engine_lifecycle
 from containers.engine import recreate as engine_recreate
-from containers.models import Container, DockerHost
+from containers.models import Container
 from dockmon_site import bus
-from dockmon_site.permissions import has_container_perm
-from updates.choices import ACTIVE_RUN_STATUSES, Policy, RunStage, RunStatus, RunTrigger, UpdateStatus
+from updates.choices import RunStage, RunStatus, RunTrigger, UpdateStatus
+from updates.gates import GateFailed, health_gate
 from updates.models import ContainerUpdate, RolledBackDigest, UpdateRun
-from updates.policies import decide
-from updates.registry import is_image_id, parse_reference
+from updates.registry import parse_reference
+from updates.runqueue import RunRefused, check_allowed, kick
 
 logger = logging.getLogger(__name__)
 
 BACKUP_SUFFIX = "-dockmon-backup-"
-BACKUP_NAME = re.compile(r"^(?P<name>.+)-dockmon-backup-(?P<run>\d+)$")
 _PERCENT = {
     RunStage.VALIDATE: 2, RunStage.PULL: 5, RunStage.INSPECT: 52, RunStage.STOP: 58, RunStage.RENAME: 62,
     RunStage.CREATE: 66, RunStage.START: 72, RunStage.HEALTH: 76, RunStage.DEPENDENTS: 90, RunStage.CLEANUP: 95,
     RunStage.ROLLBACK: 95, RunStage.DONE: 100,
 }
-_ONE_SHOT_POLICIES = ("", "no", "on-failure")
-
-
-class RunRefused(Exception):
-    """An update that may not run; `status` is the HTTP status that fits."""
-
-    def __init__(self, message: str, status: int = 409, run: UpdateRun | None = None):
-        super().__init__(message)
-        self.status = status
-        self.run = run
 
 
 class StageFailed(Exception):
@@ -91,115 +75,6 @@ def backup_name(name: str, run_id: int) -> str:
     return f"{name}{BACKUP_SUFFIX}{run_id}"
 
 
-# ---------------------------------------------------------------------------
-# Asking for an update
-# ---------------------------------------------------------------------------
-def check_allowed(container: Container, *, user=None, force: bool = False, trigger: str = RunTrigger.MANUAL) -> None:
-    """Raise RunRefused unless `container` may be updated now by `user` (None = DockMon itself)."""
-    if container.removed_at is not None or container.replaced_by:
-        raise RunRefused(f"{container.name} no longer exists (it was removed or replaced).", 404)
-    if user is not None and not has_container_perm(user, "update", container):
-        raise RunRefused(f"You may not update {container.name}.", 403)
-    decision = decide(container)
-    if decision.rule == "self":
-        raise RunRefused(decision.reason, 403)
-    if decision.policy == Policy.BLOCK:
-        raise RunRefused(f"The update policy blocks updates of {container.name}: {decision.reason}", 403)
-    if decision.policy == Policy.WARN:
-        if trigger == RunTrigger.AUTO:
-            raise RunRefused(f"The update policy of {container.name} is warn, which auto-update skips: {decision.reason}", 409)
-        if not force:
-            raise RunRefused(f"The update policy of {container.name} is warn: repeat with force to update it anyway. "
-                             f"{decision.reason}", 409)
-    try:
-        ref = parse_reference(container.image or "")
-    except ValueError:
-        ref = None
-    if ref is None or is_image_id(container.image or ""):
-        raise RunRefused(f"{container.name} was created from an image ID, not a name: there is nothing to pull.", 400)
-    if ref.pinned:
-        raise RunRefused(f"{container.name} is pinned to a digest ({container.image}): a digest never changes.", 400)
-
-
-def request_update(container: Container, *, user=None, force: bool = False, trigger: str = RunTrigger.MANUAL,
-                   batch: str = "", health_timeout: int | None = None, enqueue: bool = True) -> UpdateRun:
-    """Validate and record an update of one container; start it when the host has room.
-
-    Two requests racing for one container both pass the checks, but only one row can be
-    pending or running per container (a partial unique constraint): the other gets a 409."""
-    check_allowed(container, user=user, force=force, trigger=trigger)
-    active = UpdateRun.objects.filter(host_id=container.host_id, container_name=container.name, status__in=ACTIVE_RUN_STATUSES).first()
-    if active is not None:
-        raise RunRefused(f"{container.name} is being updated already (run #{active.pk}).", 409, active)
-    target = ContainerUpdate.objects.filter(container_id=container.pk).values_list("latest_digest", flat=True).first() or ""
-    try:
-        with transaction.atomic():
-            run = UpdateRun.objects.create(
-                host_id=container.host_id, container=container, container_name=container.name, old_key=container.key,
-                target_digest=target,
-                trigger=trigger, force=force, batch=batch, requested_by=user if getattr(user, "is_authenticated", False) else None,
-                image=container.image, health_timeout=health_timeout, old_container_id=container.container_id,
-            )
-    except IntegrityError:
-        active = UpdateRun.objects.filter(host_id=container.host_id, container_name=container.name, status__in=ACTIVE_RUN_STATUSES).first()
-        raise RunRefused(f"{container.name} is being updated already" + (f" (run #{active.pk})." if active else "."), 409, active) from None
-    if enqueue:
-        kick(container.host_id)
-    return run
-
-
-def kick(host_id) -> list[int]:
-    """Start the host's waiting runs while fewer than the per-host limit are under way.
-
-    Each started run claims one of the host's slots 1..limit with a conditional UPDATE; a
-    partial unique constraint on (host, slot) among active runs refuses a slot another kick
-    took meanwhile, so concurrent kicks never exceed the limit (on SQLite as on PostgreSQL)."""
-    limit = settings.DOCKMON_UPDATE_CONCURRENCY_PER_HOST
-    waiting = list(UpdateRun.objects.filter(host_id=host_id, status=RunStatus.PENDING, queued_at__isnull=True)
-                   .order_by("id").values_list("pk", flat=True)[: limit * 2])
-    if not waiting:
-        return []
-    active = UpdateRun.objects.filter(host_id=host_id, status__in=ACTIVE_RUN_STATUSES)
-    taken = set(active.filter(slot__isnull=False).values_list("slot", flat=True))
-    # A run started without a slot (execute() called directly) still takes room on the host.
-    unslotted = active.filter(slot__isnull=True).filter(Q(status=RunStatus.RUNNING) | Q(queued_at__isnull=False)).count()
-    free = [s for s in range(1, limit + 1) if s not in taken][: max(0, limit - len(taken) - unslotted)]
-    started = []
-    for run_id in waiting:
-        while free:
-            slot = free.pop(0)
-            try:
-                with transaction.atomic():
-                    claimed = UpdateRun.objects.filter(pk=run_id, status=RunStatus.PENDING, queued_at__isnull=True).update(
-                        queued_at=timezone.now(), slot=slot)
-            except IntegrityError:
-                continue  # another kick took this slot first: try the next one
-            if claimed:
-                started.append(run_id)
-            else:
-                free.insert(0, slot)  # another kick started this run: the slot is still ours to give
-            break
-        if not free:
-            break
-    for run_id in started:
-        transaction.on_commit(lambda run_id=run_id: _enqueue(run_id))
-    return started
-
-
-def _enqueue(run_id: int) -> None:
-    from updates.tasks import execute_update
-
-    options = {"queue": settings.DOCKMON_UPDATE_QUEUE} if settings.DOCKMON_UPDATE_QUEUE else {}
-    try:
-        execute_update.apply_async(args=[run_id], **options)
-    except Exception:  # broker down: repair() enqueues it again later
-        logger.exception("could not enqueue update run %s", run_id)
-        UpdateRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(queued_at=None, slot=None)
-
-
-# ---------------------------------------------------------------------------
-# Running one update
-# ---------------------------------------------------------------------------
 def execute(run_id: int) -> UpdateRun | None:
     """Run one update to its end (the Celery task's body). A run that is not pending is left alone."""
     now = timezone.now()
@@ -210,7 +85,7 @@ def execute(run_id: int) -> UpdateRun | None:
         return None
     run = UpdateRun.objects.select_related("host", "requested_by").get(pk=run_id)
     try:
-        _Execution(run).go()
+        Execution(run).go()
     finally:
         kick(run.host_id)
     run.refresh_from_db()
@@ -218,7 +93,7 @@ def execute(run_id: int) -> UpdateRun | None:
 
 
 @dataclass
-class _Swap:
+class Swap:
     """One container being replaced: the main one, or a dependent sharing its network."""
 
     old_key: str
@@ -237,14 +112,16 @@ class _Swap:
     new_removed: bool = False
 
 
-class _Execution:
+class Execution:
+    """One run from its claim to its end; crash repair reuses its bookkeeping and rollback."""
+
     def __init__(self, run: UpdateRun):
         self.run = run
         self.host = run.host
         self.client = None
         self.stage_started = time.monotonic()
         self.lines: list[str] = [run.log] if run.log else []
-        self.swaps: list[_Swap] = []
+        self.swaps: list[Swap] = []
         self.update_snapshot: dict | None = None
         self.last_progress = 0.0
         self.health_timeout = run.health_timeout or settings.DOCKMON_UPDATE_HEALTH_TIMEOUT
@@ -325,7 +202,7 @@ class _Execution:
             return
         try:
             self._go()
-        except StageFailed as exc:
+        except (StageFailed, GateFailed) as exc:
             self._fail(str(exc))
         except Exception as exc:  # a bug or an engine surprise: still leave a consistent state
             logger.exception("update run %s failed unexpectedly", run.pk)
@@ -386,7 +263,7 @@ class _Execution:
         self.log(f"Pulled {run.image}: {run.to_image_id[:19]} ({run.to_digest or 'no registry digest'})")
         if run.to_image_id == run.from_image_id:
             self.log("The container already runs this image: nothing to do.")
-            self._mark_current(container.pk)
+            self.mark_current(container.pk)
             self.finish(RunStatus.SUCCEEDED)
             self.emit("update.succeeded", f"{run.container_name} is already up to date ({run.image})", up_to_date=True)
             return
@@ -397,7 +274,7 @@ class _Execution:
         self.stage(RunStage.INSPECT, "Reading the configuration")
         body, extra = engine_recreate.recreate_spec(old, old_image, run.image)
         _fit_network_mode(body)
-        main = _Swap(container.pk, old["Id"], run.container_name, run.was_running, container.desired_state, body, extra)
+        main = Swap(container.pk, old["Id"], run.container_name, run.was_running, container.desired_state, body, extra)
         self.swaps.append(main)
         dependents = self._call("Looking for dependent containers", engine_recreate.dependents_sharing_network, self.client, old["Id"])
         dep_swaps = []
@@ -407,7 +284,7 @@ class _Execution:
             dep_body, dep_extra = engine_recreate.recreate_spec(dep, dep_image, (dep.get("Config") or {}).get("Image") or dep.get("Image"))
             _fit_network_mode(dep_body)
             dep_row = Container.objects.filter(pk=f"{self.host.pk}:{dep_id[:12]}").first()
-            dep_swaps.append(_Swap(f"{self.host.pk}:{dep_id[:12]}", dep_id, dep["Name"].lstrip("/"), bool((dep.get("State") or {}).get("Running")),
+            dep_swaps.append(Swap(f"{self.host.pk}:{dep_id[:12]}", dep_id, dep["Name"].lstrip("/"), bool((dep.get("State") or {}).get("Running")),
                                    dep_row.desired_state if dep_row else "", dep_body, dep_extra))
         run.dependents = [{"key": s.old_key, "name": s.name, "was_running": s.was_running} for s in dep_swaps]
         self.save("dependents")
@@ -422,7 +299,7 @@ class _Execution:
         # health gate
         if main.was_running:
             self.stage(RunStage.HEALTH, f"Health gate (grace {settings.DOCKMON_UPDATE_GRACE_SECONDS:g}s, timeout {self.health_timeout}s)")
-            self._health_gate(main)
+            health_gate(self, main)
         else:
             self.log("The container was stopped before the update: it stays stopped (no health gate).")
 
@@ -434,7 +311,7 @@ class _Execution:
                 self.swaps.append(dep)
                 self._replace(dep, first=False)
                 if dep.was_running:
-                    self._health_gate(dep)
+                    health_gate(self, dep)
 
         # cleanup
         self.stage(RunStage.CLEANUP, "Removing the backup container(s)")
@@ -448,15 +325,15 @@ class _Execution:
                 # The update itself succeeded; repair() resolves a backup left behind.
                 self.log(f"Could not remove the backup {swap.backup}: {exc}")
         if not main.committed:
-            self._commit(main)
+            self.commit(main)
         self._prune_images()
-        self._mark_current(main.new_key)
+        self.mark_current(main.new_key)
         self.finish(RunStatus.SUCCEEDED)
         took = sum(run.timings.values())
         self.emit("update.succeeded", f"{run.container_name} was updated to {run.image} ({(run.to_digest or run.to_image_id)[:19]})",
                   seconds=round(took, 1))
 
-    def _replace(self, swap: _Swap, *, first: bool) -> None:
+    def _replace(self, swap: Swap, *, first: bool) -> None:
         run = self.run
         if swap.was_running:
             if first:
@@ -482,13 +359,13 @@ class _Execution:
         for network, endpoint in swap.extra:
             self._call(f"Connecting the new {swap.name} to {network}", engine_recreate.connect_network, self.client, network, swap.new_id, endpoint)
         self.log(f"Created {swap.name} ({swap.new_id[:12]})")
-        self._commit(swap)
+        self.commit(swap)
         if swap.was_running:
             if first:
                 self.stage(RunStage.START, f"Starting the new {swap.name}")
             self._call(f"Starting the new {swap.name}", engine_lifecycle.operate, self.client, swap.new_id, "start")
 
-    def _commit(self, swap: _Swap) -> None:
+    def commit(self, swap: Swap) -> None:
         """Move every record of the old key to the new container, in one transaction.
 
         This is past the commitment point: the engine now holds the new container whatever the
@@ -515,71 +392,6 @@ class _Execution:
             logger.exception("update run %s: moving the records failed", run.pk)
             self.log(f"Moving the records to the new container failed ({exc}); they are repaired later")
 
-    def _health_gate(self, swap: _Swap) -> None:
-        from healthchecks.models import HealthCheck
-
-        deadline = time.monotonic() + settings.DOCKMON_UPDATE_GRACE_SECONDS
-        ran_once = False
-        while True:
-            data = self._call("Inspecting the new container", engine_recreate.inspect_raw, self.client, swap.new_id)
-            verdict = _judge_running(data)
-            if verdict is True:
-                self.log(f"{swap.name} ran once and exited 0 (restart policy {_restart_policy(data) or 'no'}): a one-shot success")
-                return
-            if verdict:
-                raise StageFailed(f"The new {swap.name} {verdict}")
-            if ran_once and time.monotonic() >= deadline:
-                break
-            ran_once = True
-            self.progress(None, "grace period")
-            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())) or 0.05)
-        self.log(f"{swap.name} is running after the grace period")
-        health_deadline = time.monotonic() + self.health_timeout
-        if (data.get("State") or {}).get("Health"):
-            self.log("Waiting for the Docker HEALTHCHECK to report healthy")
-            while True:
-                health = (data.get("State") or {}).get("Health") or {}
-                status = health.get("Status")
-                if status == "healthy":
-                    self.log("Docker HEALTHCHECK: healthy")
-                    break
-                if status == "unhealthy":
-                    raise StageFailed(f"The new {swap.name}'s HEALTHCHECK reported unhealthy: {_last_health_output(health)}")
-                verdict = _judge_running(data)
-                if verdict:
-                    raise StageFailed(f"The new {swap.name} {verdict if verdict is not True else 'exited during its health check'}")
-                if time.monotonic() >= health_deadline:
-                    raise StageFailed(f"The new {swap.name}'s HEALTHCHECK did not report healthy within {self.health_timeout}s "
-                                      f"(status {status}): {_last_health_output(health)}")
-                self.progress(None, f"health: {status}")
-                time.sleep(0.5)
-                data = self._call("Inspecting the new container", engine_recreate.inspect_raw, self.client, swap.new_id)
-        checks = list(HealthCheck.objects.filter(container_id=swap.new_key, enabled=True)) if swap.new_key else []
-        for check in checks:
-            self._http_gate(swap, check, health_deadline)
-
-    def _http_gate(self, swap: _Swap, check, deadline: float) -> None:
-        from healthchecks.probe import ProbeSpec, probe
-        from healthchecks.services import body_limit
-
-        self.log(f"DockMon HTTP check {check.name or check.url} must pass")
-        last = None
-        while True:
-            last = probe(ProbeSpec.for_check(check, body_limit=body_limit()))
-            if last.ok:
-                self.log(f"HTTP check passed ({last.status_code}, {last.response_ms} ms)")
-                return
-            data = self._call("Inspecting the new container", engine_recreate.inspect_raw, self.client, swap.new_id)
-            verdict = _judge_running(data)
-            if verdict and verdict is not True:
-                raise StageFailed(f"The new {swap.name} {verdict}")
-            if time.monotonic() >= deadline:
-                raise StageFailed(f"The DockMon HTTP check {check.url} did not pass within {self.health_timeout}s: "
-                                  f"{last.error or last.status_code}")
-            self.progress(None, f"HTTP check: {last.error or last.status_code}")
-            time.sleep(min(1.0, max(0.1, check.interval_seconds / 10)))
-
-    # --- failure and rollback ----------------------------------------------------------
     def _fail(self, reason: str) -> None:
         run = self.run
         self.log(f"FAILED: {reason}")
@@ -595,7 +407,7 @@ class _Execution:
         for swap in reversed(self.swaps):
             problems += self._remove_new(swap)
         for swap in self.swaps:
-            problems += self._undo(swap)
+            problems += self.undo(swap)
         if run.to_digest and self.swaps:
             try:
                 RolledBackDigest.objects.get_or_create(container_id=self.swaps[0].old_key, digest=run.to_digest,
@@ -612,7 +424,7 @@ class _Execution:
         self.finish(RunStatus.ROLLED_BACK, reason)
         self.emit("update.rolled_back", f"Update of {run.container_name} was rolled back: {reason}", Severity.WARNING)
 
-    def _remove_new(self, swap: _Swap) -> list[str]:
+    def _remove_new(self, swap: Swap) -> list[str]:
         if not swap.new_id or swap.new_removed:
             return []
         try:
@@ -625,7 +437,7 @@ class _Execution:
         swap.new_removed = True
         return []
 
-    def _undo(self, swap: _Swap) -> list[str]:
+    def undo(self, swap: Swap) -> list[str]:
         problems = self._remove_new(swap)
         if swap.renamed and not problems:
             try:
@@ -653,7 +465,7 @@ class _Execution:
         ContainerUpdate.objects.filter(container_id=self.swaps[0].old_key).update(**self.update_snapshot)
 
     # --- after success -----------------------------------------------------------------
-    def _mark_current(self, key: str) -> None:
+    def mark_current(self, key: str) -> None:
         run = self.run
         if not key:
             return
@@ -713,32 +525,6 @@ def _fit_network_mode(body: dict) -> None:
             body.pop(name, None)
 
 
-def _restart_policy(data: dict) -> str:
-    return (((data.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "")
-
-
-def _judge_running(data: dict):
-    """None while it looks fine; True for a finished one-shot; else why it failed (a phrase)."""
-    state = data.get("State") or {}
-    if state.get("Restarting") or int(data.get("RestartCount") or 0) > 0:
-        return f"keeps restarting (exit code {state.get('ExitCode')}, restarted {data.get('RestartCount') or 0} time(s))"
-    if state.get("Running"):
-        return None
-    code = state.get("ExitCode")
-    if state.get("Status") == "exited" and code == 0 and _restart_policy(data) in _ONE_SHOT_POLICIES:
-        return True
-    error = state.get("Error") or ""
-    return f"is not running: {state.get('Status')} (exit code {code}){': ' + error if error else ''}"
-
-
-def _last_health_output(health: dict) -> str:
-    log = health.get("Log") or []
-    if not log:
-        return "no health check result yet"
-    last = log[-1]
-    return f"exit {last.get('ExitCode')}: {(last.get('Output') or '').strip()[:300] or 'no output'}"
-
-
 def _sync(host_id, client, container_id: str) -> Container:
     """The database row of an engine container, created or refreshed from a full inspect.
 
@@ -778,222 +564,3 @@ def restore_records(host_id, client, old_id: str, new_key: str, desired_state: s
         logger.exception("restoring the records of %s failed", old_id)
         if log:
             log(f"Restoring the records failed ({exc}); they are repaired later")
-
-
-# ---------------------------------------------------------------------------
-# Repair after a crash
-# ---------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed worker's pool child is orphaned; where PID 1 does not reap (a container without an
-    # init), it stays a zombie that signal 0 still reaches. A zombie runs nothing: it is dead.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in (b"Z", b"X")
-
-
-def worker_dead(run: UpdateRun, *, now=None) -> bool:
-    """Whether the worker that claimed `run` is gone: a process of this machine that no longer
-    exists, or (any machine) no sign of life for DOCKMON_UPDATE_STALE_SECONDS."""
-    now = now or timezone.now()
-    host, _, pid = (run.worker or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid():
-        if not _pid_alive(int(pid)):
-            return True
-    beat = run.heartbeat_at or run.started_at or run.created_at
-    return (now - beat).total_seconds() > settings.DOCKMON_UPDATE_STALE_SECONDS
-
-
-def repair(*, host_ids=None) -> dict:
-    """Make interrupted updates consistent again; resolve orphaned backups; restart waiting runs.
-
-    Called when a worker starts (celery worker_ready) and periodically. Never deletes a backup
-    without recording it on the run and in the event log."""
-    summary = {"runs": [], "backups": [], "kicked": []}
-    runs = UpdateRun.objects.filter(status=RunStatus.RUNNING).select_related("host", "requested_by")
-    if host_ids is not None:
-        runs = runs.filter(host_id__in=host_ids)
-    for run in runs:
-        if worker_dead(run):
-            # Only one repairer per run: whoever moves the heartbeat first owns it.
-            if UpdateRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at, worker=run.worker).update(
-                worker=f"repair@{worker_id()}", heartbeat_at=timezone.now()
-            ):
-                run.refresh_from_db()
-                summary["runs"].append(_repair_run(run))
-    # Queued runs whose message was lost (broker restart) go back to waiting.
-    stale = timezone.now() - timedelta(seconds=settings.DOCKMON_UPDATE_STALE_SECONDS)
-    UpdateRun.objects.filter(status=RunStatus.PENDING, queued_at__lt=stale).update(queued_at=None, slot=None)
-    hosts = DockerHost.objects.filter(enabled=True)
-    if host_ids is not None:
-        hosts = hosts.filter(pk__in=host_ids)
-    for host in hosts:
-        try:
-            summary["backups"] += _resolve_backups(host)
-        except engine.EngineError as exc:
-            logger.warning("repair: host %s unreachable: %s", host.name, exc)
-    for host_id in UpdateRun.objects.filter(status=RunStatus.PENDING, queued_at__isnull=True).values_list("host_id", flat=True).distinct():
-        summary["kicked"] += kick(host_id)
-    return summary
-
-
-def _repair_run(run: UpdateRun) -> dict:
-    execution = _Execution(run)
-    stage = run.stage
-    execution.log(f"The worker running this update stopped during the {stage} stage; repairing")
-    try:
-        client = engine.client_for_host(run.host, timeout=max(settings.DOCKMON_ENGINE_TIMEOUT, 30))
-    except engine.EngineError as exc:
-        execution.log(f"Host unreachable ({exc}); trying again later")
-        UpdateRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.DOCKMON_UPDATE_STALE_SECONDS + 1))
-        return {"run": run.pk, "outcome": "host unreachable"}
-    execution.client = client
-    try:
-        return _repair_with(execution, client, stage)
-    finally:
-        client.close()
-
-
-def _inspect_or_none(client, container_id: str) -> dict | None:
-    if not container_id:
-        return None
-    try:
-        return engine_recreate.inspect_raw(client, container_id)
-    except engine.ContainerGone:
-        return None
-
-
-def _repair_with(execution: _Execution, client, stage: str) -> dict:
-    run = execution.run
-    name = run.container_name
-    old = _inspect_or_none(client, run.old_container_id)
-    named = [c for c in engine_facts.containers_by_name(client, f"^/{re.escape(name)}$") if c["name"] == name]
-    new_id = run.new_container_id
-    if not new_id:
-        # The crash may have come between the create and its record: a container under the
-        # original name that is not the old one is the new one.
-        others = [c["id"] for c in named if c["id"] != run.old_container_id]
-        new_id = others[0] if others else ""
-    new = _inspect_or_none(client, new_id)
-    desired = ""
-    old_row = Container.objects.filter(pk=run.old_key).first()
-    if old_row is not None:
-        desired = old_row.desired_state
-
-    if old is None and new is not None:
-        # The backup is gone already: the update had finished on the engine.
-        swap = _Swap(run.old_key, run.old_container_id, name, bool(run.was_running), desired, {}, [], new_id=new_id)
-        if not run.committed:
-            execution.swaps = [swap]
-            execution._commit(swap)
-        execution._mark_current(run.new_key)
-        execution.log("The old container was already removed: the update is complete")
-        execution.finish(RunStatus.SUCCEEDED)
-        execution.emit("update.succeeded", f"{name} was updated (completed after a worker crash)", repaired=True)
-        return {"run": run.pk, "outcome": "succeeded"}
-
-    if old is not None and new is not None and stage in (RunStage.CLEANUP, RunStage.DONE) and _judge_running(new) in (None, True):
-        # It had passed its health gate: finish the cleanup.
-        swap = _Swap(run.old_key, run.old_container_id, name, bool(run.was_running), desired, {}, [], new_id=new_id,
-                     backup=run.backup_name)
-        execution.swaps = [swap]
-        if not run.committed:
-            execution._commit(swap)
-        try:
-            engine_lifecycle.remove(client, run.old_container_id, force=True)
-            execution.log(f"Removed the backup {run.backup_name} (the new container had passed its health gate)")
-        except engine.EngineError as exc:
-            execution.log(f"Could not remove the backup: {exc}")
-        execution._mark_current(run.new_key)
-        execution.finish(RunStatus.SUCCEEDED)
-        execution.emit("update.succeeded", f"{name} was updated (completed after a worker crash)", repaired=True)
-        return {"run": run.pk, "outcome": "succeeded"}
-
-    if old is None:
-        execution.finish(RunStatus.FAILED, f"The worker stopped during {stage} and neither the old nor the new container exists any more.")
-        execution.emit("update.failed", f"Update of {name} failed: {run.error}", Severity.ERROR)
-        return {"run": run.pk, "outcome": "failed"}
-
-    # Otherwise go back to the original container.
-    old_name = (old.get("Name") or "").lstrip("/")
-    swap = _Swap(run.old_key, run.old_container_id, name, bool(run.was_running), desired, {}, [],
-                 backup=run.backup_name or old_name, renamed=old_name != name,
-                 stopped=bool(run.was_running) and not (old.get("State") or {}).get("Running"),
-                 new_id=new_id if new is not None else "", new_key=run.new_key, committed=run.committed)
-    execution.swaps = [swap]
-    changed = swap.renamed or swap.stopped or bool(swap.new_id) or run.committed
-    reason = f"The worker running the update stopped during the {stage} stage"
-    if not changed:
-        execution.finish(RunStatus.FAILED, f"{reason}; nothing had been changed.")
-        execution.emit("update.failed", f"Update of {name} failed: {run.error}", Severity.WARNING)
-        return {"run": run.pk, "outcome": "failed"}
-    execution.stage(RunStage.ROLLBACK, "Rolling back to the original container")
-    problems = execution._undo(swap)
-    if problems:
-        execution.finish(RunStatus.FAILED, f"{reason}; the repair had problems: {'; '.join(problems)}")
-        execution.emit("update.failed", f"Update of {name} could not be repaired: {run.error}", Severity.CRITICAL)
-        return {"run": run.pk, "outcome": "failed"}
-    execution.rolled_back = True
-    execution.finish(RunStatus.ROLLED_BACK, f"{reason}; the original container was restored.")
-    execution.emit("update.rolled_back", f"Update of {name} was rolled back after a worker crash", Severity.WARNING, repaired=True)
-    return {"run": run.pk, "outcome": "rolled_back"}
-
-
-def _resolve_backups(host: DockerHost) -> list[dict]:
-    """Backups (`<name>-dockmon-backup-<run>`) whose run is over: give them their name back when
-    it is free, remove them (with a record) when the run succeeded, report them otherwise."""
-    client = engine.client_for_host(host)
-    results = []
-    try:
-        for item in engine_facts.containers_by_name(client, BACKUP_SUFFIX):
-            match = BACKUP_NAME.match(item["name"])
-            if not match:
-                continue
-            run = UpdateRun.objects.filter(pk=int(match["run"]), host=host).first()
-            if run is not None and run.status in ACTIVE_RUN_STATUSES:
-                continue  # its run is under way (or waits for repair() above)
-            name = match["name"]
-            taken = [c for c in engine_facts.containers_by_name(client, f"^/{re.escape(name)}$") if c["name"] == name]
-            outcome = _resolve_one(host, client, item, name, run, taken)
-            results.append({"backup": item["name"], "outcome": outcome})
-    finally:
-        client.close()
-    return results
-
-
-def _resolve_one(host, client, item: dict, name: str, run: UpdateRun | None, taken: list) -> str:
-    def note(text: str, severity=Severity.WARNING, type_="update.backup") -> None:
-        from containers.models import Event
-
-        key = f"{host.pk}:{item['id'][:12]}"
-        if Event.objects.filter(type=type_, container_key=key, message=text).exists():
-            return  # said once is enough (repair runs every few minutes)
-        if run is not None:
-            line = f"{timezone.now():%Y-%m-%d %H:%M:%S} [repair] {text}"
-            UpdateRun.objects.filter(pk=run.pk).update(log=(run.log + "\n" + line)[-100_000:])
-        bus.emit(type_, category=EventCategory.UPDATE, severity=severity, host=host.pk, container=key,
-                 message=text, data={"run": run.pk if run else None, "backup": item["name"], "name": name})
-
-    if not taken:
-        engine_lifecycle.rename(client, item["id"], name)
-        was_running = run.was_running if run is not None else False
-        if was_running:
-            engine_lifecycle.operate(client, item["id"], "start")
-        # The backup's row still holds what the person wanted of it (desired state): keep it.
-        restore_records(host.pk, client, item["id"], "", None)
-        note(f"Orphaned backup {item['name']} got its name {name} back" + (" and was started" if was_running else ""))
-        return "restored"
-    if run is not None and run.status == RunStatus.SUCCEEDED and all(c["state"] == "running" for c in taken) == bool(run.was_running):
-        engine_lifecycle.remove(client, item["id"], force=True)
-        note(f"Removed the backup {item['name']}: its update had succeeded and {name} runs the new release", Severity.INFO)
-        return "removed"
-    note(f"Kept the backup {item['name']}: {name} exists, so it cannot get its name back; remove or rename it by hand")
-    return "kept"

@@ -37,7 +37,7 @@ class RegistryCredential(RemembersDestination, models.Model):
             # Every surface (API, admin, config import): a password set for one registry is
             # never sent to another, nor over plain HTTP or to a registry vouched for by
             # another CA, unless the same change gives it again. The user name stays: without
-            # a password it is not used (services.registry_credentials).
+            # a password it is not used (lookups.registry_credentials).
             self.password = ""
             update_fields = kwargs.get("update_fields")
             if update_fields is not None:

@@ -9,12 +9,11 @@ releases are history, not configuration.
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from rest_framework import serializers
 
 from containers.config_io import ExportContext, ImportContext, ValidationContext, apply_values, rows_by_container
 from updates.api.serializers import (
+    MaintenanceWindowRules,
     PolicyCategorySerializer,
     RegistryCredentialSerializer,
     TrackingSerializer,
@@ -91,29 +90,12 @@ class ContainerPolicySerializer(serializers.Serializer):
     note = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
 
-class AutoUpdateSettingSerializer(serializers.Serializer):
+class AutoUpdateSettingSerializer(MaintenanceWindowRules, serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
     days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6), required=False, default=list, max_length=7)
     start = serializers.TimeField(required=False, allow_null=True, default=None)
     end = serializers.TimeField(required=False, allow_null=True, default=None)
     timezone = serializers.CharField(max_length=64, required=False, default="UTC")
-
-    def validate_timezone(self, value):
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise serializers.ValidationError(f"{value!r} is not a time zone (e.g. Europe/Berlin or UTC).") from None
-        return value
-
-    def validate_days(self, value):
-        return sorted(set(value))
-
-    def validate(self, attrs):
-        if (attrs["start"] is None) != (attrs["end"] is None):
-            raise serializers.ValidationError({"end": ["A window needs both start and end (or neither)."]})
-        if attrs["start"] is not None and attrs["start"] == attrs["end"]:
-            raise serializers.ValidationError({"end": ["The window must not be empty (start equals end)."]})
-        return attrs
 
 
 class ContainerSettingsSerializer(serializers.Serializer):

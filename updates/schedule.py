@@ -1,13 +1,14 @@
-"""The update-check schedule: a strict five-field cron expression → a Celery crontab.
-
-Imported by settings.py, so it must not touch Django models or settings.
-"""
+"""The update-check schedule: DOCKMON_UPDATE_CHECK_CRON, a strict five-field cron expression,
+as a Celery crontab (dockmon_site/celery.py puts it on the beat entry; updates/checks.py refuses
+a bad one when DockMon starts)."""
 
 from __future__ import annotations
 
 import re
 
 from celery.schedules import crontab
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 _FIELD = re.compile(r"^[0-9A-Za-z*/,-]+$")
 _NAMES = ("minute", "hour", "day of month", "month", "day of week")
@@ -27,3 +28,11 @@ def parse_cron(expression: str) -> crontab:
         return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week)
     except Exception as exc:  # celery raises ValueError or its own ParseException
         raise ValueError(f"{expression!r} is not a valid cron expression: {exc}") from None
+
+
+def update_check_schedule() -> crontab:
+    """The setting's schedule; ImproperlyConfigured naming the setting when it is not valid."""
+    try:
+        return parse_cron(settings.DOCKMON_UPDATE_CHECK_CRON)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DOCKMON_UPDATE_CHECK_CRON: {exc}") from None

@@ -9,7 +9,8 @@ One check run:
   4. asks the registries, in parallel, once per distinct question: one HEAD per distinct
      image reference (shared by every container on every host using it), one tag list per
      repository for version tracking, and — only for multi-arch indexes whose digest is not one
-     the image was pulled as — the index and the platform manifest (GETs, cached by digest);
+     the image was pulled as — the index and the platform manifest (GETs, cached by digest):
+     updates.lookups asks them and caches the answers;
   5. decides each image's containers as soon as the registry's answer for that image is in (a
      HEAD, or the index look for a multi-arch image), saves those rows, announces
      `update.available` for each container that newly has an update, and sends the per-container
@@ -27,11 +28,9 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -41,9 +40,9 @@ from containers.engine import images as engine_images
 from containers.models import Container
 from dockmon_site import bus, outbound_engines
 from updates.choices import TrackingMode, UpdateStatus
-from updates.models import ContainerUpdate, RegistryCredential
+from updates.lookups import Lookups, registry_credentials
+from updates.models import ContainerUpdate
 from updates.registry import (
-    Credential,
     ImageReference,
     Manifest,
     ManifestHead,
@@ -57,7 +56,6 @@ from updates.versions import newest_allowed, parse_version
 
 logger = logging.getLogger(__name__)
 
-_CACHE_PREFIX = "updates:v1"
 _SAVED_FIELDS = [
     "image", "current_digest", "current_version", "latest_digest", "latest_version", "update_available",
     "status", "error", "checked_at", "available_since", "announced_digest", "updated_at",
@@ -93,173 +91,6 @@ class _Target:
     digests: set = field(default_factory=set)  # every digest the running image is known by
     candidate_tag: str = ""
 
-
-# ---------------------------------------------------------------------------
-# Credentials and cache
-# ---------------------------------------------------------------------------
-def registry_credentials() -> dict[str, Credential]:
-    # A user name without its password (dropped when the registry moved) is not used: the
-    # registry is asked anonymously until the password is entered again.
-    return {
-        cred.registry: Credential(cred.username if cred.password else "", cred.password, cred.ca_cert, cred.insecure)
-        for cred in RegistryCredential.objects.all()
-    }
-
-
-def _head_ttl(tag: str) -> int:
-    # A version tag is rebuilt now and then (security fixes); `latest`-style tags move often.
-    if parse_version(tag) is None:
-        return settings.DOCKMON_UPDATE_CACHE_MUTABLE_SECONDS
-    return settings.DOCKMON_UPDATE_CACHE_SECONDS
-
-
-def _cache_get_many(keys: list[str]) -> dict:
-    if not keys:
-        return {}
-    try:
-        return cache.get_many(keys)
-    except Exception:  # the cache is an optimisation: a dead Redis must not stop a check
-        logger.warning("update cache unavailable; asking the registries directly", exc_info=True)
-        return {}
-
-
-def _cache_set(key: str, value, ttl: int) -> None:
-    try:
-        cache.set(key, value, ttl)
-    except Exception:
-        logger.warning("could not write the update cache", exc_info=True)
-
-
-def _head_key(name: str, tag: str) -> str:
-    return f"{_CACHE_PREFIX}:head:{name}:{tag}"
-
-
-def _tags_key(name: str) -> str:
-    return f"{_CACHE_PREFIX}:tags:{name}"
-
-
-def _manifest_key(name: str, digest: str) -> str:
-    return f"{_CACHE_PREFIX}:manifest:{name}@{digest}"
-
-
-def clear_cache() -> None:
-    """Forget cached registry answers (tests, or after changing credentials)."""
-    backend = getattr(cache, "_cache", None)
-    if backend is None or not hasattr(backend, "get_client"):
-        cache.clear()  # local-memory cache (tests): nothing else lives there worth keeping
-        return
-    client = backend.get_client(None, write=True)  # Django's RedisCache has no delete_pattern
-    prefix = cache.make_key(f"{_CACHE_PREFIX}:")
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
-# ---------------------------------------------------------------------------
-# The run
-# ---------------------------------------------------------------------------
-class _Run:
-    def __init__(self, force: bool, client: RegistryClient):
-        self.force = force
-        self.client = client
-        self.workers = settings.DOCKMON_REGISTRY_CONCURRENCY
-        self.heads: dict[tuple[str, str], ManifestHead | RegistryError] = {}
-        self.tags: dict[str, list[str] | RegistryError] = {}
-        self.manifests: dict[tuple[str, str], Manifest | RegistryError] = {}
-        self.refs: dict[str, ImageReference] = {}
-        self.cache_hits = 0
-
-    def _parallel(self, func, items):
-        items = list(items)
-        if not items:
-            return []
-        if len(items) == 1 or self.workers <= 1:
-            return [func(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="registry") as pool:
-            return list(pool.map(func, items))
-
-    def _as_completed(self, func, items):
-        """(item, func(item)) pairs in the order the answers arrive (yielded in the caller's thread)."""
-        items = list(items)
-        if len(items) <= 1 or self.workers <= 1:
-            for item in items:
-                yield item, func(item)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(items)), thread_name_prefix="registry") as pool:
-            futures = {pool.submit(func, item): item for item in items}
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-
-    @staticmethod
-    def _safely(func, *args):
-        try:
-            return func(*args)
-        except RegistryError as exc:
-            return exc
-        except Exception as exc:  # a bug or an odd answer must cost one image, not the run
-            logger.exception("registry lookup failed")
-            return RegistryError(f"Unexpected error: {exc}")
-
-    def fetch_heads(self, wanted: set[tuple[str, str]], on_result=None) -> None:
-        """HEAD each (name, tag) once; on_result(w, answer) is called (in this thread) for each
-        answer as soon as it is in, cached ones first."""
-        wanted = {w for w in wanted if w not in self.heads}
-        keys = {w: _head_key(*w) for w in wanted}
-        cached = {} if self.force else _cache_get_many(list(keys.values()))
-        todo = []
-        for w in sorted(wanted):
-            hit = cached.get(keys[w])
-            if hit:
-                self.cache_hits += 1
-                self.heads[w] = ManifestHead(hit["digest"], hit["media_type"])
-                if on_result is not None:
-                    on_result(w, self.heads[w])
-            else:
-                todo.append(w)
-        answers = self._as_completed(lambda w: self._safely(self.client.head_manifest, self.refs[w[0]].with_tag(w[1])), todo)
-        for w, result in answers:
-            self.heads[w] = result
-            if isinstance(result, ManifestHead):
-                _cache_set(keys[w], {"digest": result.digest, "media_type": result.media_type}, _head_ttl(w[1]))
-            if on_result is not None:
-                on_result(w, result)
-
-    def fetch_tags(self, names: set[str]) -> None:
-        names = {n for n in names if n not in self.tags}
-        cached = {} if self.force else _cache_get_many([_tags_key(n) for n in names])
-        todo = []
-        for name in names:
-            hit = cached.get(_tags_key(name))
-            if hit is not None:
-                self.cache_hits += 1
-                self.tags[name] = hit
-            else:
-                todo.append(name)
-        results = self._parallel(lambda n: self._safely(self.client.list_tags, self.refs[n]), todo)
-        for name, result in zip(todo, results, strict=True):
-            self.tags[name] = result
-            if isinstance(result, list):
-                _cache_set(_tags_key(name), result, settings.DOCKMON_UPDATE_CACHE_MUTABLE_SECONDS)
-
-    def fetch_manifests(self, wanted: set[tuple[str, str]]) -> None:
-        """Manifests by digest: immutable, so cached for long and read from cache even when forced."""
-        wanted = {w for w in wanted if w not in self.manifests}
-        keys = {w: _manifest_key(*w) for w in wanted}
-        cached = _cache_get_many(list(keys.values()))
-        todo = []
-        for w in wanted:
-            hit = cached.get(keys[w])
-            if hit:
-                self.cache_hits += 1
-                self.manifests[w] = Manifest(w[1], hit["media_type"], hit["body"])
-            else:
-                todo.append(w)
-        results = self._parallel(lambda w: self._safely(self.client.get_manifest, self.refs[w[0]], w[1]), todo)
-        for w, result in zip(todo, results, strict=True):
-            self.manifests[w] = result
-            if isinstance(result, Manifest):
-                _cache_set(keys[w], {"media_type": result.media_type, "body": result.body},
-                           settings.DOCKMON_UPDATE_CACHE_IMMUTABLE_SECONDS)
 
 
 def _select_containers(container_keys=None, host_ids=None):
@@ -379,7 +210,7 @@ def check(container_keys=None, host_ids=None, *, force: bool = False, check_id: 
     summary.host_errors = {str(k): v for k, v in host_errors.items()}
     client = client or RegistryClient(registry_credentials())
     outbound_engines.refresh_engine_targets()  # the engines the policy refuses, read here: lookups run in threads
-    run = _Run(force, client)
+    run = Lookups(force, client)
     now = timezone.now()
     results = _Results(summary, containers, rows, now)
 
@@ -580,14 +411,14 @@ def _save_rows(rows) -> None:
             ContainerUpdate.objects.filter(pk__in=pks[start:start + 500]).update(**dict(zip(_SAVED_FIELDS, values, strict=True)))
 
 
-def _head_for(run: _Run, t: _Target):
+def _head_for(run: Lookups, t: _Target):
     """The registry answer this target is judged on: its candidate version's tag, else its own tag."""
     if t.candidate_tag:
         return run.heads.get((t.ref.name, t.candidate_tag))
     return run.heads.get((t.ref.name, t.ref.tag))
 
 
-def _platforms_needed(run: _Run, live, clients) -> dict:
+def _platforms_needed(run: Lookups, live, clients) -> dict:
     """Inspect (once per host and image) the images whose registry answer is a multi-arch index."""
     needed = set()
     for t in live:
@@ -604,10 +435,10 @@ def _platforms_needed(run: _Run, live, clients) -> dict:
         return Platform.normalized(facts.os, facts.architecture, facts.variant)
 
     items = sorted(needed)
-    return dict(zip(items, run._parallel(one, items), strict=True))
+    return dict(zip(items, run.parallel(one, items), strict=True))
 
 
-def _decide(run: _Run, t: _Target, platforms: dict) -> None:
+def _decide(run: Lookups, t: _Target, platforms: dict) -> None:
     row, ref = t.row, t.ref
     tags = run.tags.get(ref.name)
     if isinstance(tags, RegistryError) and _mode(row, ref) != TrackingMode.EXACT:
@@ -632,7 +463,7 @@ def _decide(run: _Run, t: _Target, platforms: dict) -> None:
         _final(row, UpdateStatus.UPDATE_AVAILABLE)
 
 
-def _runs(run: _Run, t: _Target, head: ManifestHead, platforms: dict) -> tuple[bool | None, str]:
+def _runs(run: Lookups, t: _Target, head: ManifestHead, platforms: dict) -> tuple[bool | None, str]:
     """Whether the registry's manifest is what the container runs (None: cannot tell, with why)."""
     if head.digest in t.digests:
         return True, ""

@@ -1,5 +1,5 @@
-"""Thin Celery tasks: the work is in updates.services (checks), updates.executor (runs) and
-updates.autoupdate (opt-in automatic updates)."""
+"""Thin Celery tasks: the work is in updates.services (checks), updates.executor (runs),
+updates.crash_repair and updates.autoupdate (opt-in automatic updates)."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def execute_update(run_id):
 
 @shared_task(name="updates.tasks.repair_updates", ignore_result=True)
 def repair_updates():
-    from updates import executor
+    from updates import crash_repair
 
-    return executor.repair()
+    return crash_repair.repair()
 
 
 @shared_task(name="updates.tasks.auto_update_due", ignore_result=True)
@@ -73,10 +73,10 @@ def _repair_on_start(sender=None, **kwargs):
     """A worker that starts repairs what a dead one left behind (runs stuck in `running`, backups)."""
     from django.db import close_old_connections
 
-    from updates import executor
+    from updates import crash_repair
 
     try:
-        summary = executor.repair()
+        summary = crash_repair.repair()
         if summary["runs"] or summary["backups"]:
             logger.warning("update repair at worker start: %s", summary)
     except Exception:

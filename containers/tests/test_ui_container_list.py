@@ -29,6 +29,7 @@ def _wait_rows(page, present=(), absent=()):
 
 
 def test_filters_and_search(browser, admin, make_host, alpha, beta, monitor, daphne, run_container, unique, testbed):
+    from updates import lookups
     from updates import services as updates
 
     host_a, host_b = make_host(alpha, name=f"fa-{unique}"), make_host(beta, name=f"fb-{unique}")
@@ -45,7 +46,7 @@ def test_filters_and_search(browser, admin, make_host, alpha, beta, monitor, dap
                  and Container.objects.filter(pk=kc).exists(), message="sync with health", timeout=30)
         tag = Tag.objects.create(name=f"team-{unique}")
         ContainerTag.objects.create(container_id=ka, tag=tag, source=TagSource.USER)
-        updates.clear_cache()
+        lookups.clear_cache()
         updates.check(container_keys=[kc], force=True)  # up to date: nothing to show yet
 
         page, base = login(browser, daphne, "boss", "pw-boss-12345")
@@ -80,7 +81,7 @@ def test_filters_and_search(browser, admin, make_host, alpha, beta, monitor, dap
         assert page.locator("#containers tr.empty").count() == 1
         testbed.build_image("beta", ref, "two")
         testbed.push("beta", ref)
-        updates.clear_cache()
+        lookups.clear_cache()
         updates.check(container_keys=[kc], force=True)
         _wait_rows(page, present=[kc], absent=[ka, kb])
         assert row(page, kc).locator(".badge.update").count() == 1

@@ -29,9 +29,9 @@ from dockmon_site import crypto
 from healthchecks import services as health_services
 from healthchecks.models import HealthCheck
 from testkit.testing import wait_for
+from updates.lookups import registry_credentials
 from updates.models import RegistryCredential
 from updates.registry import RegistryAuthError, RegistryClient, parse_reference
-from updates.services import registry_credentials
 
 pytestmark = pytest.mark.trust
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from cryptography import x509
 from rest_framework import serializers
 
@@ -223,17 +225,11 @@ class TrackingSerializer(serializers.ModelSerializer):
 # ---------------------------------------------------------------------------
 # Update runs and auto-update (updates.executor / updates.autoupdate)
 # ---------------------------------------------------------------------------
-class MaintenanceWindowSerializer(serializers.Serializer):
-    """When auto-update may run: weekdays (0 = Monday; empty = every day) and a local time range."""
-
-    days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6), required=False, max_length=7)
-    start = serializers.TimeField(format="%H:%M")
-    end = serializers.TimeField(format="%H:%M")
-    timezone = serializers.CharField(max_length=64, required=False, default="UTC")
+class MaintenanceWindowRules:
+    """The rules of a maintenance window, for the API and the configuration file alike: a known
+    time zone, each weekday once, and a time range with both ends (or neither) that is not empty."""
 
     def validate_timezone(self, value):
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -244,9 +240,21 @@ class MaintenanceWindowSerializer(serializers.Serializer):
         return sorted(set(value))
 
     def validate(self, attrs):
-        if attrs["start"] == attrs["end"]:
+        start, end = attrs.get("start"), attrs.get("end")
+        if (start is None) != (end is None):
+            raise serializers.ValidationError({"end": ["A window needs both start and end (or neither)."]})
+        if start is not None and start == end:
             raise serializers.ValidationError({"end": ["The window must not be empty (start equals end)."]})
         return attrs
+
+
+class MaintenanceWindowSerializer(MaintenanceWindowRules, serializers.Serializer):
+    """When auto-update may run: weekdays (0 = Monday; empty = every day) and a local time range."""
+
+    days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6), required=False, max_length=7)
+    start = serializers.TimeField(format="%H:%M")
+    end = serializers.TimeField(format="%H:%M")
+    timezone = serializers.CharField(max_length=64, required=False, default="UTC")
 
 
 class UpdateRequestSerializer(serializers.Serializer):

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from containers.models import Container
 from dockmon_site.api import PermissionedViewSetMixin
 from dockmon_site.permissions import has_container_perm, visible_containers, visible_hosts
-from updates import executor
+from updates import runqueue
 from updates.api.serializers import (
     BulkResultSerializer,
     BulkUpdateSerializer,
@@ -319,15 +319,15 @@ class UpdateRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                 refused.append({"key": key, "status": 404, "error": "Not found."})
                 continue
             try:
-                run = executor.request_update(container, user=request.user, force=data["force"], trigger=RunTrigger.BULK,
+                run = runqueue.request_update(container, user=request.user, force=data["force"], trigger=RunTrigger.BULK,
                                               batch=batch, health_timeout=data.get("health_timeout"), enqueue=False)
-            except executor.RunRefused as exc:
+            except runqueue.RunRefused as exc:
                 refused.append({"key": key, "status": exc.status, "error": str(exc)})
                 continue
             runs.append(run)
             hosts.add(container.host_id)
         for host_id in hosts:
-            executor.kick(host_id)
+            runqueue.kick(host_id)
         for run in runs:
             run.refresh_from_db()
         return Response({"batch": batch, "runs": UpdateRunSerializer(runs, many=True).data, "refused": refused},
@@ -346,9 +346,9 @@ class ContainerUpdateRunView(APIView):
         serializer = UpdateRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            run = executor.request_update(container, user=request.user, force=serializer.validated_data["force"],
+            run = runqueue.request_update(container, user=request.user, force=serializer.validated_data["force"],
                                           trigger=RunTrigger.MANUAL, health_timeout=serializer.validated_data.get("health_timeout"))
-        except executor.RunRefused as exc:
+        except runqueue.RunRefused as exc:
             body = {"detail": str(exc)}
             if exc.run is not None and runs_visible_to(request.user).filter(pk=exc.run.pk).exists():
                 body["run"] = exc.run.pk

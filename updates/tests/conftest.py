@@ -11,7 +11,7 @@ from containers.engine import facts as engine_facts
 
 @pytest.fixture(autouse=True)
 def _fresh_update_cache():
-    from updates.services import clear_cache
+    from updates.lookups import clear_cache
 
     clear_cache()
     yield

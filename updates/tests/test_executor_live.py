@@ -11,7 +11,7 @@ from django.db import close_old_connections, connection
 from django.test import override_settings
 
 from containers.models import Container, ContainerTag, Event, Tag
-from updates import executor
+from updates import executor, runqueue
 from updates.choices import RunStatus
 from updates.models import ContainerUpdate, RolledBackDigest, UpdateRun
 
@@ -56,7 +56,7 @@ def networks(alpha, unique):
 
 def _update(container, **kwargs):
     with override_settings(**FAST):
-        run = executor.request_update(container, enqueue=False, **kwargs)
+        run = runqueue.request_update(container, enqueue=False, **kwargs)
         UpdateRun.objects.filter(pk=run.pk).update(queued_at=None)
         return executor.execute(run.pk)
 
@@ -202,8 +202,8 @@ def test_two_concurrent_requests_one_runs_the_other_is_refused(alpha, make_host,
         close_old_connections()
         try:
             barrier.wait(5)
-            outcomes.append(executor.request_update(container, enqueue=False))
-        except executor.RunRefused as exc:
+            outcomes.append(runqueue.request_update(container, enqueue=False))
+        except runqueue.RunRefused as exc:
             outcomes.append(exc)
         finally:
             connection.close()  # this thread's own connection (PostgreSQL keeps it open otherwise)
@@ -214,7 +214,7 @@ def test_two_concurrent_requests_one_runs_the_other_is_refused(alpha, make_host,
     for t in threads:
         t.join(30)
     runs = [o for o in outcomes if isinstance(o, UpdateRun)]
-    refused = [o for o in outcomes if isinstance(o, executor.RunRefused)]
+    refused = [o for o in outcomes if isinstance(o, runqueue.RunRefused)]
     assert len(runs) == 1 and len(refused) == 1, outcomes
     assert refused[0].status == 409 and "being updated already" in str(refused[0])
     assert UpdateRun.objects.filter(container_name=name).count() == 1

@@ -9,7 +9,7 @@ from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 from containers.models import Container
-from updates import executor
+from updates import executor, runqueue
 from updates.choices import RunStatus
 from updates.history import lineage_keys
 from updates.models import UpdateRun
@@ -21,7 +21,7 @@ LOOP = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 
 def _update(key):
     with override_settings(DOCKMON_UPDATE_GRACE_SECONDS=1.0, DOCKMON_UPDATE_STOP_TIMEOUT=2):
-        run = executor.request_update(Container.objects.get(pk=key), enqueue=False)
+        run = runqueue.request_update(Container.objects.get(pk=key), enqueue=False)
         return executor.execute(run.pk)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from testkit.registry import docker_cli
 from testkit.testing import free_port
-from updates import services
+from updates import lookups, services
 from updates.choices import UpdateStatus
 from updates.models import ContainerUpdate, RegistryCredential
 from updates.registry import (
@@ -521,11 +521,11 @@ def test_cache_ttls_per_kind_and_a_manual_check_bypasses_them(testbed, alpha, ma
     with override_settings(**ttls):
         first = services.check(keys, force=True)
         assert first.registry_stats["manifest_head"] == 3 and first.registry_stats["manifest_get"] == 2
-        assert 0 < _ttl(services._head_key(name, "latest")) <= 100
-        assert 100 < _ttl(services._head_key(name, "1.2.3")) <= 1000
-        assert 0 < _ttl(services._head_key(name, "multi")) <= 100
+        assert 0 < _ttl(lookups._head_key(name, "latest")) <= 100
+        assert 100 < _ttl(lookups._head_key(name, "1.2.3")) <= 1000
+        assert 0 < _ttl(lookups._head_key(name, "multi")) <= 100
         for digest in (index2, amd):
-            assert 1000 < _ttl(services._manifest_key(name, digest)) <= 10000, digest
+            assert 1000 < _ttl(lookups._manifest_key(name, digest)) <= 10000, digest
 
         # A new release under both tags: a scheduled check answers from the cache...
         testbed.build_image("alpha", v_ref, "ttl-two")

@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from containers.engine import lifecycle as engine_lifecycle
 from containers.models import Container, Event
-from updates import executor
+from updates import crash_repair, executor, runqueue
 from updates.choices import RunStage, RunStatus
 from updates.models import ContainerUpdate, UpdateRun
 
@@ -66,7 +66,7 @@ def test_a_backup_of_a_succeeded_run_is_removed_with_a_record(alpha, make_host, 
     alpha.docker("run", "-d", "--network", "none", "--name", name, image)
     sync(host)
 
-    summary = executor.repair(host_ids=[host.pk])
+    summary = crash_repair.repair(host_ids=[host.pk])
     assert {"backup": backup, "outcome": "removed"} in summary["backups"]
     assert _names(alpha, name) == [name]
     events = _backup_events(f"{host.pk}:{backup_id[:12]}")
@@ -91,7 +91,7 @@ def test_a_backup_whose_name_is_free_gets_it_back_and_keeps_its_desired_state(
     key = f"{host.pk}:{backup_id[:12]}"
     Container.objects.filter(pk=key).update(desired_state="running")
 
-    summary = executor.repair(host_ids=[host.pk])
+    summary = crash_repair.repair(host_ids=[host.pk])
     assert {"backup": backup, "outcome": "restored"} in summary["backups"]
     assert _names(alpha, name) == [name]
     now = _inspect(alpha, name)
@@ -115,7 +115,7 @@ def test_a_backup_whose_name_is_taken_is_kept_and_reported_once(alpha, make_host
     sync(host)
 
     for _ in range(2):
-        summary = executor.repair(host_ids=[host.pk])
+        summary = crash_repair.repair(host_ids=[host.pk])
         assert {"backup": backup, "outcome": "kept"} in summary["backups"]
     assert _names(alpha, name) == sorted([name, backup])
     assert _inspect(alpha, name)["Id"] == other_id and _inspect(alpha, backup)["Id"] == backup_id
@@ -147,7 +147,7 @@ def test_a_crash_during_cleanup_is_finished_as_succeeded(testbed, alpha, make_ho
         raise _Crash()
 
     with override_settings(DOCKMON_UPDATE_GRACE_SECONDS=1.0, DOCKMON_UPDATE_STOP_TIMEOUT=2):
-        run = executor.request_update(old, enqueue=False)
+        run = runqueue.request_update(old, enqueue=False)
         monkeypatch.setattr(engine_lifecycle, "remove", crash)
         with pytest.raises(_Crash):
             executor.execute(run.pk)
@@ -158,7 +158,7 @@ def test_a_crash_during_cleanup_is_finished_as_succeeded(testbed, alpha, make_ho
         assert _names(alpha, name) == sorted([name, run.backup_name])
         UpdateRun.objects.filter(pk=run.pk).update(worker=_dead_worker())
 
-        summary = executor.repair(host_ids=[host.pk])
+        summary = crash_repair.repair(host_ids=[host.pk])
         assert summary["runs"] == [{"run": run.pk, "outcome": "succeeded"}]
         run.refresh_from_db()
         assert run.status == RunStatus.SUCCEEDED and run.stage == RunStage.DONE, run.log
@@ -171,7 +171,7 @@ def test_a_crash_during_cleanup_is_finished_as_succeeded(testbed, alpha, make_ho
         event = Event.objects.get(type="update.succeeded", data__run=run.pk)
         assert event.data["repaired"] is True and event.container_key == run.new_key
         # A second repair finds nothing more to do.
-        again = executor.repair(host_ids=[host.pk])
+        again = crash_repair.repair(host_ids=[host.pk])
         assert again["runs"] == [] and not any(b["backup"].startswith(name) for b in again["backups"])
     finally:
         for n in _names(alpha, name):

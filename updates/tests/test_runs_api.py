@@ -14,7 +14,7 @@ from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
 
 from containers.models import Container, DockerHost
-from updates import autoupdate, executor
+from updates import autoupdate, executor, runqueue
 from updates.choices import RunStatus, UpdateStatus
 from updates.models import AutoUpdate, ContainerUpdate, RolledBackDigest, UpdatePolicy, UpdateRun
 
@@ -270,7 +270,7 @@ def test_concurrent_kickers_never_start_more_than_the_limit():
         def kicker(barrier=barrier, results=results, errors=errors):
             try:
                 barrier.wait(10)
-                results.append(executor.kick(host.pk))
+                results.append(runqueue.kick(host.pk))
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
             finally:

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AuditEntry
 from containers import config_io
-from updates import services
+from updates import lookups
 from updates.models import RegistryCredential
 from updates.registry import (
     Credential,
@@ -104,7 +104,7 @@ def people(django_user_model, unique):
 
 def _ask(registry: str):
     """What an update check asks the registry, with the credentials as stored now."""
-    client = RegistryClient(services.registry_credentials(), timeout=5)
+    client = RegistryClient(lookups.registry_credentials(), timeout=5)
     return client.head_manifest(parse_reference(f"{registry}/trust/probe:1"))
 
 
@@ -193,7 +193,7 @@ def test_turning_on_insecure_or_changing_the_ca_drops_the_password_in_the_model(
     other.password_supplied = True  # the same change gave it again
     other.save()
     assert RegistryCredential.objects.get(pk=other.pk).password == PASSWORD
-    assert services.registry_credentials()[cred.registry].username == "", "a user name without its password is not used"
+    assert lookups.registry_credentials()[cred.registry].username == "", "a user name without its password is not used"
 
 
 def test_an_import_that_turns_on_insecure_drops_the_password():

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from updates.choices import TrackingMode
 from updates.schedule import parse_cron
@@ -61,15 +63,27 @@ def test_cron_parsing_is_strict():
             parse_cron(bad)
 
 
-def test_settings_refuse_a_bad_cron(monkeypatch):
+def test_a_bad_cron_setting_stops_dockmon(monkeypatch, settings):
+    """The settings keep DOCKMON_UPDATE_CHECK_CRON as text (they import no app); a bad expression
+    fails the system checks (migrate, which the web role runs first) and the start of a worker or
+    beat, each naming the setting."""
     import importlib
 
     import dockmon_site.settings as settings_module
+    from dockmon_site import celery as celery_module
 
     monkeypatch.setenv("DOCKMON_UPDATE_CHECK_CRON", "0 99 * * *")
+    importlib.reload(settings_module)
+    settings.DOCKMON_UPDATE_CHECK_CRON = settings_module.DOCKMON_UPDATE_CHECK_CRON
+    with pytest.raises(SystemCheckError, match="DOCKMON_UPDATE_CHECK_CRON"):
+        call_command("check")
     with pytest.raises(ImproperlyConfigured, match="DOCKMON_UPDATE_CHECK_CRON"):
-        importlib.reload(settings_module)
+        celery_module.schedule_update_check(sender=celery_module.app)
     monkeypatch.delenv("DOCKMON_UPDATE_CHECK_CRON")
     importlib.reload(settings_module)
-    entry = settings_module.CELERY_BEAT_SCHEDULE["check-updates"]
+    settings.DOCKMON_UPDATE_CHECK_CRON = settings_module.DOCKMON_UPDATE_CHECK_CRON
+    call_command("check")
+    celery_module.schedule_update_check(sender=celery_module.app)
+    entry = celery_module.app.conf.beat_schedule["check-updates"]
     assert entry["task"] == "updates.tasks.check_updates" and entry["options"]["expires"] > 0
+    assert entry["schedule"] == parse_cron("0 4 * * *")

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from containers.models import Container
 from testkit import testing
-from updates import executor
+from updates import crash_repair, runqueue
 from updates.choices import ACTIVE_RUN_STATUSES, RunStage, RunStatus
 from updates.models import UpdateRun
 
@@ -41,16 +41,16 @@ def test_a_zombie_worker_process_counts_as_dead():
     try:
         testing.wait_for(lambda: open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] == "Z", timeout=10,
                          message="the child to exit unreaped")
-        assert not executor._pid_alive(child.pid)
+        assert not crash_repair._pid_alive(child.pid)
     finally:
         child.wait(5)
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        assert executor._pid_alive(sleeper.pid)
+        assert crash_repair._pid_alive(sleeper.pid)
     finally:
         sleeper.kill()
         sleeper.wait(5)
-    assert not executor._pid_alive(sleeper.pid)
+    assert not crash_repair._pid_alive(sleeper.pid)
 
 
 def _names(eng, name):
@@ -84,7 +84,7 @@ def test_killing_the_worker_mid_update_leaves_a_consistent_state(testbed, alpha,
     worker = _start_worker(queue)
     try:
         with override_settings(DOCKMON_UPDATE_QUEUE=queue):
-            run = executor.request_update(container, health_timeout=120)
+            run = runqueue.request_update(container, health_timeout=120)
         testing.wait_for(lambda: UpdateRun.objects.get(pk=run.pk).stage == RunStage.HEALTH, timeout=90,
                          message=lambda: f"the run to reach its health gate; worker log: {worker.log()}")
         run.refresh_from_db()
