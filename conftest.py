@@ -134,3 +134,60 @@ def sync_container():
             client.close()
 
     return sync
+
+
+@pytest.fixture
+def people(django_user_model, unique):
+    """An administrator and the users `granted` and `outsider` (testkit/people.py); a module that
+    needs more overrides this fixture and builds on it."""
+    from testkit.people import People
+
+    return People(django_user_model, unique)
+
+
+@pytest.fixture
+def eager():
+    """Celery tasks run inline (CELERY_TASK_ALWAYS_EAGER), as a worker would run them (signals
+    included), as in the test settings of CI."""
+    from dockmon_site.celery import app
+
+    with testing.eager_tasks(app):
+        yield app
+
+
+# Local HTTP servers on 127.0.0.1 (testkit/receivers.py), each closed after the test.
+@pytest.fixture
+def receiver():
+    """A notification service: records every request; `script()` sets the answers of a path."""
+    from testkit.receivers import Receiver
+
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def local_server():
+    """A web endpoint with a few behaviours chosen by path (/status, /redirect, /drip, ...)."""
+    from testkit.receivers import WebService
+
+    with WebService() as server:
+        yield server
+
+
+@pytest.fixture
+def tls_server(testbed):
+    """The same endpoint over HTTPS, with the testbed CA's server certificate."""
+    from testkit.receivers import WebService
+
+    with WebService(tls=testbed.tls) as server:
+        yield server
+
+
+@pytest.fixture
+def hanging_server():
+    """Accepts connections and never answers."""
+    from testkit.receivers import HangingServer
+
+    server = HangingServer()
+    yield server
+    server.close()

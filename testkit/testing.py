@@ -3,6 +3,7 @@ database, waiting for conditions, and a small WebSocket client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,17 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message="
     if callable(message):
         message = message()
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
+
+
+@contextlib.contextmanager
+def eager_tasks(app, propagate: bool = True):
+    """Celery runs every apply_async inline while inside (errors raised when `propagate`)."""
+    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.update(task_always_eager=True, task_eager_propagates=propagate)
+    try:
+        yield app
+    finally:
+        app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
 
 
 def free_port() -> int:

@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from accounts.models import AuditEntry
 from dockmon_site import config_io
@@ -82,24 +81,13 @@ def recorder():
     server.stop()
 
 
-class People:
-    def __init__(self, django_user_model, unique):
-        from django.contrib.auth.models import Permission
-
-        self.admin = django_user_model.objects.create_superuser(f"adm{unique}", password=None)
-        self.viewer = django_user_model.objects.create_user(f"vw{unique}")
-        self.viewer.user_permissions.add(Permission.objects.get(codename="view_registrycredential"))
-        self.outsider = django_user_model.objects.create_user(f"out{unique}")
-
-    def client(self, who) -> APIClient:
-        client = APIClient()
-        client.force_authenticate(getattr(self, who))
-        return client
-
-
 @pytest.fixture
-def people(django_user_model, unique):
-    return People(django_user_model, unique)
+def people(people):
+    """The administrator, a `viewer` who may view registry credentials, and an outsider."""
+    from django.contrib.auth.models import Permission
+
+    people.add("viewer").user_permissions.add(Permission.objects.get(codename="view_registrycredential"))
+    return people
 
 
 def _ask(registry: str):

@@ -1,0 +1,61 @@
+"""The people of a permission test: users named after their role (plus the test's unique suffix)
+and API clients signed in as them. The root conftest.py hands a `People` to tests as `people`."""
+
+from __future__ import annotations
+
+from guardian.shortcuts import assign_perm
+from rest_framework.test import APIClient
+
+# Role -> the start of its user name.
+PREFIXES = {"admin": "adm", "granted": "gr", "changer": "chg", "viewer": "vw", "operator": "op", "outsider": "out"}
+
+
+class People:
+    """An administrator (superuser) and two plain users, `granted` and `outsider`, with no rights
+    yet; a test module adds what its people may do (`add`, `on_two_hosts`)."""
+
+    def __init__(self, user_model, unique: str):
+        self.user_model = user_model
+        self.unique = unique
+        self.admin = user_model.objects.create_superuser(f"adm{unique}", password=None)
+        self.granted = self.add("granted")
+        self.outsider = self.add("outsider")
+
+    def add(self, role: str):
+        """A plain user (no password: these people use force_authenticate or tokens)."""
+        user = self.user_model.objects.create_user(f"{PREFIXES[role]}{self.unique}")
+        setattr(self, role, user)
+        return user
+
+    def __getitem__(self, role: str):
+        return getattr(self, role)
+
+    def client(self, who: str) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(getattr(self, who))
+        return client
+
+    def on_two_hosts(self, container: dict | None = None, other: dict | None = None) -> People:
+        """Two hosts (no engine behind them) with a container each (`container` on `host`, `other`
+        on `other_host`, with the given fields); `granted` and `changer` may view and change
+        `host`, `viewer` may view it, `operator` may view and operate `container`, and `outsider`
+        may view only `other_host`."""
+        from containers.models import Container, DockerHost
+
+        unique = self.unique
+        self.host = DockerHost.objects.create(name=f"api-{unique}", url="unix:///nonexistent.sock")
+        self.other_host = DockerHost.objects.create(name=f"api-other-{unique}", url="unix:///nonexistent2.sock")
+        self.container = Container.objects.create(host=self.host, container_id="a" * 64, short_id="a" * 12, name=f"web-{unique}",
+                                                  **(container or {}))
+        self.other = Container.objects.create(host=self.other_host, container_id="b" * 64, short_id="b" * 12, name=f"db-{unique}",
+                                              **(other or {}))
+        for role in ("changer", "viewer", "operator"):
+            self.add(role)
+        for user in (self.granted, self.changer):
+            for perm in ("view", "change"):
+                assign_perm(f"containers.{perm}_dockerhost", user, self.host)
+        assign_perm("containers.view_dockerhost", self.viewer, self.host)
+        assign_perm("containers.view_container", self.operator, self.container)
+        assign_perm("containers.operate_container", self.operator, self.container)
+        assign_perm("containers.view_dockerhost", self.outsider, self.other_host)
+        return self
