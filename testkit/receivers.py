@@ -26,8 +26,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
-        request = {"method": self.command, "path": parts.path, "query": parts.query, "headers": dict(self.headers),
-                   "body": owner.decode_body(raw), "raw": raw}
+        request = owner.record(raw, method=self.command, path=parts.path, query=parts.query, headers=dict(self.headers))
         with owner.lock:
             owner._requests.append(request)
         answer = owner.answer(self, request)
@@ -48,7 +47,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 (a free port, or `port`) that records each request as
-    {method, path, query, headers, body, raw} and answers with `answer(request)`:
+    {method, path, query, headers, body (text)} and answers with `answer(request)`:
     (code, headers, body). Subclasses answer through the `answer(handler, request)` method,
     which may also write the response itself and return None."""
 
@@ -73,8 +72,9 @@ class LoopbackServer:
     def answer(self, handler, request: dict):
         return self._answer(request) if self._answer else (200, {}, b"")
 
-    def decode_body(self, raw: bytes):
-        return raw
+    def record(self, raw: bytes, **request) -> dict:
+        # Text only, so that a test can look for a secret in json.dumps(server.requests).
+        return {**request, "body": raw.decode(errors="replace")}
 
     def url(self, path: str = "/", host: str = LOOPBACK) -> str:
         return f"{self.scheme}://{host}:{self.port}{path}"
@@ -103,18 +103,19 @@ class LoopbackServer:
 
 class Receiver(LoopbackServer):
     """A notification service (webhook, Pushover, Slack, ntfy, Telegram...): bodies are read as
-    JSON where they are JSON; `script(path, [(code, headers[, body]), ...])` sets the answers a
+    JSON where they are JSON (the bytes as sent under "raw"); `script(path, [(code, headers[, body]), ...])` sets the answers a
     path gives, in order (then 200 `{"ok": true}`)."""
 
     def __init__(self, **kwargs):
         self.scripts: dict[str, list] = {}
         super().__init__(**kwargs)
 
-    def decode_body(self, raw: bytes):
+    def record(self, raw: bytes, **request) -> dict:
         try:
-            return json.loads(raw) if raw else None
+            body = json.loads(raw) if raw else None
         except ValueError:
-            return raw.decode(errors="replace")
+            body = raw.decode(errors="replace")
+        return {**request, "body": body, "raw": raw}
 
     def script(self, path: str, answers: list) -> None:
         self.scripts[path] = list(answers)

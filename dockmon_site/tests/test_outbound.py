@@ -233,7 +233,7 @@ def test_a_request_with_a_user_chosen_method_is_refused_before_sending(server):
     assert server.requests == []
     assert outbound.request("POST", server.url("/"), admin=True, json={"a": 1}).status_code == 200
     assert outbound.request("POST", server.url("/"), json={"a": 1}).status_code == 200  # DockMon's own choice
-    assert server.requests[-1]["method"] == "POST" and server.requests[-1]["body"] == b'{"a": 1}'
+    assert server.requests[-1]["method"] == "POST" and server.requests[-1]["body"] == '{"a": 1}'
 
 
 # ---------------------------------------------------------------------------
@@ -286,7 +286,7 @@ def test_redirects_carry_credentials_only_to_the_same_origin_and_bodies_never_el
         assert kept.status_code == 307 and [s["path"] for s in other.requests] == ["/landing"]
         # 303 turns into a GET without the body.
         moved = outbound.request("POST", server.url(f"/redirect?code=303&to={other.url('/after')}"), json={"secret": 1})
-        assert moved.status_code == 200 and other.requests[-1]["method"] == "GET" and other.requests[-1]["body"] == b""
+        assert moved.status_code == 200 and other.requests[-1]["method"] == "GET" and other.requests[-1]["body"] == ""
     finally:
         other.close()
 
