@@ -130,10 +130,12 @@ def start_monitor(**env) -> ManagedProcess:
     return ManagedProcess("monitor", argv, subprocess_env(**defaults), log_dir()).start()
 
 
-def start_daphne(port: int) -> ManagedProcess:
+def start_daphne(port: int, *, name: str = "daphne", timeout: float = 20, **env) -> ManagedProcess:
+    """daphne serving DockMon on 127.0.0.1:port against the test database (`env` added to its
+    environment); returns once it listens."""
     argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dockmon_site.asgi:application"]
-    process = ManagedProcess("daphne", argv, subprocess_env(), log_dir()).start()
-    deadline = time.monotonic() + 20
+    process = ManagedProcess(name, argv, subprocess_env(**env), log_dir()).start()
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
             raise RuntimeError(f"daphne exited: {process.log()}")
