@@ -113,6 +113,23 @@ def monitor(transactional_db):
 
 
 @pytest.fixture
+def watched_container(make_host, run_container, monitor):
+    """watched_container(engine, name, *cmd): a host for the engine, the container started on it
+    and the monitor running; returns (host, key) once the monitor has recorded it running."""
+    from containers.models import Container
+
+    def start(engine, name: str, *cmd: str):
+        host = make_host(engine)
+        cid = run_container(engine, name, *cmd)
+        monitor()
+        key = f"{host.pk}:{cid[:12]}"
+        testing.wait_for(lambda: Container.objects.filter(pk=key, state="running").exists(), message="monitor sync", timeout=30)
+        return host, key
+
+    return start
+
+
+@pytest.fixture
 def daphne(transactional_db):
     port = testing.free_port()
     process = testing.start_daphne(port)

@@ -148,6 +148,15 @@ def start_daphne(port: int, *, name: str = "daphne", timeout: float = 20, **env)
     raise RuntimeError(f"daphne did not listen on {port}: {process.log()}")
 
 
+def sign_in(page, base: str, username: str, password: str) -> None:
+    """Sign in through DockMon's login form on a Playwright page (base: the site's root URL)."""
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
 class WSClient:
     """A blocking WebSocket client that collects messages and can wait for a matching one."""
 
