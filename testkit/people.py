@@ -12,7 +12,8 @@ PREFIXES = {"admin": "adm", "granted": "gr", "changer": "chg", "viewer": "vw", "
 
 class People:
     """An administrator (superuser) and two plain users, `granted` and `outsider`, with no rights
-    yet; a test module adds what its people may do (`add`, `on_two_hosts`)."""
+    yet; a test module adds people and what they may do (`add`, `on_two_hosts`). A person is an
+    attribute or an item: `people.granted`, `people["granted"]`."""
 
     def __init__(self, user_model, unique: str):
         self.user_model = user_model
@@ -21,9 +22,17 @@ class People:
         self.granted = self.add("granted")
         self.outsider = self.add("outsider")
 
-    def add(self, role: str):
-        """A plain user (no password: these people use force_authenticate or tokens)."""
-        user = self.user_model.objects.create_user(f"{PREFIXES[role]}{self.unique}")
+    def add(self, role: str, *, superuser: bool = False, groups: tuple[str, ...] = (), **fields):
+        """A user for the role (no password unless given: these people mostly use
+        force_authenticate or tokens), a superuser or in the given groups (roles) if asked."""
+        from django.contrib.auth.models import Group
+
+        name = f"{PREFIXES.get(role, role)}{self.unique}"
+        fields.setdefault("password", None)
+        manager = self.user_model.objects
+        user = manager.create_superuser(name, **fields) if superuser else manager.create_user(name, **fields)
+        for group in groups:
+            user.groups.add(Group.objects.get(name=group))
         setattr(self, role, user)
         return user
 
