@@ -164,8 +164,7 @@ def people(django_user_model, unique):
 
 @pytest.fixture
 def eager():
-    """Celery tasks run inline (CELERY_TASK_ALWAYS_EAGER), as a worker would run them (signals
-    included), as in the test settings of CI."""
+    """Celery runs every apply_async inline, as a worker would run it (signals included)."""
     from dockmon_site.celery import app
 
     with testing.eager_tasks(app):

@@ -18,9 +18,9 @@ class People:
     def __init__(self, user_model, unique: str):
         self.user_model = user_model
         self.unique = unique
-        self.admin = user_model.objects.create_superuser(f"adm{unique}", password=None)
-        self.granted = self.add("granted")
-        self.outsider = self.add("outsider")
+        self.add("admin", superuser=True)
+        self.add("granted")
+        self.add("outsider")
 
     def add(self, role: str, *, superuser: bool = False, groups: tuple[str, ...] = (), **fields):
         """A user for the role (no password unless given: these people mostly use
