@@ -113,6 +113,23 @@ def monitor(transactional_db):
 
 
 @pytest.fixture
+def watched_container(make_host, run_container, monitor):
+    """watched_container(engine, name, *cmd): a host for the engine, the container started on it
+    and the monitor running; returns (host, key) once the monitor has recorded it running."""
+    from containers.models import Container
+
+    def start(engine, name: str, *cmd: str):
+        host = make_host(engine)
+        cid = run_container(engine, name, *cmd)
+        monitor()
+        key = f"{host.pk}:{cid[:12]}"
+        testing.wait_for(lambda: Container.objects.filter(pk=key, state="running").exists(), message="monitor sync", timeout=30)
+        return host, key
+
+    return start
+
+
+@pytest.fixture
 def daphne(transactional_db):
     port = testing.free_port()
     process = testing.start_daphne(port)
@@ -135,3 +152,59 @@ def sync_container():
             client.close()
 
     return sync
+
+
+@pytest.fixture
+def people(django_user_model, unique):
+    """An administrator and the users `granted` and `outsider` (testkit/people.py); a module that
+    needs more overrides this fixture and builds on it."""
+    from testkit.people import People
+
+    return People(django_user_model, unique)
+
+
+@pytest.fixture
+def eager():
+    """Celery runs every apply_async inline, as a worker would run it (signals included)."""
+    from dockmon_site.celery import app
+
+    with testing.eager_tasks(app):
+        yield app
+
+
+# Local HTTP servers on 127.0.0.1 (testkit/receivers.py), each closed after the test.
+@pytest.fixture
+def receiver():
+    """A notification service: records every request; `script()` sets the answers of a path."""
+    from testkit.receivers import Receiver
+
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def local_server():
+    """A web endpoint with a few behaviours chosen by path (/status, /redirect, /drip, ...)."""
+    from testkit.receivers import WebService
+
+    with WebService() as server:
+        yield server
+
+
+@pytest.fixture
+def tls_server(testbed):
+    """The same endpoint over HTTPS, with the testbed CA's server certificate."""
+    from testkit.receivers import WebService
+
+    with WebService(tls=testbed.tls) as server:
+        yield server
+
+
+@pytest.fixture
+def hanging_server():
+    """Accepts connections and never answers."""
+    from testkit.receivers import HangingServer
+
+    server = HangingServer()
+    yield server
+    server.close()

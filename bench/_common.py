@@ -19,8 +19,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -293,3 +295,90 @@ def emit_summary(payload: dict) -> None:
     payload.setdefault("loadavg", machine()["loadavg"])
     print(f"revision {payload['revision']}, load average at the end {payload['loadavg']}", flush=True)
     print("JSON " + json.dumps(payload, sort_keys=True, separators=(",", ":")), flush=True)
+
+
+def iso_to_ns(text: str) -> int:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+class StampedSocket:
+    """DockMon's event WebSocket read in a thread: each message is stamped on receipt
+    (time.time_ns()) and handed to `on_message(msg, now)` under `cond`, which is then notified.
+    A subclass sets up its own state before calling this __init__ (the thread starts here)."""
+
+    def __init__(self, url: str):
+        from websockets.sync.client import connect
+
+        self._context = connect(url, open_timeout=10, max_size=None)
+        self.ws = self._context.__enter__()
+        self.cond = threading.Condition()
+        self.count = 0
+        self.thread = threading.Thread(target=self._run, name="ws-listener", daemon=True)
+        self.thread.start()
+
+    def on_message(self, msg: dict, now: int) -> None:
+        pass
+
+    def _run(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            while True:
+                raw = self.ws.recv()
+                now = time.time_ns()
+                msg = json.loads(raw)
+                with self.cond:
+                    self.count += 1
+                    self.on_message(msg, now)
+                    self.cond.notify_all()
+        except (ConnectionClosed, OSError):
+            pass
+
+    def wait(self, predicate, timeout: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(predicate, timeout)
+
+    def close(self) -> None:
+        try:
+            self._context.__exit__(None, None, None)
+        except Exception:
+            pass
+        self.thread.join(5)
+
+
+class DieEvents:
+    """An engine's own `die` events (timeNano) for the containers labelled `label=run_id`, from a
+    separate SDK stream read in a thread: `on_die(short_id, ns)` runs under `cond`, which is then
+    notified. A subclass sets up its own state before calling this __init__."""
+
+    def __init__(self, unix_url: str, label: str, run_id: str):
+        import docker
+
+        self.client = docker.DockerClient(base_url=unix_url, version="1.41", timeout=30)
+        self.client.api.trust_env = False
+        self.stream = self.client.events(decode=True, since=int(time.time()) - 1,
+                                         filters={"type": "container", "event": "die", "label": f"{label}={run_id}"})
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="die-watcher", daemon=True)
+        self.thread.start()
+
+    def on_die(self, short_id: str, ns: int) -> None:
+        pass
+
+    def _run(self) -> None:
+        try:
+            for event in self.stream:
+                cid = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
+                with self.cond:
+                    self.on_die(cid[:12], int(event["timeNano"]))
+                    self.cond.notify_all()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        for closer in (self.stream.close, self.client.close):
+            try:
+                closer()
+            except Exception:
+                pass

@@ -17,12 +17,9 @@ Needs the testbed up (python -m testkit.testbed up). Target: p95 < 100 ms.
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,103 +29,43 @@ TARGET_P95_MS = 100.0
 LABEL = "dockmon-bench"
 
 
-def iso_to_ns(text: str) -> int:
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
-
-
-class Listener:
-    """Reads every WebSocket message in a thread and stamps it on receipt (time.time_ns())."""
+class Listener(_common.StampedSocket):
+    """Which containers were seen running, and when each was first seen exited (receipt ns,
+    the message's own ts ns)."""
 
     def __init__(self, url: str):
-        from websockets.sync.client import connect
-
-        self._context = connect(url, open_timeout=10, max_size=None)
-        self.ws = self._context.__enter__()
-        self.cond = threading.Condition()
         self.running: set[str] = set()
-        self.exited: dict[str, tuple[int, int]] = {}  # key -> (receipt ns, message ts ns)
+        self.exited: dict[str, tuple[int, int]] = {}
         self.hello = False
-        self.count = 0
-        self.thread = threading.Thread(target=self._run, name="ws-listener", daemon=True)
-        self.thread.start()
+        super().__init__(url)
 
-    def _run(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            while True:
-                raw = self.ws.recv()
-                now = time.time_ns()
-                msg = json.loads(raw)
-                with self.cond:
-                    self.count += 1
-                    if msg["type"] == "hello":
-                        self.hello = True
-                    elif msg["type"] in ("container.state", "container.created"):
-                        # A container seen first after it started arrives as `created` with
-                        # state running (no separate container.state running).
-                        key, state = msg["data"].get("key"), msg["data"].get("state")
-                        if state == "running":
-                            self.running.add(key)
-                        elif state == "exited" and msg["type"] == "container.state" and key not in self.exited:
-                            self.exited[key] = (now, iso_to_ns(msg["ts"]))
-                    self.cond.notify_all()
-        except (ConnectionClosed, OSError):
-            pass
-
-    def wait(self, predicate, timeout: float) -> bool:
-        with self.cond:
-            return self.cond.wait_for(predicate, timeout)
-
-    def close(self) -> None:
-        try:
-            self._context.__exit__(None, None, None)
-        except Exception:
-            pass
-        self.thread.join(5)
+    def on_message(self, msg: dict, now: int) -> None:
+        if msg["type"] == "hello":
+            self.hello = True
+        elif msg["type"] in ("container.state", "container.created"):
+            # A container seen first after it started arrives as `created` with state running
+            # (no separate container.state running).
+            key, state = msg["data"].get("key"), msg["data"].get("state")
+            if state == "running":
+                self.running.add(key)
+            elif state == "exited" and msg["type"] == "container.state" and key not in self.exited:
+                self.exited[key] = (now, _common.iso_to_ns(msg["ts"]))
 
 
-class DieWatcher:
-    """The engine's own `die` events (timeNano) for our containers, from a separate SDK stream."""
+class DieWatcher(_common.DieEvents):
+    """The first `die` of each of our containers (engine timeNano)."""
 
     def __init__(self, unix_url: str, run_id: str):
-        import docker
-
-        self.client = docker.DockerClient(base_url=unix_url, version="1.41", timeout=30)
-        self.client.api.trust_env = False
-        self.stream = self.client.events(
-            decode=True, since=int(time.time()) - 1, filters={"type": "container", "event": "die", "label": f"{LABEL}={run_id}"}
-        )
-        self.cond = threading.Condition()
         self.die_ns: dict[str, int] = {}
-        self.thread = threading.Thread(target=self._run, name="die-watcher", daemon=True)
-        self.thread.start()
+        super().__init__(unix_url, LABEL, run_id)
 
-    def _run(self) -> None:
-        try:
-            for event in self.stream:
-                cid = (event.get("Actor") or {}).get("ID") or event.get("id") or ""
-                with self.cond:
-                    self.die_ns[cid[:12]] = int(event["timeNano"])
-                    self.cond.notify_all()
-        except Exception:
-            pass
+    def on_die(self, short_id: str, ns: int) -> None:
+        self.die_ns[short_id] = ns
 
     def get(self, short_id: str, timeout: float) -> int | None:
         with self.cond:
             self.cond.wait_for(lambda: short_id in self.die_ns, timeout)
             return self.die_ns.get(short_id)
-
-    def close(self) -> None:
-        try:
-            self.stream.close()
-        except Exception:
-            pass
-        try:
-            self.client.close()
-        except Exception:
-            pass
 
 
 def remove_labelled(engine, run_id: str) -> int:

@@ -23,14 +23,12 @@ here when missing). Targets: RSS web < 200 MB, worker < 250 MB, monitor < 150 MB
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -93,41 +91,18 @@ class MemorySampler:
         return out
 
 
-def iso_to_ns(text: str) -> int:
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
-
-
-class Listener:
+class Listener(_common.StampedSocket):
     """All `container.state` messages, stamped on receipt."""
 
     def __init__(self, url: str):
-        from websockets.sync.client import connect
-
-        self._context = connect(url, open_timeout=10, max_size=None)
-        self.ws = self._context.__enter__()
-        self.cond = threading.Condition()
         self.seen: dict[tuple[str, str], list[int]] = {}
         self.emitted: dict[int, int] = {}  # receipt ns -> the message's own ts (when DockMon emitted it)
-        self.count = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(url)
 
-    def _run(self):
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            while True:
-                msg = json.loads(self.ws.recv())
-                now = time.time_ns()
-                with self.cond:
-                    self.count += 1
-                    if msg["type"] in ("container.state", "container.created"):
-                        self.seen.setdefault((msg["data"].get("key"), msg["data"].get("state")), []).append(now)
-                        self.emitted[now] = iso_to_ns(msg["ts"])
-                    self.cond.notify_all()
-        except (ConnectionClosed, OSError):
-            pass
+    def on_message(self, msg: dict, now: int) -> None:
+        if msg["type"] in ("container.state", "container.created"):
+            self.seen.setdefault((msg["data"].get("key"), msg["data"].get("state")), []).append(now)
+            self.emitted[now] = _common.iso_to_ns(msg["ts"])
 
     def wait_after(self, key: str, state: str, after_ns: int, timeout: float) -> int | None:
         def found():
@@ -137,37 +112,16 @@ class Listener:
             self.cond.wait_for(lambda: found() is not None, timeout)
             return found()
 
-    def close(self):
-        try:
-            self._context.__exit__(None, None, None)
-        except Exception:
-            pass
 
-
-class DieStream:
+class DieStream(_common.DieEvents):
     """One engine's own `die` events (timeNano) for the bench's containers."""
 
     def __init__(self, unix_url: str, run_id: str):
-        import docker
-
-        self.client = docker.DockerClient(base_url=unix_url, version="1.41", timeout=30)
-        self.client.api.trust_env = False
-        self.stream = self.client.events(decode=True, since=int(time.time()) - 1,
-                                         filters={"type": "container", "event": "die", "label": f"{LABEL}={run_id}"})
-        self.cond = threading.Condition()
         self.dies: dict[str, list[int]] = {}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(unix_url, LABEL, run_id)
 
-    def _run(self):
-        try:
-            for event in self.stream:
-                cid = ((event.get("Actor") or {}).get("ID") or event.get("id") or "")[:12]
-                with self.cond:
-                    self.dies.setdefault(cid, []).append(int(event["timeNano"]))
-                    self.cond.notify_all()
-        except Exception:
-            pass
+    def on_die(self, short_id: str, ns: int) -> None:
+        self.dies.setdefault(short_id, []).append(ns)
 
     def die_after(self, short_id: str, after_ns: int, timeout: float) -> int | None:
         def found():
@@ -176,13 +130,6 @@ class DieStream:
         with self.cond:
             self.cond.wait_for(lambda: found() is not None, timeout)
             return found()
-
-    def close(self):
-        for closer in (self.stream.close, self.client.close):
-            try:
-                closer()
-            except Exception:
-                pass
 
 
 def ensure_wrk() -> str:

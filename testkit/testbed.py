@@ -785,6 +785,36 @@ def _ping(conn: http.client.HTTPConnection) -> bool:
         conn.close()
 
 
+def _in_home(filename: str) -> property:
+    """A read-only path below the engine's home directory."""
+    return property(lambda engine: f"{engine.home}/{filename}")
+
+
+def tls_flags(ca: str, pair: dict | None = None) -> list[str]:
+    """docker/dockerd flags that verify against `ca`, with a cert/key pair when given."""
+    flags = ["--tlsverify", "--tlscacert", ca]
+    if pair:
+        flags += ["--tlscert", pair["cert"], "--tlskey", pair["key"]]
+    return flags
+
+
+def dockerd_argv(dockerd: str, engine: Engine) -> list[str]:
+    """The dockerd command line of an engine: its own paths, sockets and containerd namespaces,
+    and no bridge network or iptables rules (the engines share the machine's network)."""
+    argv = [dockerd]
+    for flag, value in (("--config-file", engine.config_file), ("--data-root", engine.data_root),
+                        ("--exec-root", engine.exec_root), ("--pidfile", engine.pidfile), ("-H", engine.unix_url)):
+        argv += [flag, value]
+    if engine.tcp_port:
+        argv += ["-H", engine.tcp_url]
+        # --tls=false is explicit: without it dockerd pauses 15 s to warn about an open port.
+        argv += tls_flags(engine.server_tls["ca"], engine.server_tls) if engine.server_tls else ["--tls=false"]
+    namespace = engine.namespace
+    argv += ["--containerd-namespace", namespace, "--containerd-plugins-namespace", f"{namespace}-plugins",
+             "--cgroup-parent", f"/{namespace}", "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip6tables=false"]
+    return argv
+
+
 class Engine:
     """One dockerd of the testbed.  Attributes are plain strings/ints (JSON friendly)."""
 
@@ -812,29 +842,12 @@ class Engine:
         self.argv = argv or self._build_argv()
 
     # paths ---------------------------------------------------------------------------
-    @property
-    def sock_path(self) -> str:
-        return f"{self.home}/docker.sock"
-
-    @property
-    def data_root(self) -> str:
-        return f"{self.home}/data"
-
-    @property
-    def exec_root(self) -> str:
-        return f"{self.home}/exec"
-
-    @property
-    def pidfile(self) -> str:
-        return f"{self.home}/docker.pid"
-
-    @property
-    def log_path(self) -> str:
-        return f"{self.home}/dockerd.log"
-
-    @property
-    def config_file(self) -> str:
-        return f"{self.home}/daemon.json"
+    sock_path = _in_home("docker.sock")
+    data_root = _in_home("data")
+    exec_root = _in_home("exec")
+    pidfile = _in_home("docker.pid")
+    log_path = _in_home("dockerd.log")
+    config_file = _in_home("daemon.json")
 
     @property
     def namespace(self) -> str:
@@ -856,46 +869,7 @@ class Engine:
 
     def _build_argv(self) -> list[str]:
         dockerd = shutil.which("dockerd", path=_clean_env()["PATH"]) or "/usr/sbin/dockerd"
-        argv = [
-            dockerd,
-            "--config-file",
-            self.config_file,
-            "--data-root",
-            self.data_root,
-            "--exec-root",
-            self.exec_root,
-            "--pidfile",
-            self.pidfile,
-            "-H",
-            self.unix_url,
-        ]
-        if self.tcp_port:
-            argv += ["-H", self.tcp_url]
-            if self.server_tls:
-                argv += [
-                    "--tlsverify",
-                    "--tlscacert",
-                    self.server_tls["ca"],
-                    "--tlscert",
-                    self.server_tls["cert"],
-                    "--tlskey",
-                    self.server_tls["key"],
-                ]
-            else:
-                argv += ["--tls=false"]  # explicit: no 15 s "insecure" warning pause
-        argv += [
-            "--containerd-namespace",
-            self.namespace,
-            "--containerd-plugins-namespace",
-            f"{self.namespace}-plugins",
-            "--cgroup-parent",
-            f"/{self.namespace}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--ip6tables=false",
-        ]
-        return argv
+        return dockerd_argv(dockerd, self)
 
     def to_dict(self) -> dict:
         return {
@@ -1107,9 +1081,7 @@ class Engine:
         flags = []
         if self.server_tls:
             paths = {"good": self.tls, "wrong": self.wrong_tls}.get(cert or "")
-            flags = ["--tlsverify", "--tlscacert", self.tls["ca"]]
-            if paths:
-                flags += ["--tlscert", paths["cert"], "--tlskey", paths["key"]]
+            flags = tls_flags(self.tls["ca"], paths)
         return _run(
             [docker_bin(), "-H", self.tcp_url, *flags, *args],
             check=check,
@@ -1320,21 +1292,8 @@ def _ensure_redis(old: dict | None) -> dict:
     base.mkdir(parents=True, exist_ok=True)
     with open(base / "redis.log", "ab") as out:
         proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--daemonize",
-                "no",
-                "--bind",
-                LOOPBACK,
-                "--port",
-                str(port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(base),
-            ],
+            ["redis-server", "--daemonize", "no", "--bind", LOOPBACK, "--port", str(port), "--save", "", "--appendonly", "no",
+             "--dir", str(base)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -1450,13 +1409,7 @@ def _ensure_postgres(old: dict | None) -> dict:
         _pg_trust(c["version"], c["cluster"])
         _log(f"starting PostgreSQL cluster {c['version']}/{c['cluster']} on port {port}")
         res = _sp(
-            [
-                "pg_ctlcluster",
-                "--skip-systemctl-redirect",
-                c["version"],
-                c["cluster"],
-                "start",
-            ],
+            _pg_ctl(c["version"], c["cluster"], "start"),
             capture_output=True,
             text=True,
             timeout=120,
@@ -1474,13 +1427,7 @@ def _ensure_postgres(old: dict | None) -> dict:
         for c in _pg_clusters():
             if c["port"] == port and _pg_trust(c["version"], c["cluster"]):
                 _sp(
-                    [
-                        "pg_ctlcluster",
-                        "--skip-systemctl-redirect",
-                        c["version"],
-                        c["cluster"],
-                        "reload",
-                    ],
+                    _pg_ctl(c["version"], c["cluster"], "reload"),
                     capture_output=True,
                     timeout=60,
                 )
@@ -1491,16 +1438,14 @@ def _ensure_postgres(old: dict | None) -> dict:
     return rec
 
 
+def _pg_ctl(version: str, cluster: str, action: str) -> list[str]:
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, action]
+
+
 def _stop_postgres(rec: dict) -> None:
     if rec and rec.get("started_by_us") and rec.get("version") and rec.get("cluster"):
         _sp(
-            [
-                "pg_ctlcluster",
-                "--skip-systemctl-redirect",
-                rec["version"],
-                rec["cluster"],
-                "stop",
-            ],
+            _pg_ctl(rec["version"], rec["cluster"], "stop"),
             capture_output=True,
             timeout=120,
         )

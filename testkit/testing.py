@@ -3,6 +3,7 @@ database, waiting for conditions, and a small WebSocket client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,17 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message="
     if callable(message):
         message = message()
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
+
+
+@contextlib.contextmanager
+def eager_tasks(app, propagate: bool = True):
+    """Celery runs every apply_async inline while inside (errors raised when `propagate`)."""
+    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    app.conf.update(task_always_eager=True, task_eager_propagates=propagate)
+    try:
+        yield app
+    finally:
+        app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
 
 
 def free_port() -> int:
@@ -118,10 +130,12 @@ def start_monitor(**env) -> ManagedProcess:
     return ManagedProcess("monitor", argv, subprocess_env(**defaults), log_dir()).start()
 
 
-def start_daphne(port: int) -> ManagedProcess:
+def start_daphne(port: int, *, name: str = "daphne", timeout: float = 20, **env) -> ManagedProcess:
+    """daphne serving DockMon on 127.0.0.1:port against the test database (`env` added to its
+    environment); returns once it listens."""
     argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dockmon_site.asgi:application"]
-    process = ManagedProcess("daphne", argv, subprocess_env(), log_dir()).start()
-    deadline = time.monotonic() + 20
+    process = ManagedProcess(name, argv, subprocess_env(**env), log_dir()).start()
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
             raise RuntimeError(f"daphne exited: {process.log()}")
@@ -132,6 +146,15 @@ def start_daphne(port: int) -> ManagedProcess:
             time.sleep(0.1)
     process.stop()
     raise RuntimeError(f"daphne did not listen on {port}: {process.log()}")
+
+
+def sign_in(page, base: str, username: str, password: str) -> None:
+    """Sign in through DockMon's login form on a Playwright page (base: the site's root URL)."""
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
 
 
 class WSClient:

@@ -140,18 +140,4 @@ def start_beat(env: dict) -> testing.ManagedProcess:
 
 
 def start_daphne(port: int, env: dict) -> testing.ManagedProcess:
-    import socket
-
-    argv = [sys.executable, "-m", "daphne", "-b", LOOPBACK, "-p", str(port), "dockmon_site.asgi:application"]
-    process = testing.ManagedProcess("daphne", argv, testing.subprocess_env(**env), testing.log_dir()).start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not process.alive():
-            raise RuntimeError(f"daphne exited: {process.log()}")
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.stop()
-    raise RuntimeError(f"daphne did not listen on {port}: {process.log()}")
+    return testing.start_daphne(port, timeout=30, **env)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import sys
-import time
 
 import pytest
 from django.core.management import call_command
@@ -89,19 +86,9 @@ def _loopback_only(value, key: str = "", path: str = ""):
 
 def _start_daphne(**env) -> testing.ManagedProcess:
     port = testing.free_port()
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dockmon_site.asgi:application"]
-    process = testing.ManagedProcess("daphne-fuzz", argv, testing.subprocess_env(**env), testing.log_dir()).start()
+    process = testing.start_daphne(port, name="daphne-fuzz", **env)
     process.port = port
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.alive(), process.log()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.stop()
-    raise AssertionError(f"daphne did not listen: {process.log()}")
+    return process
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -21,15 +20,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.trust]
 
 
 @pytest.fixture
-def people(django_user_model, unique):
-    administrator = django_user_model.objects.create_user(f"administrator{unique}", password="pw-admin-123456", is_staff=True)
-    administrator.groups.add(Group.objects.get(name="Administrators"))
-    return {
-        "owner": django_user_model.objects.create_superuser(f"owner{unique}", password=None),
-        "root": django_user_model.objects.create_superuser(f"root{unique}", password="pw-root-123456"),
-        "administrator": administrator,
-        "plain": django_user_model.objects.create_user(f"plain{unique}", password="pw-plain-123456"),
-    }
+def people(people):
+    """The owner, a second superuser (`root`), a member of the Administrators role and a `plain`
+    user; root, administrator and plain with passwords."""
+    people.add("owner", superuser=True)
+    people.add("root", superuser=True, password="pw-root-123456")
+    people.add("administrator", groups=("Administrators",), password="pw-admin-123456", is_staff=True)
+    people.add("plain", password="pw-plain-123456")
+    return people
 
 
 def _api(user) -> APIClient:

@@ -1,89 +1,10 @@
-"""Fixtures for the alerts tests: a local HTTP receiver standing in for every notification
-service (reached through each channel's base URL), a real SMTP server (aiosmtpd), Celery
-tasks inline, and rows for a host and a container that need no engine."""
+"""Fixtures for the alerts tests: a real SMTP server (aiosmtpd) and rows for a host and a
+container that need no engine. The local HTTP receiver standing in for every notification
+service and inline Celery tasks come from the root conftest.py."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
-from urllib.parse import urlsplit
-
 import pytest
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        server = self.server
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode(errors="replace")
-        parts = urlsplit(self.path)
-        with server.lock:
-            server.requests.append({"path": parts.path, "query": parts.query, "headers": dict(self.headers), "body": body, "raw": raw})
-            script = server.scripts.get(parts.path) or []
-            answer = script.pop(0) if script else (200, {})
-        code, headers = answer[0], answer[1]
-        if len(answer) > 2:  # (code, headers, body): the body a real service answers with
-            payload = answer[2] if isinstance(answer[2], bytes) else json.dumps(answer[2]).encode()
-        else:
-            payload = b'{"ok": true}' if code < 300 else b'{"ok": false, "description": "scripted failure"}'
-        self.send_response(code)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_PUT = do_POST
-
-
-class Receiver:
-    """Records every request with its body; `script(path, [(code, headers[, body]), ...])` sets
-    the answers a path gives, in order (then 200)."""
-
-    def __init__(self):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.requests = []
-        self.httpd.scripts = {}
-        self.httpd.lock = threading.Lock()
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def script(self, path: str, answers: list) -> None:
-        self.httpd.scripts[path] = list(answers)
-
-    @property
-    def requests(self) -> list[dict]:
-        return list(self.httpd.requests)
-
-    def on(self, path: str) -> list[dict]:
-        return [r for r in self.requests if r["path"] == path]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -138,16 +59,6 @@ def smtp_auth_server():
     controller.handler_state = handler
     yield controller
     controller.stop()
-
-
-@pytest.fixture
-def eager():
-    from dockmon_site.celery import app
-
-    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield app
-    app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
 
 
 @pytest.fixture

@@ -12,36 +12,14 @@ from rest_framework.test import APIClient
 
 from alerts.models import Alert, AlertHistory, AlertRule, MaintenanceWindow, NotificationChannel
 from alerts.tests.conftest import make_channel, make_rule
-from containers.models import Container, DockerHost
 
 pytestmark = pytest.mark.django_db
 
 
-class People:
-    def __init__(self, django_user_model, unique):
-        self.host = DockerHost.objects.create(name=f"api-{unique}", url="unix:///nonexistent.sock")
-        self.other_host = DockerHost.objects.create(name=f"api-other-{unique}", url="unix:///nonexistent2.sock")
-        self.container = Container.objects.create(host=self.host, container_id="a" * 64, short_id="a" * 12, name=f"web-{unique}",
-                                                  state="exited")
-        self.other = Container.objects.create(host=self.other_host, container_id="b" * 64, short_id="b" * 12, name=f"db-{unique}")
-        self.admin = django_user_model.objects.create_superuser(f"adm{unique}", password=None)
-        self.granted = django_user_model.objects.create_user(f"gr{unique}")
-        self.viewer = django_user_model.objects.create_user(f"vw{unique}")
-        self.outsider = django_user_model.objects.create_user(f"out{unique}")
-        for perm in ("view", "change"):
-            assign_perm(f"containers.{perm}_dockerhost", self.granted, self.host)
-        assign_perm("containers.view_dockerhost", self.viewer, self.host)
-        assign_perm("containers.view_dockerhost", self.outsider, self.other_host)
-
-    def client(self, who):
-        client = APIClient()
-        client.force_authenticate(getattr(self, who))
-        return client
-
-
 @pytest.fixture
-def people(django_user_model, unique):
-    return People(django_user_model, unique)
+def people(people):
+    """Two hosts, a stopped container on the first (testkit/people.py)."""
+    return people.on_two_hosts(container={"state": "exited"})
 
 
 def _alert(rule, container, **extra):

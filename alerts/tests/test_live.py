@@ -10,6 +10,7 @@ from alerts.choices import HistoryAction
 from alerts.models import Alert, AlertHistory, ConditionState, Notification
 from alerts.tests.conftest import make_channel, make_rule
 from containers.models import Container, DockerHost
+from testkit.relay import TcpRelay
 from testkit.testing import wait_for
 
 TRAP = 'trap "exit 0" TERM; while true; do sleep 1; done'
@@ -161,87 +162,13 @@ def test_a_container_that_keeps_dying_ends_in_a_restart_loop_alert_and_notificat
     assert Alert.objects.filter(rule=rule).count() == 1 and len(receiver.on("/loop")) == 1
 
 
-class _TcpRelay:
-    """A loopback TCP relay in front of an engine's TCP port, to cut the monitor off from a
-    host and let it back (the shared engines themselves are never stopped)."""
-
-    def __init__(self, target_port: int):
-        import socket
-
-        self.target_port = target_port
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self.listener = None
-        self.conns: list = []
-
-    def start(self) -> None:
-        import socket
-        import threading
-
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-
-    def stop(self) -> None:
-        import socket
-
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
-        for sock in self.conns:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            except OSError:
-                pass
-        self.conns = []
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_monitor_losing_a_host_fires_host_offline_and_its_return_resolves_it(alpha, monitor, receiver, unique):
     from urllib.parse import urlsplit
 
-    relay = _TcpRelay(urlsplit(alpha.tcp_url).port)
-    relay.start()
+    relay = TcpRelay(("127.0.0.1", urlsplit(alpha.tcp_url).port))
+    relay.up()
     try:
         host = DockerHost.objects.create(name=f"al-relay-{unique}", url=f"tcp://127.0.0.1:{relay.port}")
         hook = make_channel("webhook", name=f"off-{unique}", url=receiver.url("/offline"))
@@ -251,7 +178,7 @@ def test_the_monitor_losing_a_host_fires_host_offline_and_its_return_resolves_it
         _online(host)
         assert not Alert.objects.filter(rule=rule).exists()
 
-        relay.stop()  # the host drops off the network
+        relay.down()  # the host drops off the network
         alert = wait_for(lambda: Alert.objects.filter(rule=rule, state="open").first(), timeout=60, message="host_offline fired")
         assert DockerHost.objects.get(pk=host.pk).status == "offline"
         assert alert.scope_type == "host" and alert.host_id == host.pk and alert.dedup_key == f"{rule.pk}|host_offline|host:{host.pk}"
@@ -259,11 +186,11 @@ def test_the_monitor_losing_a_host_fires_host_offline_and_its_return_resolves_it
         [fired] = wait_for(lambda: receiver.on("/offline"), timeout=20, message="offline notification")
         assert fired["body"]["event"] == "fired" and fired["body"]["alert"]["host"] == str(host.pk)
 
-        relay.start()  # back
+        relay.up()  # back
         wait_for(lambda: Alert.objects.filter(pk=alert.pk, state="resolved").exists(), timeout=60, message="resolved when back online")
         assert DockerHost.objects.get(pk=host.pk).status == "online"
         wait_for(lambda: len(receiver.on("/offline")) == 2, timeout=20, message="resolve notification")
         assert [r["body"]["event"] for r in receiver.on("/offline")] == ["fired", "resolved"]
         assert Alert.objects.filter(rule=rule).count() == 1
     finally:
-        relay.stop()
+        relay.down()

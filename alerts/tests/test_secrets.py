@@ -5,9 +5,7 @@ the request path in its error body; then every surface that shows errors is sear
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import pytest
 from django.test import Client
@@ -17,6 +15,7 @@ from alerts import evaluator, notify
 from alerts.models import Alert, DeliveryAttempt, Notification, NotificationChannel
 from alerts.transports.base import connection_reason, scrub, secret_values, strip_urls
 from containers.models import Event
+from testkit.receivers import LoopbackServer
 from testkit.testing import free_port
 
 TELEGRAM_TOKEN = "987654321:AAtelegramSECRETtokenValue0123"
@@ -28,33 +27,16 @@ SECRETS = (TELEGRAM_TOKEN, "AAtelegramSECRETtokenValue0123", "DiscordSECRETwebho
            APPRISE_PASSWORD)
 
 
-class _EchoHandler(http.server.BaseHTTPRequestHandler):
+def _not_found(request):
     """A service that answers 404 and names the path it was asked for (some do)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        payload = json.dumps({"ok": False, "description": f"Not Found: no such path {self.path}"}).encode()
-        self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    payload = json.dumps({"ok": False, "description": f"Not Found: no such path {request['path']}"}).encode()
+    return 404, {"Content-Type": "application/json"}, payload
 
 
 @pytest.fixture
 def echo_404():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with LoopbackServer(_not_found) as server:
+        yield server.url("")
 
 
 def _assert_clean(text: str, where: str) -> None:

@@ -11,13 +11,13 @@ import json
 import pytest
 from django.test import Client
 from guardian.shortcuts import assign_perm
-from rest_framework.test import APIClient
 
 from accounts.models import AuditEntry
 from alerts import notify
 from alerts.models import NotificationChannel
-from alerts.tests.conftest import Receiver, make_channel
+from alerts.tests.conftest import make_channel
 from containers import config_io
+from testkit.receivers import Receiver
 
 pytestmark = [pytest.mark.trust, pytest.mark.django_db]
 
@@ -29,28 +29,10 @@ HEADER_VALUE = "HeaderSECRETvalue-4455"
 SMTP_PASSWORD = "SmtpSECRETpassword-7788"
 
 
-class People:
-    def __init__(self, django_user_model, unique):
-        self.admin = django_user_model.objects.create_superuser(f"adm{unique}", password=None)
-        self.granted = django_user_model.objects.create_user(f"gr{unique}")
-        self.outsider = django_user_model.objects.create_user(f"out{unique}")
-
-    def client(self, who) -> APIClient:
-        client = APIClient()
-        client.force_authenticate(getattr(self, who))
-        return client
-
-
-@pytest.fixture
-def people(django_user_model, unique):
-    return People(django_user_model, unique)
-
-
 @pytest.fixture
 def second_receiver():
-    server = Receiver()
-    yield server
-    server.close()
+    with Receiver() as server:
+        yield server
 
 
 def _everything_received(*receivers) -> str:

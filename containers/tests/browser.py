@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.testing import sign_in
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 LOOP = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
@@ -38,11 +40,7 @@ def login(browser, daphne, username, password, dark=False, viewport=None, **cont
     page = context.new_page()
     page.set_default_timeout(10_000)
     base = f"http://127.0.0.1:{daphne.port}"
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
+    sign_in(page, base, username, password)
     return page, base
 
 

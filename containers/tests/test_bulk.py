@@ -246,12 +246,8 @@ def test_small_selections_answer_inline_and_background_can_be_asked_for(django_u
     assert [r["state"] for r in inline.data["results"]] == ["paused"] * 3 and inline.data["succeeded"] == 3
 
     # background=true sends even a small job to a worker; Celery runs it in this process here.
-    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    try:
+    with testing.eager_tasks(app):
         queued = client.post("/api/v1/containers/bulk/", {"action": "unpause", "keys": keys, "background": True}, format="json")
-    finally:
-        app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
     assert queued.status_code == 202
     job = client.get(f"/api/v1/bulk-jobs/{queued.data['id']}/").data
     assert job["status"] == BulkJobStatus.FINISHED and [r["state"] for r in job["results"]] == ["running"] * 3

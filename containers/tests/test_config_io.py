@@ -10,7 +10,6 @@ import json
 from datetime import time, timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -601,14 +600,11 @@ def test_an_invalid_item_writes_nothing_at_all(db, alpha):
 # API: who may, what it answers
 # ---------------------------------------------------------------------------
 @pytest.fixture
-def people(db, django_user_model):
-    admin = django_user_model.objects.create_superuser("cfg-boss", password=None)
-    role_admin = django_user_model.objects.create_user("cfg-role-admin")
-    role_admin.groups.add(Group.objects.get(name="Administrators"))
-    operator = django_user_model.objects.create_user("cfg-operator")
-    operator.groups.add(Group.objects.get(name="Operators"))
-    outsider = django_user_model.objects.create_user("cfg-outsider")
-    return {"admin": admin, "role_admin": role_admin, "operator": operator, "outsider": outsider}
+def people(db, people):
+    """The administrator, a member of the Administrators role, an operator and an outsider."""
+    people.add("role_admin", groups=("Administrators",))
+    people.add("operator", groups=("Operators",))
+    return people
 
 
 def test_only_administrators_may_export_or_import(people, make_host, alpha):

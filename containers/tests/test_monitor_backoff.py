@@ -13,7 +13,6 @@ periodic reconcile.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import threading
 from urllib.parse import urlparse
@@ -23,75 +22,10 @@ from django.db import connection
 
 from containers import monitor as monitor_module
 from containers.models import Container, DockerHost
-from testkit.testing import free_port, wait_for
+from testkit.relay import TcpRelay
+from testkit.testing import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class Forwarder:
-    """127.0.0.1:port → a real engine's TCP endpoint; `down()` closes the port and cuts every
-    open connection (to the watcher: the engine went away), `up()` opens it again."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self.port = free_port()
-        self._listener: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self.accepted = 0
-
-    def up(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def down(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-                self.accepted += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class WatcherThread:
@@ -160,7 +94,7 @@ def test_backoff_doubles_from_the_initial_delay_is_capped_and_resets_after_a_goo
     settings.DOCKMON_BACKOFF_MAX_SECONDS = 0.4
     settings.DOCKMON_RECONCILE_SECONDS = 3600
     target = urlparse(alpha.tcp_url)
-    forwarder = Forwarder((target.hostname, target.port))
+    forwarder = TcpRelay((target.hostname, target.port))
     host = DockerHost.objects.create(name=f"backoff-{unique}", url=f"tcp://127.0.0.1:{forwarder.port}")
     spec = monitor_module.HostSpec(id=str(host.pk), name=host.name, url=host.url, fingerprint="test")
     watcher = WatcherThread(spec, recorded_delays).start()

@@ -20,17 +20,6 @@ LOOP = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def eager():
-    """Celery runs a task's apply_async inline, as a worker would run it (signals included)."""
-    from dockmon_site.celery import app
-
-    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield app
-    app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
-
-
 def _online(host: DockerHost) -> DockerHost:
     host.status = HostStatus.ONLINE
     host.save(update_fields=["status"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.test import Client
 from guardian.shortcuts import assign_perm
 from rest_framework.test import APIClient
@@ -28,18 +28,14 @@ def _pem(path):
 
 
 @pytest.fixture
-def people(django_user_model, unique):
-    def person(name, **extra):
-        return django_user_model.objects.create_user(f"{name}{unique}", password=None, is_staff=True, **extra)
-
-    administrator = person("administrator")
-    administrator.groups.add(Group.objects.get(name="Administrators"))
-    return {
-        "owner": django_user_model.objects.create_superuser(f"owner{unique}", password=None),
-        "administrator": administrator,
-        "granted": person("granted"),
-        "outsider": person("outsider"),
-    }
+def people(people):
+    """The owner, a member of the Administrators role, `granted` and `outsider`; all staff."""
+    people.add("owner", superuser=True)
+    people.add("administrator", groups=("Administrators",), is_staff=True)
+    for user in (people.granted, people.outsider):
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    return people
 
 
 @pytest.fixture

@@ -74,13 +74,9 @@ def _tab_to(page, predicate: str, limit: int = 60) -> int:
     raise AssertionError(f"no focusable element matching {predicate} within {limit} tabs")
 
 
-def test_keyboard_only_open_a_container_and_reach_a_confirmation(browser, admin, make_host, alpha, monitor, daphne, run_container, unique):
-    host = make_host(alpha)
+def test_keyboard_only_open_a_container_and_reach_a_confirmation(browser, admin, alpha, daphne, watched_container, unique):
     name = f"kbd-{unique}"
-    cid = run_container(alpha, name, *LOOP)
-    monitor()
-    key = f"{host.pk}:{cid[:12]}"
-    wait_for(lambda: Container.objects.filter(pk=key, state="running").exists(), message="sync", timeout=30)
+    _, key = watched_container(alpha, name, *LOOP)
     page, base = login(browser, daphne, "boss", "pw-boss-12345")
     page.goto(f"{base}/containers/")
     live(page)

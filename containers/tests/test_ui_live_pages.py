@@ -19,13 +19,9 @@ def _running_kpi() -> str:
     return f"{present.filter(state='running').count()} / {present.count()}"
 
 
-def test_dashboard_counts_and_top_cpu_change_without_a_reload(browser, admin, make_host, alpha, monitor, daphne, run_container, unique):
-    host = make_host(alpha)
+def test_dashboard_counts_and_top_cpu_change_without_a_reload(browser, admin, alpha, daphne, run_container, watched_container, unique):
     name = f"dash-{unique}"
-    cid = run_container(alpha, name, *LOOP)
-    monitor()
-    key = f"{host.pk}:{cid[:12]}"
-    wait_for(lambda: Container.objects.filter(pk=key, state="running").exists(), message="monitor sync", timeout=30)
+    host, key = watched_container(alpha, name, *LOOP)
     page, base = login(browser, daphne, "boss", "pw-boss-12345")
     page.context.add_init_script(SUBSCRIBED_PROBE)
     page.goto(f"{base}/")

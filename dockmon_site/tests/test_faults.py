@@ -19,7 +19,7 @@ from accounts.models import APIToken
 from containers.models import Container, DockerHost
 from containers.tests.browser import browser  # noqa: F401 (fixture)
 from testkit import testing, testservers
-from testkit.testing import WSClient, wait_for
+from testkit.testing import WSClient, sign_in, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -280,11 +280,7 @@ def test_a_browser_page_that_missed_events_while_its_socket_was_down_shows_the_t
         page = context.new_page()
         page.set_default_timeout(15_000)
         base = f"http://127.0.0.1:{port}"
-        page.goto(f"{base}/login/")
-        page.fill("#id_username", "boss")
-        page.fill("#id_password", "pw-boss-12345")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/")
+        sign_in(page, base, "boss", "pw-boss-12345")
         page.goto(f"{base}/containers/")
         live(page)
         assert row(page, container.key).locator(".badge.state").inner_text() == "running"

@@ -8,10 +8,8 @@ webhook target and a checked service (nothing may reach it when the secret canno
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import json
-import threading
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -39,38 +37,6 @@ UNDECRYPTABLE = "stored TLS material cannot be decrypted: the encryption key cha
 HEADER_VALUE = "hdr-SECRET-4411"
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.server.seen.append({"path": self.path, "headers": dict(self.headers)})
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    do_GET = do_POST = do_HEAD = _answer
-
-
-@pytest.fixture
-def receiver():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    httpd.daemon_threads = True
-    httpd.seen = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-
-
 def _stored(model, pk, column: str) -> str:
     """The column as the database holds it (no decryption)."""
     with connection.cursor() as cursor:
@@ -84,11 +50,11 @@ def _secrets(receiver, host_for_checks: DockerHost, unique: str):
     """One of each kind of stored secret besides the host's TLS material."""
     registry = RegistryCredential.objects.create(registry=f"reg-{unique}.example:5000", username="u", password="reg-pass-1")
     channel = NotificationChannel(name=f"wh-{unique}", kind="webhook", config={})
-    channel.set_secrets({"url": f"{receiver.url}/hook", "headers": {"X-Api-Key": HEADER_VALUE}})
+    channel.set_secrets({"url": receiver.url("/hook"), "headers": {"X-Api-Key": HEADER_VALUE}})
     channel.save()
     container = Container.objects.create(host=host_for_checks, container_id=(unique * 8)[:64], short_id=(unique * 2)[:12],
                                          name=f"web-{unique}", state="running", image="demo/web:1")
-    check = HealthCheck.objects.create(container=container, url=f"{receiver.url}/health", headers=json.dumps({"X-Api-Key": HEADER_VALUE}),
+    check = HealthCheck.objects.create(container=container, url=receiver.url("/health"), headers=json.dumps({"X-Api-Key": HEADER_VALUE}),
                                        basic_auth_user="probe", basic_auth_password="probe-pass-2")
     return registry, channel, check
 
@@ -248,7 +214,7 @@ def test_secrets_no_key_opens_fail_their_own_delivery_check_or_pull_with_a_clear
     assert "stored header values and basic-auth password cannot be decrypted: the encryption key changed" in probe.error
     with pytest.raises(RegistryAuthError, match="stored registry password cannot be decrypted"):
         RegistryClient(registry_credentials()).head_manifest(parse_reference(f"{testbed.registry}/demo/app:1.0"))
-    assert receiver.seen == []  # nothing went out without (or with a wrong) secret
+    assert receiver.requests == []  # nothing went out without (or with a wrong) secret
 
     admin = APIClient()
     admin.force_authenticate(django_user_model.objects.create_superuser(f"a{unique}", password="pw-admin-1234"))
@@ -312,7 +278,7 @@ def test_a_secret_no_key_opens_is_dropped_when_its_destination_changes_so_the_ol
 
     moved_check = HealthCheck.objects.get(pk=check.pk)
     assert crypto.is_undecryptable(moved_check.basic_auth_password)
-    moved_check.url = f"{receiver.url.replace('127.0.0.1', 'localhost')}/elsewhere"
+    moved_check.url = receiver.url("/elsewhere", host="localhost")
     moved_check.save()
     moved_channel = NotificationChannel.objects.get(pk=gotify.pk)
     moved_channel.config = {"base_url": "http://127.0.0.1:10/"}
@@ -329,7 +295,7 @@ def test_a_secret_no_key_opens_is_dropped_when_its_destination_changes_so_the_ol
     assert RegistryCredential.objects.get(pk=registry.pk).password == ""
     _, probe = health_services.test_now(check)
     assert probe.ok is True, probe.error
-    sent = receiver.seen[-1]["headers"]
+    sent = receiver.requests[-1]["headers"]
     assert "X-Api-Key" not in sent
     # The user name stays (it is not a secret); the password went with the old destination.
     assert base64.b64decode(sent["Authorization"].split()[1]) == b"probe:"

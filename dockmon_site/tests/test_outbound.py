@@ -4,11 +4,8 @@ real HTTP servers on 127.0.0.1 (body cap, total deadline, redirects, credentials
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import override_settings
@@ -16,85 +13,16 @@ from django.test import override_settings
 from dockmon_site import outbound, outbound_engines
 from dockmon_site.outbound_rules import blocked_reason, candidates, ip_of, parse_rules
 from dockmon_site.tests.test_env import _refused, _settings
+from testkit.receivers import WebService
 
 # The policy reads the registered engines from the database.
 pytestmark = pytest.mark.django_db
 
 
-# ---------------------------------------------------------------------------
-# A small HTTP server on 127.0.0.1
-# ---------------------------------------------------------------------------
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _handle(self):
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.server.seen.append({"method": self.command, "path": parts.path, "headers": dict(self.headers), "body": body})
-        if parts.path == "/redirect":
-            return self._send(int(query.get("code", "302")), b"", {"Location": query["to"]})
-        if parts.path == "/big":
-            return self._send(200, b"x" * int(query.get("size", "100000")))
-        if parts.path == "/drip":
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            try:
-                for _ in range(1000):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.1)
-            except OSError:
-                pass
-            return None
-        if parts.path == "/loop":
-            return self._send(302, b"", {"Location": "/loop"})
-        if parts.path == "/json":
-            return self._send(200, b'{"ok": true}', {"Content-Type": "application/json"})
-        return self._send(200, b"hello")
-
-    def _send(self, code, body=b"", headers=None):
-        self.send_response(code)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = _handle
-
-
-class Server:
-    def __init__(self):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.seen = []
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path="/"):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    @property
-    def seen(self):
-        return self.httpd.seen
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
+def server(local_server):
+    """A small HTTP server on 127.0.0.1 (testkit/receivers.py)."""
+    return local_server
 
 
 @pytest.fixture
@@ -302,10 +230,10 @@ def test_methods_other_than_get_and_head_need_an_administrator():
 def test_a_request_with_a_user_chosen_method_is_refused_before_sending(server):
     with pytest.raises(outbound.Refused, match="administrator"):
         outbound.request("POST", server.url("/"), admin=False)
-    assert server.seen == []
+    assert server.requests == []
     assert outbound.request("POST", server.url("/"), admin=True, json={"a": 1}).status_code == 200
     assert outbound.request("POST", server.url("/"), json={"a": 1}).status_code == 200  # DockMon's own choice
-    assert server.seen[-1]["method"] == "POST" and server.seen[-1]["body"] == b'{"a": 1}'
+    assert server.requests[-1]["method"] == "POST" and server.requests[-1]["body"] == '{"a": 1}'
 
 
 # ---------------------------------------------------------------------------
@@ -342,23 +270,23 @@ def test_a_redirect_to_a_refused_target_is_not_followed(server, engines):
     for bad in ("http://169.254.169.254/latest/", "http://127.0.0.1:2375/containers/json"):
         with pytest.raises(outbound.Refused, match="Refused redirect"):
             outbound.request("GET", server.url(f"/redirect?to={bad}"))
-    assert [seen["path"] for seen in server.seen] == ["/redirect"] * 3
+    assert [seen["path"] for seen in server.requests] == ["/redirect"] * 3
 
 
 def test_redirects_carry_credentials_only_to_the_same_origin_and_bodies_never_elsewhere(server):
-    other = Server()
+    other = WebService()
     try:
         response = outbound.request("GET", server.url(f"/redirect?to={other.url('/landing')}"),
                                     headers={"X-Api-Key": "k-123"}, auth=("u", "p"))
         assert response.status_code == 200 and response.redirects == 1 and response.url == other.url("/landing")
-        assert server.seen[-1]["headers"].get("X-Api-Key") == "k-123"
-        assert "X-Api-Key" not in other.seen[-1]["headers"] and "Authorization" not in other.seen[-1]["headers"]
+        assert server.requests[-1]["headers"].get("X-Api-Key") == "k-123"
+        assert "X-Api-Key" not in other.requests[-1]["headers"] and "Authorization" not in other.requests[-1]["headers"]
         # A 307 would re-send the JSON body to another origin: returned as it is, not followed.
         kept = outbound.request("POST", server.url(f"/redirect?code=307&to={other.url('/steal')}"), json={"secret": 1})
-        assert kept.status_code == 307 and [s["path"] for s in other.seen] == ["/landing"]
+        assert kept.status_code == 307 and [s["path"] for s in other.requests] == ["/landing"]
         # 303 turns into a GET without the body.
         moved = outbound.request("POST", server.url(f"/redirect?code=303&to={other.url('/after')}"), json={"secret": 1})
-        assert moved.status_code == 200 and other.seen[-1]["method"] == "GET" and other.seen[-1]["body"] == b""
+        assert moved.status_code == 200 and other.requests[-1]["method"] == "GET" and other.requests[-1]["body"] == ""
     finally:
         other.close()
 
@@ -366,7 +294,7 @@ def test_redirects_carry_credentials_only_to_the_same_origin_and_bodies_never_el
 def test_too_many_redirects(server):
     with pytest.raises(outbound.TooManyRedirects) as caught:
         outbound.request("GET", server.url("/loop"), max_redirects=3)
-    assert caught.value.redirects == 3 and caught.value.status_code == 302 and len(server.seen) == 4
+    assert caught.value.redirects == 3 and caught.value.status_code == 302 and len(server.requests) == 4
 
 
 def test_the_environment_is_ignored(server, monkeypatch):
@@ -404,7 +332,7 @@ def test_a_name_is_resolved_once_and_the_checked_address_is_connected(server, mo
     monkeypatch.setattr(outbound, "_getaddrinfo", lambda host, port: next(answers))
     response = outbound.request("GET", f"http://service.test:{server.port}/")
     assert response.status_code == 200 and response.addresses == ["127.0.0.1"]
-    assert server.seen[-1]["headers"]["Host"] == f"service.test:{server.port}"
+    assert server.requests[-1]["headers"]["Host"] == f"service.test:{server.port}"
 
 
 def test_a_name_with_any_refused_address_is_refused_as_a_whole(monkeypatch):

@@ -58,11 +58,7 @@ def test_everything_stays_under_the_prefix(prefixed_daphne, browser, admin, make
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.on("response", lambda r: failures.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", "boss")
-    page.fill("#id_password", "pw-boss-12345")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
+    testing.sign_in(page, base, "boss", "pw-boss-12345")
     page.goto(f"{base}/containers/")
     live(page)  # the WebSocket at /dockmon/ws/events/ is open
     link = row(page, container.key).locator("a.name")

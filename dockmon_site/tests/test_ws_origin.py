@@ -5,15 +5,13 @@ cookie with (cookies do not care about ports)."""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from accounts.models import APIToken
 from containers.tests.browser import browser, live, login  # noqa: F401 (fixture)
 from dockmon_site.origin import origin_allowed
 from testkit import testing, testservers
+from testkit.receivers import LoopbackServer
 from testkit.testing import WSClient
 
 pytestmark = pytest.mark.trust
@@ -109,35 +107,14 @@ ws.onclose = function (e) { window.result.closed = true; window.result.code = e.
 </script></body></html>"""
 
 
-class _ForeignSite:
+def _foreign_site(target_port: int) -> LoopbackServer:
     """A page served by another program on this machine, on its own loopback port."""
-
-    def __init__(self, target_port: int):
-        page = (_FOREIGN_PAGE % {"port": target_port}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    page = (_FOREIGN_PAGE % {"port": target_port}).encode()
+    return LoopbackServer(lambda request: (200, {"Content-Type": "text/html; charset=utf-8"}, page))
 
 
 def _foreign_socket(page, site) -> dict:
-    page.goto(site.url)
+    page.goto(site.url())
     page.wait_for_function("() => window.result.closed || window.result.messages.length > 0", timeout=10_000)
     page.wait_for_timeout(300)  # anything else the server would send
     return page.evaluate("() => window.result")
@@ -154,19 +131,19 @@ def test_a_page_on_another_loopback_port_cannot_open_the_socket_while_dockmons_o
     CSRF_TRUSTED_ORIGINS lets the very same page in (the refusal is the origin check)."""
     page, base = login(browser, daphne, "boss", "pw-boss-12345")
     live(page)  # DockMon's own page: connected
-    site = _ForeignSite(daphne.port)
+    site = _foreign_site(daphne.port)
     try:
         result = _foreign_socket(page.context.new_page(), site)
         assert result["opened"] is False and result["messages"] == [] and result["closed"] is True, result
-        assert f"origin {site.url.rstrip('/')} is not this site" in daphne.log()
+        assert f"origin {site.url('')} is not this site" in daphne.log()
         page.reload()
         live(page)  # DockMon's own page still connects
     finally:
         site.close()
 
     port = testing.free_port()
-    trusted_site = _ForeignSite(port)
-    trusting = testservers.start_daphne(port, {"CSRF_TRUSTED_ORIGINS": trusted_site.url.rstrip("/")})
+    trusted_site = _foreign_site(port)
+    trusting = testservers.start_daphne(port, {"CSRF_TRUSTED_ORIGINS": trusted_site.url("")})
     try:
         result = _foreign_socket(page.context.new_page(), trusted_site)  # same browser: same session cookie
         assert result["opened"] is True, result

@@ -1,127 +1,12 @@
-"""Local HTTP endpoints for health-check tests, all on 127.0.0.1 in the test process: a small
-threaded server with a few behaviours, and a socket that accepts and never answers."""
+"""Fixtures of the health-check tests: a spy on connections, a real httpd in a container, and
+running checks once. The local HTTP endpoints (local_server, tls_server, hanging_server) and
+inline Celery tasks come from the root conftest.py."""
 
 from __future__ import annotations
 
-import http.server
 import socket
-import ssl
-import threading
-import time
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def _send(self, code: int, body: bytes = b"", headers: dict | None = None):
-        self.send_response(code)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _handle(self):
-        server = self.server
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        server.requests.append({"method": self.command, "path": parts.path, "headers": dict(self.headers)})
-        if parts.path == "/status":
-            return self._send(int(query.get("code", "200")), b"status page")
-        if parts.path == "/redirect":
-            return self._send(int(query.get("code", "302")), b"", {"Location": query["to"]})
-        if parts.path == "/loop":
-            return self._send(302, b"", {"Location": "/loop"})
-        if parts.path == "/drip":
-            # A body that never finishes: one byte at a time, each well within a read timeout.
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            try:
-                for _ in range(100000):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.2)
-            except OSError:
-                pass
-            return None
-        if parts.path == "/big":
-            # `size` bytes of filler, then `tail` (a keyword beyond a small body cap).
-            return self._send(200, b"x" * int(query.get("size", "100000")) + query.get("tail", "").encode())
-        if parts.path == "/flip":
-            return self._send(200 if server.healthy else 503, b"flip ok" if server.healthy else b"down")
-        return self._send(200, b"hello, all good")
-
-    do_GET = do_HEAD = do_POST = _handle
-
-
-class LocalServer:
-    def __init__(self, tls: dict | None = None):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.requests = []
-        self.httpd.healthy = True
-        self.scheme = "http"
-        if tls:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(tls["server_cert"], tls["server_key"])
-            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-            self.scheme = "https"
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
-        return f"{self.scheme}://{host}:{self.port}{path}"
-
-    @property
-    def requests(self) -> list[dict]:
-        return self.httpd.requests
-
-    def set_healthy(self, value: bool) -> None:
-        self.httpd.healthy = value
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class HangingServer:
-    """Accepts connections and never answers (holds them until closed)."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stop = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self):
-        self._stop = True
-        self.sock.close()
-        for conn in self.accepted:
-            conn.close()
 
 
 @pytest.fixture(autouse=True)
@@ -132,27 +17,6 @@ def _recorder_lets_go_of_the_database():
     from healthchecks import runner
 
     runner.close_db()
-
-
-@pytest.fixture
-def local_server():
-    server = LocalServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def tls_server(testbed):
-    server = LocalServer(tls=testbed.tls)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def hanging_server():
-    server = HangingServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -167,17 +31,6 @@ def connect_spy(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     return attempts
-
-
-@pytest.fixture
-def eager():
-    """Celery tasks run inline (CELERY_TASK_ALWAYS_EAGER), as in the test settings of CI."""
-    from dockmon_site.celery import app
-
-    before = (app.conf.task_always_eager, app.conf.task_eager_propagates)
-    app.conf.update(task_always_eager=True, task_eager_propagates=True)
-    yield app
-    app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
 
 
 @pytest.fixture

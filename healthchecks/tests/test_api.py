@@ -7,45 +7,18 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from guardian.shortcuts import assign_perm
-from rest_framework.test import APIClient
 
-from containers.models import Container, DockerHost
 from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
+from testkit.receivers import LoopbackServer
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/health-checks/"
 
 
-class People:
-    def __init__(self, django_user_model, unique):
-        self.host = DockerHost.objects.create(name=f"api-{unique}", url="unix:///nonexistent.sock")
-        self.other_host = DockerHost.objects.create(name=f"api-other-{unique}", url="unix:///nonexistent2.sock")
-        self.container = Container.objects.create(host=self.host, container_id="a" * 64, short_id="a" * 12, name=f"web-{unique}",
-                                                  state="running", health="healthy")
-        self.other = Container.objects.create(host=self.other_host, container_id="b" * 64, short_id="b" * 12,
-                                              name=f"db-{unique}", state="running")
-        self.admin = django_user_model.objects.create_superuser(f"adm{unique}", password=None)
-        self.changer = django_user_model.objects.create_user(f"chg{unique}")
-        self.viewer = django_user_model.objects.create_user(f"vw{unique}")
-        self.operator = django_user_model.objects.create_user(f"op{unique}")
-        self.outsider = django_user_model.objects.create_user(f"out{unique}")
-        for perm in ("view", "change"):
-            assign_perm(f"containers.{perm}_dockerhost", self.changer, self.host)
-        assign_perm("containers.view_dockerhost", self.viewer, self.host)
-        assign_perm("containers.view_container", self.operator, self.container)
-        assign_perm("containers.operate_container", self.operator, self.container)
-        assign_perm("containers.view_dockerhost", self.outsider, self.other_host)
-
-    def client(self, who):
-        client = APIClient()
-        client.force_authenticate(getattr(self, who))
-        return client
-
-
 @pytest.fixture
-def people(django_user_model, unique):
-    return People(django_user_model, unique)
+def people(people):
+    """Two hosts, a healthy running container on the first (testkit/people.py)."""
+    return people.on_two_hosts(container={"state": "running", "health": "healthy"}, other={"state": "running"})
 
 
 def _body(people, **extra):
@@ -164,22 +137,9 @@ def test_permissions_per_person(people):
 
 
 def test_test_now_runs_the_check_and_returns_the_result(people):
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ready")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = LoopbackServer(lambda request: (200, {}, b"ready"))
     try:
-        check = HealthCheck.objects.create(container=people.container, url=f"http://127.0.0.1:{server.server_address[1]}/",
+        check = HealthCheck.objects.create(container=people.container, url=server.url("/"),
                                            body_keyword="ready", next_due_at=timezone.now() + timedelta(minutes=5))
         due = check.next_due_at
         response = people.client("operator").post(f"{URL}{check.pk}/test/")
@@ -194,8 +154,7 @@ def test_test_now_runs_the_check_and_returns_the_result(people):
         HealthCheck.objects.filter(pk=check.pk).update(lease_owner="worker", lease_expires_at=timezone.now() + timedelta(minutes=1))
         assert people.client("admin").post(f"{URL}{check.pk}/test/").status_code == 409
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 def test_test_now_reports_a_refused_target(people):

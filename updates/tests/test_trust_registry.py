@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from accounts.models import AuditEntry
 from containers import config_io
+from testkit.receivers import LoopbackServer
 from updates import lookups
 from updates.models import RegistryCredential
 from updates.registry import (
@@ -36,29 +34,29 @@ pytestmark = [pytest.mark.trust, pytest.mark.django_db]
 PASSWORD = "RegSECRETpassword-9911"
 
 
-class Recorder:
+class Scripted(LoopbackServer):
+    """A loopback registry stand-in: answer(method, path, headers) -> (code, headers, body);
+    `seen` holds each request's method, path and Authorization header."""
+
+    def __init__(self, answer):
+        self._registry_answer = answer
+        super().__init__()
+
+    def answer(self, handler, request: dict):
+        return self._registry_answer(handler.command, handler.path, handler.headers)
+
+    @property
+    def seen(self) -> list[dict]:
+        return [{"method": r["method"], "path": r["path"] + (f"?{r['query']}" if r["query"] else ""),
+                 "authorization": next((v for k, v in r["headers"].items() if k.lower() == "authorization"), "")}
+                for r in self.requests]
+
+
+class Recorder(Scripted):
     """A registry stand-in that always answers 401 (Basic) and records what it was sent."""
 
     def __init__(self):
-        seen = self.seen = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                seen.append({"method": self.command, "path": self.path, "authorization": self.headers.get("Authorization", "")})
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="recorder"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_HEAD = _answer
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.addr = f"127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(lambda method, path, headers: (401, {"WWW-Authenticate": 'Basic realm="recorder"'}, b""))
 
     def passwords_seen(self) -> list[str]:
         found = []
@@ -70,36 +68,20 @@ class Recorder:
                 found.append(value)
         return found
 
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture
 def recorder():
-    server = Recorder()
-    yield server
-    server.stop()
-
-
-class People:
-    def __init__(self, django_user_model, unique):
-        from django.contrib.auth.models import Permission
-
-        self.admin = django_user_model.objects.create_superuser(f"adm{unique}", password=None)
-        self.viewer = django_user_model.objects.create_user(f"vw{unique}")
-        self.viewer.user_permissions.add(Permission.objects.get(codename="view_registrycredential"))
-        self.outsider = django_user_model.objects.create_user(f"out{unique}")
-
-    def client(self, who) -> APIClient:
-        client = APIClient()
-        client.force_authenticate(getattr(self, who))
-        return client
+    with Recorder() as server:
+        yield server
 
 
 @pytest.fixture
-def people(django_user_model, unique):
-    return People(django_user_model, unique)
+def people(people):
+    """The administrator, a `viewer` who may view registry credentials, and an outsider."""
+    from django.contrib.auth.models import Permission
+
+    people.add("viewer").user_permissions.add(Permission.objects.get(codename="view_registrycredential"))
+    return people
 
 
 def _ask(registry: str):
@@ -247,42 +229,6 @@ def test_only_administrators_change_credentials_and_outsiders_see_none(people):
 # ---------------------------------------------------------------------------
 # The outbound policy: token realms, redirects and pages chosen by a registry
 # ---------------------------------------------------------------------------
-class Scripted:
-    """A loopback registry stand-in: answer(method, path, headers) -> (code, headers, body)."""
-
-    def __init__(self, answer):
-        seen = self.seen = []
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _answer(self):
-                seen.append({"method": self.command, "path": self.path, "authorization": self.headers.get("Authorization", "")})
-                code, headers, body = answer(self.command, self.path, self.headers)
-                self.send_response(code)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_HEAD = _answer
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.addr = f"127.0.0.1:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def scripted():
     servers = []

@@ -137,11 +137,7 @@ def test_update_button_shows_live_progress_in_the_browser(testbed, alpha, admin,
             page = browser.new_page()
             page.set_default_timeout(15_000)
             base = f"http://127.0.0.1:{daphne.port}"
-            page.goto(f"{base}/login/")
-            page.fill("#id_username", "boss")
-            page.fill("#id_password", "pw-boss-12345")
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{base}/")
+            testing.sign_in(page, base, "boss", "pw-boss-12345")
             page.goto(f"{base}/containers/{key}/")
             page.wait_for_selector("#live-dot.on")
             page.click("#update-btn")
@@ -221,11 +217,7 @@ def test_check_now_fills_the_updates_page_in_as_each_image_is_decided(
             page = browser.new_page(viewport={"width": 1200, "height": 700})
             page.set_default_timeout(30_000)
             base = f"http://127.0.0.1:{daphne.port}"
-            page.goto(f"{base}/login/")
-            page.fill("#id_username", "boss")
-            page.fill("#id_password", "pw-boss-12345")
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{base}/")
+            testing.sign_in(page, base, "boss", "pw-boss-12345")
             page.goto(f"{base}/updates/?all=1")
             page.wait_for_selector("#live-dot.on")
             status = lambda which: page.locator(f'#available tr[data-key="{keys[which]}"] .status').inner_text().strip()  # noqa: E731
