@@ -16,8 +16,8 @@ from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm
 
+from containers.permissions import ACTIONS, HOST_ACTIONS
 from dockmon_site import realtime
-from dockmon_site.permissions import ACTIONS, HOST_ACTIONS
 
 PERMISSIONS_CHANGED = "permissions.changed"
 

@@ -9,6 +9,7 @@ from django.template import engines
 from django.template.response import TemplateResponse
 
 from containers import host_rules, operations, services
+from containers.admin_base import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere, visible_choices
 from containers.api.serializers import HostSerializer
 from containers.models import (
     BulkJob,
@@ -24,8 +25,7 @@ from containers.models import (
     StatsBatch,
     Tag,
 )
-from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere, visible_choices
-from dockmon_site.permissions import (
+from containers.permissions import (
     Visibility,
     has_container_perm,
     has_host_perm,

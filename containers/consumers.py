@@ -40,11 +40,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from containers import engine
+from containers.permissions import has_container_perm
 from containers.streams import ByteBudget, SlowClient, StreamPump
 from containers.ws_access import DENIED, load_access, session_digest
 from containers.ws_profiles import MAX_PROFILES, ProfilesMixin
 from dockmon_site import realtime
-from dockmon_site.permissions import has_container_perm
 
 logger = logging.getLogger(__name__)
 

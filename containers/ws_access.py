@@ -24,7 +24,7 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 
-from dockmon_site.permissions import Visibility, visible_containers
+from containers.permissions import Visibility, visible_containers
 
 # Why a socket must close; the text is sent to the client in an `error` message first.
 DENIED = {

@@ -287,7 +287,9 @@ REST_FRAMEWORK = {
         "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view keeps these: views built on accounts.api.base.AuditedViewMixin add their own
+    # classes after them (DRF would otherwise replace them); a test walks every API view.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.authentication.TokenWritePermission"],
     "DEFAULT_PAGINATION_CLASS": "dockmon_site.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -9,8 +9,8 @@ from django.shortcuts import render
 
 from containers import stats
 from containers.models import Container, Event
+from containers.permissions import Visibility, filter_related, visible_containers, visible_hosts
 from containers.views import annotate_updates
-from dockmon_site.permissions import Visibility, filter_related, visible_containers, visible_hosts
 
 
 def _hosts(user) -> list[dict]:

@@ -5,8 +5,8 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from rest_framework import serializers
 
-from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
-from dockmon_site.permissions import has_container_perm, visible_containers
+from containers.admin_base import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
+from containers.permissions import has_container_perm, visible_containers
 from healthchecks import restarts, services
 from healthchecks.choices import CheckStatus
 from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
@@ -140,7 +140,7 @@ class HealthCheckAdmin(ContainerScopedAdmin):
         return obj.container.name
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        from dockmon_site.permissions import is_administrator
+        from accounts.roles import is_administrator
 
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"is_admin": is_administrator(request.user)})

@@ -3,8 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
-from dockmon_site.permissions import has_container_perm, visible_containers
+from containers.admin_base import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
+from containers.permissions import has_container_perm, visible_containers
 from updates import services
 from updates.models import (
     AutoUpdate,

@@ -11,8 +11,8 @@ from rest_framework import serializers
 
 from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
+from containers.permissions import ACTIONS
 from dockmon_site.api import SecretField
-from dockmon_site.permissions import ACTIONS
 
 User = get_user_model()
 

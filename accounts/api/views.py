@@ -23,6 +23,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import audit, grants, lockout
+from accounts.api.base import AuditedViewMixin, ModelPermissions
 from accounts.api.renderers import CSVRenderer
 from accounts.api.serializers import (
     APITokenSerializer,
@@ -38,8 +39,7 @@ from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
 from containers.choices import EventCategory
 from dockmon_site import bus
-from dockmon_site.api import DB_INT_MAX, AuditedViewMixin, Pagination
-from dockmon_site.permissions import ModelPermissions
+from dockmon_site.api import DB_INT_MAX, Pagination
 
 User = get_user_model()
 

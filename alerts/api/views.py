@@ -22,9 +22,9 @@ from alerts.api.serializers import (
 )
 from alerts.choices import AlertState, HistoryAction, RuleKind, Severity
 from alerts.models import OPEN_STATES, Alert, AlertHistory, AlertRule, MaintenanceWindow, NotificationChannel
+from containers.api.base import VisibleViewSetMixin
 from containers.models import Container, DockerHost
-from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import filter_related, visible_containers, visible_hosts
+from containers.permissions import filter_related, visible_containers, visible_hosts
 
 
 def _active(user) -> bool:
@@ -88,7 +88,7 @@ def _masked(value):
     return "********" if value not in ("", None) else value
 
 
-class NotificationChannelViewSet(_Audited, PermissionedViewSetMixin, viewsets.ModelViewSet):
+class NotificationChannelViewSet(_Audited, VisibleViewSetMixin, viewsets.ModelViewSet):
     """Notification channels; their secret settings are write-only. POST /{id}/test/ sends a test
     message now (needs change on the channel)."""
 
@@ -123,7 +123,7 @@ class AlertRuleFilter(django_filters.FilterSet):
         fields = ["kind", "enabled", "scope", "severity"]
 
 
-class AlertRuleViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class AlertRuleViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """Alert rules. Creating and changing one needs the model permission (the Operators role has
     it); its hosts, containers and channels must be ones you can see."""
 
@@ -166,7 +166,7 @@ class AlertFilter(django_filters.FilterSet):
         return queryset.filter(state__in=states)
 
 
-class AlertViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+class AlertViewSet(VisibleViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """Alerts (open ones first in the UI; history is the resolved ones). `?state=open` lists
     everything not resolved. Acknowledge, snooze, resolve and notes need change on the alert
     (the Operators role, or change on its host/container)."""
@@ -231,7 +231,7 @@ class AlertViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
         return Response(NotificationSerializer(rows, many=True).data)
 
 
-class MaintenanceWindowViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class MaintenanceWindowViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """Blackout windows: alerts are recorded but not sent while one covers them, and the ones
     still open are sent once after it ends. Global when they name no host or container."""
 

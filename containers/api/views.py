@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from containers import container_settings, engine, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
+from containers.api.base import VisibleViewSetMixin
 from containers.api.pagination import KeysFirstPagination
 from containers.api.serializers import (
     BulkOperationSerializer,
@@ -35,9 +36,8 @@ from containers.api.serializers import (
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
 from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event, Tag
+from containers.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
 from dockmon_site import bus
-from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
 
 
 class LimitSerializer(serializers.Serializer):
@@ -141,7 +141,7 @@ class BulkJobViewSet(viewsets.ReadOnlyModelViewSet):
 _CONNECTION_FIELDS = ("url", "tls_ca", "tls_cert", "tls_key")
 
 
-class HostViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class HostViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     serializer_class = HostSerializer
     filterset_class = HostFilter
     ordering_fields = ["name", "status", "last_seen_at", "created_at"]
@@ -216,7 +216,7 @@ class HostViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
         return Response({"results": DiskUsageSerializer(rows, many=True).data})
 
 
-class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = ContainerSerializer
     filterset_class = ContainerFilter
     lookup_field = "key"
@@ -399,7 +399,7 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
         return Response({"range": query["range"], "points": StatsPointSerializer(points, many=True).data})
 
 
-class EventViewSet(PermissionedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class EventViewSet(VisibleViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = EventSerializer
     filterset_class = EventFilter
     ordering_fields = ["ts", "id"]

@@ -12,16 +12,11 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from accounts.api.base import AuditedViewMixin
+from accounts.roles import is_administrator
+from containers.api.base import VisibleViewSetMixin
 from containers.models import Container
-from dockmon_site.api import AuditedViewMixin, PermissionedViewSetMixin
-from dockmon_site.permissions import (
-    ObjectPermissions,
-    filter_related,
-    has_container_perm,
-    is_administrator,
-    object_allowed,
-    visible_containers,
-)
+from containers.permissions import ObjectPermissions, filter_related, has_container_perm, object_allowed, visible_containers
 from healthchecks import restarts, services
 from healthchecks.api.serializers import (
     AutoRestartConfigSerializer,
@@ -76,7 +71,7 @@ class HealthCheckFilter(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(url__icontains=value) | Q(container__name__icontains=value))
 
 
-class HealthCheckViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class HealthCheckViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """HTTP health checks of containers; each row also shows the container's own Docker
     HEALTHCHECK status as `container_health`."""
 

@@ -4,7 +4,7 @@ from cryptography import x509
 from rest_framework import serializers
 
 from containers.models import Container
-from dockmon_site.permissions import visible_containers, visible_hosts
+from containers.permissions import visible_containers, visible_hosts
 from updates.choices import Policy, TrackingMode
 from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
 from updates.policies import decide

@@ -17,9 +17,9 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from containers.api.base import VisibleViewSetMixin
 from containers.models import Container
-from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import has_container_perm, visible_containers, visible_hosts
+from containers.permissions import has_container_perm, visible_containers, visible_hosts
 from updates import executor
 from updates.api.serializers import (
     BulkResultSerializer,
@@ -49,7 +49,7 @@ def _token_write_permission():
 
 
 class ContainerScopedPermission(permissions.BasePermission):
-    """Rows that belong to one container carry that container's rights (dockmon_site.permissions):
+    """Rows that belong to one container carry that container's rights (containers.permissions):
     reading needs `view`; changing tracking settings or a policy needs `change`."""
 
     def has_permission(self, request, view):
@@ -225,7 +225,7 @@ class PolicyCategoryViewSet(viewsets.ModelViewSet):
         instance.delete()
 
 
-class RegistryCredentialViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class RegistryCredentialViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """Credentials per registry host; the password is write-only and stored encrypted."""
 
     serializer_class = RegistryCredentialSerializer

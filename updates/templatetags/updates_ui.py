@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.db.models import Q
 
-from dockmon_site.permissions import has_container_perm
+from containers.permissions import has_container_perm
 from updates.history import lineage_keys
 from updates.models import ContainerUpdate, UpdateRun
 from updates.policies import decide

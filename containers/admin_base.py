@@ -1,4 +1,4 @@
-"""Admin integration of the object-permission rules in dockmon_site.permissions.
+"""Admin integration of the object-permission rules in containers/permissions.py.
 
 Django's admin only knows model-level permissions; with these, a staff user granted one host
 sees the host list with just that host, and may change exactly what the API lets them change.
@@ -10,8 +10,10 @@ from django.contrib import admin
 from django.db.models import Q
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
+from accounts.roles import is_signed_in
+from containers.models import Container, DockerHost
+from containers.permissions import container_perm, host_perm, object_allowed, object_grants, visible_containers, visible_hosts
 from dockmon_site import csp
-from dockmon_site.permissions import container_perm, host_perm, object_allowed, object_grants, visible_containers, visible_hosts
 
 
 def holds_somewhere(user, action: str) -> bool:
@@ -22,7 +24,7 @@ def holds_somewhere(user, action: str) -> bool:
     that people who may only view do not get the action offered; the action still checks every
     selected row, because holding a right somewhere is not holding it on each row.
     """
-    if not (user and user.is_authenticated and user.is_active):
+    if not is_signed_in(user):
         return False
     if user.is_superuser or user.has_perm(host_perm(action)) or user.has_perm(container_perm(action)):
         return True
@@ -72,8 +74,6 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         raise NotImplementedError
 
     def _limit_related(self, db_field, request, kwargs) -> None:
-        from containers.models import Container, DockerHost
-
         if request.user.is_superuser:
             return
         if db_field.related_model is DockerHost:
