@@ -16,7 +16,7 @@ from guardian.models import UserObjectPermission
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -33,7 +33,6 @@ from accounts.api.serializers import (
     TokenObtainSerializer,
     UserSerializer,
 )
-from accounts.authentication import TokenWritePermission
 from accounts.filters import AuditFilter, TokenFilter, UserFilter
 from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
@@ -89,7 +88,6 @@ class APITokenViewSet(
     """The caller's own API tokens. POST shows the new token once; DELETE revokes."""
 
     serializer_class = APITokenSerializer
-    permission_classes = [IsAuthenticated, TokenWritePermission]
     filter_backends = [DjangoFilterBackend]
     filterset_class = TokenFilter
 
@@ -111,7 +109,7 @@ class UserViewSet(AuditedViewMixin, viewsets.ModelViewSet):
     """Users (administrators only). `password` is write-only and checked by the password validators."""
 
     serializer_class = UserSerializer
-    permission_classes = [IsAuthenticated, TokenWritePermission, ModelPermissions]
+    permission_classes = [ModelPermissions]
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = UserFilter
     ordering_fields = ["username", "date_joined", "last_login"]
@@ -148,7 +146,7 @@ class GroupViewSet(AuditedViewMixin, viewsets.ModelViewSet):
     """Groups, including the built-in roles (which cannot be renamed or deleted)."""
 
     serializer_class = GroupSerializer
-    permission_classes = [IsAuthenticated, TokenWritePermission, ModelPermissions]
+    permission_classes = [ModelPermissions]
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_fields = ["name"]
     ordering = ["name"]
@@ -176,7 +174,7 @@ class GrantViewSet(AuditedViewMixin, viewsets.ViewSet):
     update or change also grants view.
     """
 
-    permission_classes = [IsAuthenticated, TokenWritePermission, ModelPermissions]
+    permission_classes = [ModelPermissions]
     permission_model = UserObjectPermission
     serializer_class = GrantSerializer
     pagination_class = Pagination  # the list is paged like every other (and documented so)
@@ -268,7 +266,6 @@ class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
     """
 
     serializer_class = AuditEntrySerializer
-    permission_classes = [IsAuthenticated]
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = AuditFilter
     ordering_fields = ["ts", "action", "username", "status_code"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q
 from django.http import HttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from guardian.shortcuts import assign_perm
 from rest_framework import mixins, serializers, viewsets
@@ -35,7 +36,7 @@ from containers.api.serializers import (
 )
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
-from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event, Tag
+from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event, ProfileSession, Tag
 from containers.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
 from dockmon_site import bus
 
@@ -110,25 +111,22 @@ def _job_with_progress(job_id) -> BulkJob:
     return _with_items(_progress(BulkJob.objects.filter(pk=job_id)).get())
 
 
-class BulkJobViewSet(viewsets.ReadOnlyModelViewSet):
+class BulkJobViewSet(VisibleViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """Bulk operations: one's own (an administrator sees everyone's), newest first."""
 
+    permission_classes = []  # a job is its owner's: filter_permitted
+    filter_backends = [DjangoFilterBackend]
     filterset_fields = ["status", "action"]
     ordering = ["-created_at"]
 
-    def get_permissions(self):
-        from rest_framework.permissions import IsAuthenticated
-
-        from accounts.authentication import TokenWritePermission
-
-        return [IsAuthenticated(), TokenWritePermission()]
-
     def get_queryset(self):
-        jobs = BulkJob.objects.all()
-        if not self.request.user.is_superuser:
-            jobs = jobs.filter(user=self.request.user)
         # Counting items groups the query, which drops the model's default ordering.
-        return _progress(jobs).order_by("-created_at", "pk")
+        return _progress(BulkJob.objects.all()).order_by("-created_at", "pk")
+
+    def filter_permitted(self, queryset):
+        if self.request.user.is_superuser:
+            return queryset
+        return queryset.filter(user=self.request.user)
 
     def get_serializer_class(self):
         return BulkJobDetailSerializer if self.action == "retrieve" else BulkJobSerializer
@@ -426,23 +424,20 @@ def _in_time_order(session) -> list[list]:
     return sorted(session.samples, key=lambda row: row[0] or "")
 
 
-class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class ProfileSessionViewSet(VisibleViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                            viewsets.GenericViewSet):
     """Saved live-profiler sessions of containers the user may view; export as CSV or JSON."""
 
+    permission_classes = []  # viewing by filter_permitted; deleting by perform_destroy
+    filter_backends = [DjangoFilterBackend]
     filterset_fields = ["container_key", "host"]
     ordering = ["-started_at"]
 
-    def get_permissions(self):
-        from rest_framework.permissions import IsAuthenticated
-
-        from accounts.authentication import TokenWritePermission
-
-        return [IsAuthenticated(), TokenWritePermission()]
-
     def get_queryset(self):
-        from containers.models import ProfileSession
+        return ProfileSession.objects.select_related("user")
 
-        return Visibility.for_user(self.request.user).filter_rows(ProfileSession.objects.select_related("user"))
+    def filter_permitted(self, queryset):
+        return Visibility.for_user(self.request.user).filter_rows(queryset)
 
     def get_serializer_class(self):
         from containers.api.serializers import ProfileSessionDetailSerializer, ProfileSessionSerializer

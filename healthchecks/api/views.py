@@ -5,18 +5,17 @@ from datetime import timedelta
 import django_filters
 from django.db.models import Q
 from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from accounts.api.base import AuditedViewMixin
 from accounts.roles import is_administrator
 from containers.api.base import VisibleViewSetMixin
 from containers.models import Container
-from containers.permissions import ObjectPermissions, filter_related, has_container_perm, object_allowed, visible_containers
+from containers.permissions import ObjectPermissions, has_container_perm, object_allowed, visible_containers
 from healthchecks import restarts, services
 from healthchecks.api.serializers import (
     AutoRestartConfigSerializer,
@@ -33,12 +32,6 @@ from healthchecks.probe import public_error
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # More results than this in a range are averaged into buckets (a chart has only so many pixels).
 MAX_POINTS = 1000
-
-
-def _token_write_permission():
-    from accounts.authentication import TokenWritePermission
-
-    return TokenWritePermission()
 
 
 class HealthCheckPermissions(ObjectPermissions):
@@ -79,9 +72,7 @@ class HealthCheckViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     serializer_class = HealthCheckSerializer
     filterset_class = HealthCheckFilter
     ordering_fields = ["id", "status", "last_checked_at", "container__name"]
-
-    def get_permissions(self):
-        return [IsAuthenticated(), _token_write_permission(), HealthCheckPermissions()]
+    permission_classes = [HealthCheckPermissions]
 
     def perform_create(self, serializer):
         container = serializer.validated_data["container"]
@@ -175,7 +166,7 @@ class AutoRestartFilter(django_filters.FilterSet):
         fields = ["host", "enabled", "restart_loop"]
 
 
-class AutoRestartViewSet(AuditedViewMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class AutoRestartViewSet(VisibleViewSetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Auto-restart settings per container, keyed by container key; GET of a container without
     settings shows the defaults with `configured: false`; PUT/PATCH creates or changes them
     (needs `change` on the container)."""
@@ -185,18 +176,8 @@ class AutoRestartViewSet(AuditedViewMixin, mixins.ListModelMixin, viewsets.Gener
     filterset_class = AutoRestartFilter
     lookup_field = "key"
     lookup_value_regex = "[^/]+"  # malformed keys: 404 after authentication (AuditedViewMixin)
-
-    def get_permissions(self):
-        return [IsAuthenticated(), _token_write_permission()]
-
-    @property
-    def filter_backends(self):
-        from django_filters.rest_framework import DjangoFilterBackend
-
-        return [DjangoFilterBackend]
-
-    def get_queryset(self):
-        return filter_related(self.request.user, super().get_queryset())
+    permission_classes = []  # rights on the container, checked by _container()
+    filter_backends = [DjangoFilterBackend]
 
     def _container(self, action: str) -> Container:
         key = self.kwargs["key"]
