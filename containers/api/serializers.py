@@ -4,10 +4,13 @@ from datetime import UTC
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from rest_framework import serializers
 
 from containers import engine, host_rules
 from containers.models import Container, DockerHost, Event
+from containers.permissions import ACTIONS
 
 
 def _check_certificate(value: str, label: str) -> str:
@@ -283,3 +286,62 @@ class ProfileSessionDetailSerializer(ProfileSessionSerializer):
     class Meta(ProfileSessionSerializer.Meta):
         fields = [*ProfileSessionSerializer.Meta.fields, "samples"]
         read_only_fields = fields
+
+
+# ---------------------------------------------------------------------------
+# Object-permission grants
+# ---------------------------------------------------------------------------
+def _exactly_one(attrs: dict, errors: dict, into: str, choices) -> None:
+    """Exactly one of two fields given (a user or a group; a host or a container): the object
+    it names goes into attrs[into], what went wrong into `errors`. `choices` holds two
+    (field, model, message when there is no such object)."""
+    (first, _, _), (second, _, _) = choices
+    given = [(name, model, missing) for name, model, missing in choices if attrs.get(name) is not None]
+    if len(given) != 1:
+        message = f"Give either a {first} or a {second}." if not given else f"Give a {first} or a {second}, not both."
+        errors[first] = errors[second] = [message]
+        return
+    name, model, missing = given[0]
+    attrs[into] = model.objects.filter(pk=attrs[name]).first()
+    if attrs[into] is None:
+        errors[name] = [missing.format(attrs[name])]
+
+
+class GrantSerializer(serializers.Serializer):
+    id = serializers.RegexField(r"^[ug][0-9]+$", read_only=True, help_text='"u<n>" for a user\'s grant, "g<n>" for a group\'s')
+    user = serializers.IntegerField(required=False, allow_null=True, help_text="User id (or give group)")
+    username = serializers.CharField(read_only=True)
+    group = serializers.IntegerField(required=False, allow_null=True, help_text="Group id (or give user)")
+    group_name = serializers.CharField(read_only=True)
+    host = serializers.UUIDField(required=False, allow_null=True, help_text="Host id (or give container)")
+    container = serializers.CharField(required=False, allow_null=True, allow_blank=False, max_length=64, help_text="Container key (or give host)")
+    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete"], help_text="view, operate, update or change")
+    object_repr = serializers.CharField(read_only=True)
+
+    def to_representation(self, grant):
+        return {
+            "id": grant.id,
+            "user": grant.user_id,
+            "username": grant.username,
+            "group": grant.group_id,
+            "group_name": grant.group_name,
+            "host": grant.host_id,
+            "container": grant.container_key,
+            "permission": grant.permission,
+            "object_repr": grant.object_repr,
+        }
+
+    def validate_permission(self, value):
+        if value not in ACTIONS:
+            raise serializers.ValidationError(f"Choose one of: {', '.join(ACTIONS)}.")
+        return value
+
+    def validate(self, attrs):
+        errors: dict[str, list[str]] = {}
+        _exactly_one(attrs, errors, "principal",
+                     (("user", get_user_model(), "No user with id {}."), ("group", Group, "No group with id {}.")))
+        _exactly_one(attrs, errors, "target",
+                     (("host", DockerHost, "No host with id {}."), ("container", Container, "No container with key {!r}.")))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
