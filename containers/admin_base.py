@@ -12,7 +12,15 @@ from guardian.admin import ReinforcedGuardedModelAdminMixin
 
 from accounts.roles import is_signed_in
 from containers.models import Container, DockerHost
-from containers.permissions import container_perm, host_perm, object_allowed, object_grants, visible_containers, visible_hosts
+from containers.permissions import (
+    container_perm,
+    has_container_perm,
+    host_perm,
+    object_allowed,
+    object_grants,
+    visible_containers,
+    visible_hosts,
+)
 from dockmon_site import csp
 
 
@@ -117,3 +125,54 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         if obj is None:
             return super().has_delete_permission(request)
         return object_allowed(request.user, "delete", obj)
+
+
+class ContainerScopedAdmin(ObjectPermissionAdmin):
+    """Rows that belong to one container (health checks, update records...): visible and
+    changeable exactly as the container is (containers/permissions.py)."""
+
+    # Where the row's container is: a field, or a path through one (e.g. "health_check__container").
+    container_path = "container"
+    # A row acts on its container (probes it, restarts it, updates it): pointing one at a
+    # container needs `change` on that container, as in the API.
+    related_action = "change"
+
+    def _visible(self, request, queryset):
+        return queryset.filter(**{f"{self.container_path}__in": visible_containers(request.user).values("pk")})
+
+    def _container(self, obj):
+        for part in self.container_path.split("__"):
+            obj = getattr(obj, part)
+        return obj
+
+    def visible_queryset(self, request):
+        return self._visible(request, self.model.objects.all())
+
+    def get_queryset(self, request):
+        return self._visible(request, super().get_queryset(request))
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request)
+        return has_container_perm(request.user, "view", self._container(obj))
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request) or self._any_visible(request)
+        return has_container_perm(request.user, "change", self._container(obj))
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_delete_permission(request)
+        return has_container_perm(request.user, "change", self._container(obj))
+
+    def _changeable(self, request, queryset):
+        return [obj for obj in queryset if has_container_perm(request.user, "change", self._container(obj))]
+
+    # What row-changing actions declare: the right on some container (each selected row is
+    # checked again, e.g. by _changeable).
+    def has_change_some_permission(self, request):
+        return holds_somewhere(request.user, "change")
+
+    def has_update_some_permission(self, request):
+        return holds_somewhere(request.user, "update")

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC
 
 import django_filters
+from cryptography import x509
 from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, DataError
@@ -101,6 +102,21 @@ class SecretField(serializers.CharField):
         if self.keep_when_blank and data in ("", None) and self.parent is not None and self.parent.instance is not None:
             raise serializers.SkipField()
         return super().run_validation(data)
+
+
+def pem_certificates(value: str, label: str) -> str:
+    """A serializer field's PEM certificate(s) (a CA bundle, a client certificate): stripped,
+    ending in one newline; "" when blank; a 400 naming `label` when it is not PEM."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        certs = x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise serializers.ValidationError(f"This is not a PEM {label} certificate.") from None
+    if not certs:
+        raise serializers.ValidationError(f"This is not a PEM {label} certificate.")
+    return value + "\n"
 
 
 def secret_fields_of(serializer: serializers.Serializer) -> list[str]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import django_filters
 from django.db.models import Count, Q
 from drf_spectacular.utils import extend_schema
 from guardian.shortcuts import get_objects_for_user
@@ -20,8 +19,9 @@ from alerts.api.serializers import (
     NotificationSerializer,
     SnoozeSerializer,
 )
-from alerts.choices import AlertState, HistoryAction, RuleKind, Severity
-from alerts.models import OPEN_STATES, Alert, AlertHistory, AlertRule, MaintenanceWindow, NotificationChannel
+from alerts.choices import AlertState, HistoryAction
+from alerts.filters import AlertFilter, AlertRuleFilter
+from alerts.models import Alert, AlertHistory, AlertRule, MaintenanceWindow, NotificationChannel
 from containers.api.base import VisibleViewSetMixin
 from containers.models import Container, DockerHost
 from containers.permissions import filter_related, visible_containers, visible_hosts
@@ -115,14 +115,6 @@ class NotificationChannelViewSet(_Audited, VisibleViewSetMixin, viewsets.ModelVi
         return Response(result)
 
 
-class AlertRuleFilter(django_filters.FilterSet):
-    kind = django_filters.MultipleChoiceFilter(choices=RuleKind.choices)
-
-    class Meta:
-        model = AlertRule
-        fields = ["kind", "enabled", "scope", "severity"]
-
-
 class AlertRuleViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """Alert rules. Creating and changing one needs the model permission (the Operators role has
     it); its hosts, containers and channels must be ones you can see."""
@@ -140,30 +132,6 @@ class AlertRuleViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
         if not user.is_superuser:
             is_open &= Q(alerts__pk__in=filter_related(user, Alert.objects.all()).values("pk"))
         return visible_rules(user, queryset).annotate(n_open=Count("alerts", filter=is_open)).order_by("name", "id")
-
-
-class AlertFilter(django_filters.FilterSet):
-    state = django_filters.CharFilter(method="filter_state", help_text="open (= not resolved: open, acknowledged, snoozed), "
-                                                                       "acknowledged, snoozed, resolved; comma-separated")
-    kind = django_filters.MultipleChoiceFilter(choices=RuleKind.choices)
-    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
-    container = django_filters.CharFilter(field_name="container_id")
-    since = django_filters.IsoDateTimeFilter(field_name="last_seen_at", lookup_expr="gte")
-
-    class Meta:
-        model = Alert
-        fields = ["state", "kind", "severity", "host", "container", "rule", "since"]
-
-    def filter_state(self, queryset, name, value):
-        states = set()
-        for part in (p.strip() for p in value.split(",")):
-            if part == "open":
-                states.update(OPEN_STATES)  # "open" = not resolved (acknowledged and snoozed too)
-            elif part == "firing":
-                states.add(AlertState.OPEN)
-            elif part in AlertState.values:
-                states.add(part)
-        return queryset.filter(state__in=states)
 
 
 class AlertViewSet(VisibleViewSetMixin, viewsets.ReadOnlyModelViewSet):

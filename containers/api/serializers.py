@@ -2,28 +2,16 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
 from containers import engine, host_rules
-from containers.models import Container, DockerHost, Event
+from containers.choices import BulkItemStatus
+from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event
 from containers.permissions import ACTIONS
-
-
-def _check_certificate(value: str, label: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        return ""
-    try:
-        certs = x509.load_pem_x509_certificates(value.encode())
-    except ValueError:
-        raise serializers.ValidationError(f"This is not a PEM {label} certificate.") from None
-    if not certs:
-        raise serializers.ValidationError(f"This is not a PEM {label} certificate.")
-    return value + "\n"
+from dockmon_site.api import pem_certificates
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -58,10 +46,10 @@ class HostSerializer(serializers.ModelSerializer):
         return value
 
     def validate_tls_ca(self, value):
-        return _check_certificate(value, "CA")
+        return pem_certificates(value, "CA")
 
     def validate_tls_cert(self, value):
-        return _check_certificate(value, "client")
+        return pem_certificates(value, "client")
 
     def validate_tls_key(self, value):
         value = (value or "").strip()
@@ -286,6 +274,58 @@ class ProfileSessionDetailSerializer(ProfileSessionSerializer):
     class Meta(ProfileSessionSerializer.Meta):
         fields = [*ProfileSessionSerializer.Meta.fields, "samples"]
         read_only_fields = fields
+
+
+# ---------------------------------------------------------------------------
+# Bulk jobs and profile sessions
+# ---------------------------------------------------------------------------
+class LimitSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=50)
+
+
+class BulkRequestSerializer(BulkOperationSerializer):
+    background = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Run in a worker (202) or inside the request (200); default: by the selection's size",
+    )
+
+
+class BulkJobItemSerializer(serializers.ModelSerializer):
+    status = serializers.IntegerField(source="http_status", allow_null=True, read_only=True,
+                                      help_text="What a single call would have answered (200, 403, 404, 409, 503...); null while pending")
+    done = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BulkJobItem
+        fields = ["key", "ok", "state", "error", "status", "done"]
+        read_only_fields = fields
+
+    def get_done(self, obj) -> bool:
+        return obj.status != BulkItemStatus.PENDING
+
+
+class BulkJobSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
+    done = serializers.IntegerField(read_only=True, help_text="Items finished so far")
+
+    class Meta:
+        model = BulkJob
+        fields = ["id", "action", "options", "status", "background", "total", "done", "succeeded", "failed", "error",
+                  "user", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class BulkJobDetailSerializer(BulkJobSerializer):
+    results = BulkJobItemSerializer(source="item_list", many=True, read_only=True, help_text="In the order the keys were given")
+
+    class Meta(BulkJobSerializer.Meta):
+        fields = [*BulkJobSerializer.Meta.fields, "results"]
+        read_only_fields = fields
+
+
+class ProfileSamplesQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=3600)
 
 
 # ---------------------------------------------------------------------------

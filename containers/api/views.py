@@ -17,16 +17,20 @@ from containers.api import logs as logs_api
 from containers.api.base import VisibleViewSetMixin
 from containers.api.pagination import KeysFirstPagination
 from containers.api.serializers import (
-    BulkOperationSerializer,
+    BulkJobDetailSerializer,
+    BulkJobSerializer,
+    BulkRequestSerializer,
     ContainerSerializer,
     DiskUsageSerializer,
     EventSerializer,
     HostSerializer,
     HostTestResultSerializer,
     KillOptionsSerializer,
+    LimitSerializer,
     LogLineSerializer,
     LogsQuerySerializer,
     LogsSerializer,
+    ProfileSamplesQuerySerializer,
     RemoveOptionsSerializer,
     RenameSerializer,
     StatsPointSerializer,
@@ -36,13 +40,9 @@ from containers.api.serializers import (
 )
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
-from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event, ProfileSession, Tag
+from containers.models import BulkJob, Container, DockerHost, Event, ProfileSession, Tag
 from containers.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
 from dockmon_site import bus
-
-
-class LimitSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=50)
 
 
 def _valid(serializer_class, data) -> dict:
@@ -52,46 +52,6 @@ def _valid(serializer_class, data) -> dict:
 
 
 # --- bulk jobs -------------------------------------------------------------------------
-class BulkRequestSerializer(BulkOperationSerializer):
-    background = serializers.BooleanField(
-        required=False, allow_null=True, default=None,
-        help_text="Run in a worker (202) or inside the request (200); default: by the selection's size",
-    )
-
-
-class BulkJobItemSerializer(serializers.ModelSerializer):
-    status = serializers.IntegerField(source="http_status", allow_null=True, read_only=True,
-                                      help_text="What a single call would have answered (200, 403, 404, 409, 503...); null while pending")
-    done = serializers.SerializerMethodField()
-
-    class Meta:
-        model = BulkJobItem
-        fields = ["key", "ok", "state", "error", "status", "done"]
-        read_only_fields = fields
-
-    def get_done(self, obj) -> bool:
-        return obj.status != BulkItemStatus.PENDING
-
-
-class BulkJobSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
-    done = serializers.IntegerField(read_only=True, help_text="Items finished so far")
-
-    class Meta:
-        model = BulkJob
-        fields = ["id", "action", "options", "status", "background", "total", "done", "succeeded", "failed", "error",
-                  "user", "created_at", "started_at", "finished_at"]
-        read_only_fields = fields
-
-
-class BulkJobDetailSerializer(BulkJobSerializer):
-    results = BulkJobItemSerializer(source="item_list", many=True, read_only=True, help_text="In the order the keys were given")
-
-    class Meta(BulkJobSerializer.Meta):
-        fields = [*BulkJobSerializer.Meta.fields, "results"]
-        read_only_fields = fields
-
-
 def _progress(queryset):
     return queryset.select_related("user").annotate(
         done=Count("items", filter=~Q(items__status=BulkItemStatus.PENDING)),
@@ -411,11 +371,6 @@ class EventViewSet(VisibleViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
 
 PROFILE_COLUMNS = ["t", "cpu_percent", "mem_bytes", "mem_limit", "net_rx", "net_tx", "blk_read", "blk_write", "pids"]
-
-
-class ProfileSamplesQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=3600)
 
 
 def _in_time_order(session) -> list[list]:

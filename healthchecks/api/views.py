@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import django_filters
-from django.db.models import Q
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -25,7 +23,7 @@ from healthchecks.api.serializers import (
     ResultHistorySerializer,
     TestResultSerializer,
 )
-from healthchecks.choices import CheckStatus
+from healthchecks.filters import AutoRestartFilter, HealthCheckFilter
 from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
 from healthchecks.probe import public_error
 
@@ -48,20 +46,6 @@ class HealthCheckPermissions(ObjectPermissions):
         if getattr(view, "action", None) == "test":
             return has_container_perm(request.user, "operate", obj.container) or object_allowed(request.user, "change", obj)
         return super().has_object_permission(request, view, obj)
-
-
-class HealthCheckFilter(django_filters.FilterSet):
-    container = django_filters.CharFilter(field_name="container_id")
-    host = django_filters.UUIDFilter(field_name="container__host_id")
-    status = django_filters.MultipleChoiceFilter(choices=CheckStatus.choices)
-    search = django_filters.CharFilter(method="filter_search")
-
-    class Meta:
-        model = HealthCheck
-        fields = ["container", "host", "status", "enabled", "auto_restart"]
-
-    def filter_search(self, queryset, name, value):
-        return queryset.filter(Q(name__icontains=value) | Q(url__icontains=value) | Q(container__name__icontains=value))
 
 
 class HealthCheckViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
@@ -155,15 +139,6 @@ def _buckets(rows, since, span):
          "response_ms": round(b[2] / b[3], 1) if b[3] else None}
         for index, b in sorted(buckets.items())
     ]
-
-
-class AutoRestartFilter(django_filters.FilterSet):
-    host = django_filters.UUIDFilter(field_name="container__host_id")
-    restart_loop = django_filters.BooleanFilter(field_name="gave_up_at", lookup_expr="isnull", exclude=True)
-
-    class Meta:
-        model = AutoRestartConfig
-        fields = ["host", "enabled", "restart_loop"]
 
 
 class AutoRestartViewSet(VisibleViewSetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):

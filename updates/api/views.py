@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-import django_filters
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
@@ -33,7 +32,8 @@ from updates.api.serializers import (
     UpdateRequestSerializer,
     UpdateRunSerializer,
 )
-from updates.choices import RunStatus, RunTrigger, UpdateStatus
+from updates.choices import RunTrigger
+from updates.filters import ContainerUpdateFilter, UpdateRunFilter
 from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
 from updates.policies import decide, decide_many
 from updates.tasks import check_updates
@@ -59,20 +59,6 @@ class ContainerScopedViewSetMixin(VisibleViewSetMixin):
     def filter_permitted(self, queryset):
         # Objects of containers the user cannot view do not exist for them (404, not 403).
         return queryset.filter(container__in=visible_containers(self.request.user).values("pk"))
-
-
-class ContainerUpdateFilter(django_filters.FilterSet):
-    host = django_filters.UUIDFilter(field_name="container__host_id")
-    status = django_filters.MultipleChoiceFilter(choices=UpdateStatus.choices)
-    update_available = django_filters.BooleanFilter()
-    search = django_filters.CharFilter(method="filter_search")
-
-    class Meta:
-        model = ContainerUpdate
-        fields = ["host", "status", "update_available", "tracking_mode"]
-
-    def filter_search(self, queryset, name, value):
-        return queryset.filter(Q(container__name__icontains=value) | Q(image__icontains=value))
 
 
 class ContainerUpdateViewSet(ContainerScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
@@ -245,27 +231,6 @@ def runs_visible_to(user, queryset=None):
         return queryset
     keys = visible_containers(user).values("key")
     return queryset.filter(Q(host__in=visible_hosts(user).values("pk")) | Q(old_key__in=keys) | Q(new_key__in=keys))
-
-
-class UpdateRunFilter(django_filters.FilterSet):
-    container = django_filters.CharFilter(method="filter_container",
-                                          help_text="A container key: its runs across its re-creations (every key it had)")
-    host = django_filters.UUIDFilter(field_name="host_id")
-    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
-    trigger = django_filters.ChoiceFilter(choices=RunTrigger.choices)
-    batch = django_filters.CharFilter()
-
-    class Meta:
-        from updates.models import UpdateRun
-
-        model = UpdateRun
-        fields = ["container", "host", "status", "trigger", "batch"]
-
-    def filter_container(self, queryset, name, value):
-        from updates.history import lineage_keys
-
-        keys = lineage_keys(value)
-        return queryset.filter(Q(old_key__in=keys) | Q(new_key__in=keys))
 
 
 class UpdateRunViewSet(VisibleViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
