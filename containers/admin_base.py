@@ -65,7 +65,30 @@ VisibleHostFilter = visible_choices(visible_hosts)
 VisibleContainerFilter = visible_choices(visible_containers)
 
 
-class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
+class VisibilityAdmin(admin.ModelAdmin):
+    """The one admin base for rows that follow containers/permissions.py: a staff user granted
+    one host sees that host (and what belongs to it) without any model permission, and a row
+    is viewable by object_allowed."""
+
+    def visible_queryset(self, request):  # pragma: no cover - each admin narrows its own queryset
+        raise NotImplementedError
+
+    def _any_visible(self, request) -> bool:
+        cache_name = f"_dockmon_visible_{self.model._meta.model_name}"
+        if not hasattr(request, cache_name):
+            setattr(request, cache_name, self.visible_queryset(request).exists())
+        return getattr(request, cache_name)
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or self._any_visible(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request) or self._any_visible(request)
+        return object_allowed(request.user, "view", obj)
+
+
+class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, VisibilityAdmin):
     """GuardedModelAdmin whose object-permission screens need guardian's own permissions.
 
     The plain GuardedModelAdmin lets anyone with model-level change manage every user's grants
@@ -77,9 +100,6 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
     # select, a raw-id field, a many-to-many): at least viewing it; admins of rows that act on
     # their container ask for more (e.g. "change" for a health check).
     related_action = "view"
-
-    def visible_queryset(self, request):  # pragma: no cover - each admin narrows its own queryset
-        raise NotImplementedError
 
     def _limit_related(self, db_field, request, kwargs) -> None:
         if request.user.is_superuser:
@@ -101,20 +121,6 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         # guardian's page has an empty inline <style> block: allowed by its hash, nothing else
         # (the Content-Security-Policy, dockmon_site/csp.py).
         return csp.allow_style_block(super().obj_perms_manage_view(request, object_pk), "\n")
-
-    def _any_visible(self, request) -> bool:
-        cache_name = f"_dockmon_visible_{self.model._meta.model_name}"
-        if not hasattr(request, cache_name):
-            setattr(request, cache_name, self.visible_queryset(request).exists())
-        return getattr(request, cache_name)
-
-    def has_module_permission(self, request):
-        return super().has_module_permission(request) or self._any_visible(request)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_view_permission(request) or self._any_visible(request)
-        return object_allowed(request.user, "view", obj)
 
     def has_change_permission(self, request, obj=None):
         if obj is None:
