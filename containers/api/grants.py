@@ -11,8 +11,9 @@ from rest_framework import exceptions, status, viewsets
 from rest_framework.response import Response
 
 from accounts import audit
-from accounts.api.base import AuditedViewMixin, ModelPermissions
+from accounts.api.base import ModelPermissions
 from containers import grants
+from containers.api.base import VisibleViewSetMixin
 from containers.api.serializers import GrantSerializer
 from dockmon_site.api import DB_INT_MAX, Pagination
 
@@ -25,13 +26,15 @@ _GRANT_FILTERS = [
 ]
 
 
-class GrantViewSet(AuditedViewMixin, viewsets.ViewSet):
+class GrantViewSet(VisibleViewSetMixin, viewsets.ViewSet):
     """Object permissions on hosts and containers, for users and groups (administrators only).
 
     A right on a host covers all its containers, present and future. Granting operate,
     update or change also grants view.
     """
 
+    # Administrators only: a model permission on guardian's table, not a rule per object (a plain
+    # ViewSet has no queryset for filter_permitted to narrow).
     permission_classes = [ModelPermissions]
     permission_model = UserObjectPermission
     serializer_class = GrantSerializer
