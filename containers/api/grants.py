@@ -37,6 +37,7 @@ class GrantViewSet(VisibleViewSetMixin, viewsets.ViewSet):
     # ViewSet has no queryset for filter_permitted to narrow).
     permission_classes = [ModelPermissions]
     permission_model = UserObjectPermission
+    filter_backends = []  # its own query parameters (list), documented below
     serializer_class = GrantSerializer
     pagination_class = Pagination  # the list is paged like every other (and documented so)
     lookup_value_regex = "[ug][0-9]+"
