@@ -108,9 +108,9 @@ class APITokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         if count:
-            from accounts.grants import announce_permissions_changed
+            from accounts.signals import access_changed
 
-            announce_permissions_changed("tokens revoked")  # open WebSockets with these tokens close
+            access_changed.send(sender=APIToken, reason="tokens revoked")  # open WebSockets with these tokens close
         self.message_user(request, f"{count} token(s) revoked.")
 
 

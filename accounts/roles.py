@@ -2,7 +2,7 @@
 
 Model permissions from a group are global: a member of Operators may operate every container.
 To give someone only some hosts or containers, leave them out of these groups and grant object
-permissions (see dockmon_site/permissions.py and /api/v1/permissions/).
+permissions (see containers/permissions.py and /api/v1/permissions/).
 
 The rules are patterns, not lists, because apps add models over time: every `manage.py
 migrate` (post_migrate) re-applies them, and `manage.py sync_roles` does it by hand.
@@ -79,3 +79,13 @@ def sync_roles_after_migrate(sender, app_config=None, using="default", apps=None
     if not with_models or sender is not with_models[-1]:
         return
     sync_roles(using=using)
+
+
+def is_signed_in(user) -> bool:
+    """A signed-in, active user (anonymous and deactivated users have no rights at all)."""
+    return bool(user and user.is_authenticated and user.is_active)
+
+
+def is_administrator(user) -> bool:
+    """May manage users, groups and grants (superusers and the Administrators role)."""
+    return is_signed_in(user) and (user.is_superuser or user.has_perm("auth.change_user"))

@@ -1,13 +1,21 @@
-"""Audit hooks for Django's own records: admin LogEntry rows and logins."""
+"""Audit hooks for Django's own records (admin LogEntry rows and logins), and the signals
+accounts sends for the apps above it to act on."""
 
 from __future__ import annotations
 
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from accounts import audit
+
+# What someone may see or do may have changed (a grant, a group membership, a user, a token):
+# sent with `reason`, and `session_key` when a session ended (a logout). Open WebSockets
+# re-check their access on it (containers/ws_access.py).
+access_changed = Signal()
+# Someone exchanged a password for an API token (`token`).
+token_obtained = Signal()
 
 _ADMIN_ACTIONS = {ADDITION: "admin.add", CHANGE: "admin.change", DELETION: "admin.delete"}
 
@@ -56,9 +64,7 @@ def audit_login_failed(sender, credentials, request=None, **kwargs):
 # made the change (the API, guardian's admin screens, code calling assign_perm).
 # ---------------------------------------------------------------------------
 def _announce(reason: str) -> None:
-    from accounts.grants import announce_permissions_changed
-
-    announce_permissions_changed(reason)
+    access_changed.send(sender=None, reason=reason)
 
 
 def _object_permission_changed(sender, instance=None, raw=False, **kwargs):
@@ -84,19 +90,11 @@ def _token_saved(sender, instance=None, raw=False, **kwargs):
 
 
 def _logged_out(sender, request=None, user=None, **kwargs):
-    # Names the session (by a digest): sockets opened with it end at once, without waiting
-    # for their next re-check; Django deletes the session row right after this signal.
+    # Names the session: sockets opened with it end at once, without waiting for their next
+    # re-check; Django deletes the session row right after this signal.
     session_key = getattr(getattr(request, "session", None), "session_key", None)
-    if not session_key:
-        return
-    from django.db import transaction
-
-    from accounts.grants import PERMISSIONS_CHANGED
-    from containers.ws_access import session_digest
-    from dockmon_site import realtime
-
-    digest = session_digest(session_key)
-    transaction.on_commit(lambda: realtime.publish(PERMISSIONS_CHANGED, {"reason": "logout", "session": digest}))
+    if session_key:
+        access_changed.send(sender=None, reason="logout", session_key=session_key)
 
 
 def connect_permission_signals() -> None:

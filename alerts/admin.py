@@ -16,8 +16,8 @@ from alerts.models import (
     NotificationChannel,
     SubjectState,
 )
-from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere, visible_choices
-from dockmon_site.permissions import filter_related
+from containers.admin_base import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere, visible_choices
+from containers.permissions import filter_related
 
 
 def _visible_channels(user):
@@ -210,14 +210,14 @@ class AlertAdmin(ObjectPermissionAdmin):
 
     @admin.action(description="Acknowledge", permissions=["change_some"])
     def acknowledge(self, request, queryset):
-        from dockmon_site.permissions import object_allowed
+        from containers.permissions import object_allowed
 
         done = sum(evaluator.acknowledge(a, request.user) for a in queryset if object_allowed(request.user, "change", a))
         self.message_user(request, f"{done} alert(s) acknowledged.")
 
     @admin.action(description="Resolve", permissions=["change_some"])
     def resolve(self, request, queryset):
-        from dockmon_site.permissions import object_allowed
+        from containers.permissions import object_allowed
 
         done = sum(evaluator.resolve_by_user(a, request.user) for a in queryset.exclude(state=AlertState.RESOLVED)
                    if object_allowed(request.user, "change", a))
@@ -317,7 +317,7 @@ class NotificationAdmin(VisibleRowsAdmin):
         return visible_notifications(user, queryset)
 
     def _may_retry(self, request, note) -> bool:
-        from dockmon_site.permissions import object_allowed
+        from containers.permissions import object_allowed
 
         if request.user.is_superuser:
             return True
@@ -372,7 +372,7 @@ class ConditionStateAdmin(VisibleRowsAdmin):
         from django.db.models.functions import Concat
 
         from alerts.api.views import visible_rules
-        from dockmon_site.permissions import visible_containers, visible_hosts
+        from containers.permissions import visible_containers, visible_hosts
 
         if user.is_superuser:
             return queryset
@@ -388,7 +388,7 @@ class SubjectStateAdmin(VisibleRowsAdmin):
     list_filter = [("suppressed_until", admin.EmptyFieldListFilter)]
 
     def visible(self, user, queryset):
-        from dockmon_site.permissions import visible_containers
+        from containers.permissions import visible_containers
 
         if user.is_superuser:
             return queryset

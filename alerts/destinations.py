@@ -27,7 +27,7 @@ NEEDS_ADMIN = ("Only an administrator may choose where a channel sends (notifica
 
 
 def is_administrator(user) -> bool:
-    from dockmon_site.permissions import is_administrator as check
+    from accounts.roles import is_administrator as check
 
     return check(user)
 

@@ -11,7 +11,7 @@ from alerts.choices import AlertState, RuleKind, Severity
 from alerts.models import OPEN_STATES, Alert, MaintenanceWindow
 from alerts.transports import CHANNEL_KINDS
 from containers.models import Container
-from dockmon_site.permissions import filter_related, visible_containers, visible_hosts
+from containers.permissions import filter_related, visible_containers, visible_hosts
 
 DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}

@@ -9,6 +9,7 @@ from django.template import engines
 from django.template.response import TemplateResponse
 
 from containers import host_rules, operations, services
+from containers.admin_base import ObjectPermissionAdmin, VisibilityAdmin, VisibleHostFilter, holds_somewhere, visible_choices
 from containers.api.serializers import HostSerializer
 from containers.models import (
     BulkJob,
@@ -24,12 +25,10 @@ from containers.models import (
     StatsBatch,
     Tag,
 )
-from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere, visible_choices
-from dockmon_site.permissions import (
+from containers.permissions import (
     Visibility,
     has_container_perm,
     has_host_perm,
-    object_allowed,
     visible_containers,
     visible_hosts,
 )
@@ -72,29 +71,24 @@ def _visibility(request) -> Visibility:
     return cached
 
 
-class RowVisibilityAdmin(HiddenIsNotFoundMixin, admin.ModelAdmin):
+class RowVisibilityAdmin(HiddenIsNotFoundMixin, VisibilityAdmin):
     """Rows about a host and/or a container (events, profile sessions): listed by the same rule
-    as the API and the UI (Visibility.filter_rows), viewable by object_allowed, so a staff user
-    granted a host sees that host's rows and nothing else, without any model permission."""
+    as the API and the UI (Visibility.filter_rows)."""
 
     host_field = "host_id"
     key_field = "container_key"
+
+    def visible_queryset(self, request):
+        return _visibility(request).filter_rows(self.model.objects.all(), host_field=self.host_field, key_field=self.key_field)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         return _visibility(request).filter_rows(queryset, host_field=self.host_field, key_field=self.key_field)
 
     def _any_visible(self, request) -> bool:
+        # From the user's visibility alone (no query): some host or container, or everything.
         visibility = _visibility(request)
         return visibility.everything or bool(visibility.host_ids or visibility.container_keys)
-
-    def has_module_permission(self, request):
-        return super().has_module_permission(request) or self._any_visible(request)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_view_permission(request) or self._any_visible(request)
-        return object_allowed(request.user, "view", obj)
 
 
 class HostAdminForm(forms.ModelForm):

@@ -8,8 +8,12 @@ class ContainersConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete, post_save
 
+        from containers import receivers
         from containers.models import DockerHost
         from dockmon_site import outbound_engines
+
+        # Open WebSockets re-check their access, and new tokens are events, on accounts' signals.
+        receivers.connect()
 
         # The outbound policy never lets a user-set URL reach a registered engine: it reads
         # their URLs from here (cached briefly; re-read at once after any host change).

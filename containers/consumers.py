@@ -31,6 +31,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from containers.permissions import has_container_perm
 from containers.streams import ByteBudget
 from containers.ws_access import DENIED, load_access, session_digest
 from containers.ws_handlers.events import EventStream, hosts_from_query
@@ -38,7 +39,6 @@ from containers.ws_handlers.logs import LogFollows
 from containers.ws_handlers.profiles import Profiles
 from containers.ws_handlers.stats import StatsStream
 from dockmon_site import realtime
-from dockmon_site.permissions import has_container_perm
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from django.shortcuts import render
 
 from containers import extensions, stats
 from containers.models import Container, Event
-from dockmon_site.permissions import Visibility, visible_containers, visible_hosts
+from containers.permissions import Visibility, visible_containers, visible_hosts
 
 
 def _hosts(user) -> list[dict]:

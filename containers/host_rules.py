@@ -93,7 +93,7 @@ def same_endpoint(url: str, *, exclude_pk=None):
 
 def duplicate_message(other, user) -> str:
     """The refusal for a URL of a registered engine; names the host only to who may view it."""
-    from dockmon_site.permissions import has_host_perm
+    from containers.permissions import has_host_perm
 
     if user is None or has_host_perm(user, "view", other):
         return f"This engine is already registered as host {other.name!r}."

@@ -301,7 +301,7 @@ def create_job(keys: list[str], action: str, *, user, options: dict, background:
 def _job_checker(user, keys: list[str]) -> Check:
     """Permissions of the job's owner, read when the job runs (a grant revoked meanwhile counts):
     two queries for the whole selection instead of several per item."""
-    from dockmon_site.permissions import visible_containers
+    from containers.permissions import visible_containers
 
     if user is None or not user.is_active:
         return lambda c: (404, "Not found.")

@@ -156,7 +156,7 @@ def rekey(old: Container, new: Container, *, actor=None, reason: str = "recreate
             # .update() sends no post_save: tell open WebSockets here, before container.recreated
             # (both go out on commit, in this order), so a user granted only this container
             # gets the recreation and what follows under the new key at once.
-            from accounts.grants import announce_permissions_changed
+            from containers.ws_access import announce_permissions_changed
 
             announce_permissions_changed("container recreated")
         if old.desired_state and not new.desired_state:

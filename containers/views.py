@@ -13,7 +13,7 @@ from django.utils import timezone
 from containers import extensions, stats
 from containers.choices import ContainerState, EventCategory, Health, Severity, StatsTier
 from containers.models import Container, ContainerTag, DiskUsage, Event, StatsBatch
-from dockmon_site.permissions import Visibility, has_container_perm, visible_containers, visible_hosts
+from containers.permissions import Visibility, has_container_perm, visible_containers, visible_hosts
 
 # Sparklines on the container list: this many of the newest raw points, none older than this.
 SPARK_POINTS = 30

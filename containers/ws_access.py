@@ -22,9 +22,13 @@ from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.db import transaction
 from django.utils.crypto import constant_time_compare
 
-from dockmon_site.permissions import Visibility, visible_containers
+from containers.permissions import Visibility, visible_containers
+from dockmon_site import realtime
+
+PERMISSIONS_CHANGED = "permissions.changed"
 
 # Why a socket must close; the text is sent to the client in an `error` message first.
 DENIED = {
@@ -47,6 +51,19 @@ class Access:
 def session_digest(session_key: str) -> str:
     """Names a session in a broadcast (logout) without putting the key itself on the bus."""
     return hashlib.sha256(f"dockmon-ws-session:{session_key}".encode()).hexdigest()[:32]
+
+
+def announce_permissions_changed(reason: str, *, session_key: str | None = None) -> None:
+    """Publish `permissions.changed` once the transaction commits.
+
+    Consumers re-read their user's visibility before their next message
+    (containers/consumers.py); a burst of these costs each consumer one re-read. A session
+    that ended (a logout) is named by its digest: sockets opened with it end at once.
+    """
+    data = {"reason": reason}
+    if session_key:
+        data["session"] = session_digest(session_key)
+    transaction.on_commit(lambda: realtime.publish(PERMISSIONS_CHANGED, data))
 
 
 def session_problem(session_key: str, user) -> str:

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC
 
 import django_filters
+from cryptography import x509
 from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, DataError
-from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
-from rest_framework.filters import OrderingFilter
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -108,19 +104,29 @@ class SecretField(serializers.CharField):
         return super().run_validation(data)
 
 
+def pem_certificates(value: str, label: str) -> str:
+    """A serializer field's PEM certificate(s) (a CA bundle, a client certificate): stripped,
+    ending in one newline; "" when blank; a 400 naming `label` when it is not PEM."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        certs = x509.load_pem_x509_certificates(value.encode())
+    except ValueError:
+        raise serializers.ValidationError(f"This is not a PEM {label} certificate.") from None
+    if not certs:
+        raise serializers.ValidationError(f"This is not a PEM {label} certificate.")
+    return value + "\n"
+
+
 def secret_fields_of(serializer: serializers.Serializer) -> list[str]:
     """Names of the write-only secret fields of a serializer (for tests and audit redaction)."""
     return [name for name, field in serializer.fields.items() if isinstance(field, SecretField)]
 
 
 # ---------------------------------------------------------------------------
-# Audit: tell the API call's audit row which object it touched (accounts/audit.py)
+# OPTIONS
 # ---------------------------------------------------------------------------
-# A container's key as it appears in URLs: "{host uuid}:{12 hex}".
-CONTAINER_KEY_PATTERN = r"[0-9a-fA-F-]{36}:[0-9a-f]{12}"
-_CONTAINER_KEY = re.compile(rf"^{CONTAINER_KEY_PATTERN}$")
-
-
 class Metadata(SimpleMetadata):
     """OPTIONS answers: DRF's, except that a view whose object lookup fails for a reason other
     than 404/403 (one that finds its object by a rule of its own) is described without the
@@ -134,63 +140,3 @@ class Metadata(SimpleMetadata):
         except Exception:
             logger.warning("OPTIONS %s: the actions could not be described", request.path, exc_info=True)
             return {}
-
-
-class AuditedViewMixin:
-    """Names the object of an unsafe call on its audit row (AuditMiddleware writes the row).
-
-    Also, for every view built on it: a URL parameter named in `container_key_kwargs` that
-    cannot be a container key is 404 before any query (after authentication, so anonymous
-    callers still get 401), and OPTIONS never fails on an object lookup (Metadata above).
-    """
-
-    container_key_kwargs = ("key",)
-    metadata_class = Metadata
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        for name in self.container_key_kwargs:
-            value = kwargs.get(name)
-            if value is not None and not _CONTAINER_KEY.match(str(value)):
-                raise NotFound("No such container.")
-
-    def get_object(self):
-        obj = super().get_object()
-        if self.request.method not in SAFE_METHODS:
-            from accounts import audit
-
-            audit.note(self.request, obj=obj)
-        return obj
-
-    def get_serializer(self, *args, **kwargs):
-        serializer = super().get_serializer(*args, **kwargs)
-        self._audit_serializer = serializer
-        return serializer
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        serializer = getattr(self, "_audit_serializer", None)
-        instance = getattr(serializer, "instance", None) if serializer is not None else None
-        if request.method not in SAFE_METHODS and instance is not None and hasattr(instance, "_meta"):
-            from accounts import audit
-
-            audit.note(request, obj=instance)
-        return super().finalize_response(request, response, *args, **kwargs)
-
-
-class PermissionedViewSetMixin(AuditedViewMixin):
-    """Every owned-object viewset: one permission class and one queryset filter (see permissions.py)."""
-
-    # An @action may name the right it needs ("operate", "update"...); methods decide otherwise.
-    required_action: str | None = None
-
-    def get_permissions(self):
-        from accounts.authentication import TokenWritePermission
-        from dockmon_site.permissions import ObjectPermissions
-
-        return [IsAuthenticated(), TokenWritePermission(), ObjectPermissions()]
-
-    @property
-    def filter_backends(self):
-        from dockmon_site.permissions import PermittedObjectsFilter
-
-        return [PermittedObjectsFilter, DjangoFilterBackend, OrderingFilter]

@@ -11,14 +11,17 @@ app.autodiscover_tasks()
 
 
 @import_modules.connect(sender=app)
-def schedule_update_check(sender=None, **kwargs):
-    """When a worker or beat starts (after django.setup()): the settings keep the update check's
-    cron expression as text, and its beat entry gets the parsed schedule here. A bad expression
-    stops the process with ImproperlyConfigured naming the setting (the web role's migrate stops
-    on the same system check, updates.E001)."""
-    from updates.schedule import update_check_schedule
+def resolve_schedules(sender=None, **kwargs):
+    """When a worker or beat starts (after django.setup()), the beat entries whose schedule an app
+    works out from a setting (DOCKMON_BEAT_SCHEDULE_FUNCTIONS: entry name -> dotted path of a
+    function returning the schedule) get it here; the settings import no app. A bad value stops
+    the process with the function's ImproperlyConfigured (the update check's cron expression:
+    the web role's migrate stops on the same system check, updates.E001)."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
 
-    sender.conf.beat_schedule["check-updates"]["schedule"] = update_check_schedule()
+    for name, path in settings.DOCKMON_BEAT_SCHEDULE_FUNCTIONS.items():
+        sender.conf.beat_schedule[name]["schedule"] = import_string(path)()
 
 
 @task_postrun.connect

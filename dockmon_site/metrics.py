@@ -150,7 +150,7 @@ def _client_allowed(request) -> bool:
 def _visibility_for(request):
     """Who is asking: an allowed address sees everything; otherwise a token or session user."""
     from accounts.authentication import TokenAuthentication
-    from dockmon_site.permissions import Visibility
+    from containers.permissions import Visibility
 
     if _client_allowed(request):
         return Visibility(everything=True, staff=True)

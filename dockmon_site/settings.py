@@ -287,7 +287,9 @@ REST_FRAMEWORK = {
         "accounts.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Every view keeps these: views built on accounts.api.base.AuditedViewMixin add their own
+    # classes after them (DRF would otherwise replace them); a test walks every API view.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.authentication.TokenWritePermission"],
     "DEFAULT_PAGINATION_CLASS": "dockmon_site.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -431,6 +433,7 @@ CELERY_BEAT_SCHEDULE["check-updates"] = {
     "task": "updates.tasks.check_updates",
     "options": {"expires": DOCKMON_UPDATE_CHECK_EXPIRES},
 }
+DOCKMON_BEAT_SCHEDULE_FUNCTIONS = {"check-updates": "updates.schedule.update_check_schedule"}
 
 # ---------------------------------------------------------------------------
 # Outbound requests made on a user's behalf (dockmon_site/outbound.py)

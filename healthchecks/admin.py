@@ -5,57 +5,10 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from rest_framework import serializers
 
-from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
-from dockmon_site.permissions import has_container_perm, visible_containers
+from containers.admin_base import ContainerScopedAdmin, VisibleHostFilter
 from healthchecks import restarts, services
 from healthchecks.choices import CheckStatus
 from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
-
-
-class ContainerScopedAdmin(ObjectPermissionAdmin):
-    """Rows that belong to a container: visible and changeable exactly as the container is."""
-
-    container_path = "container"
-    # A row acts on its container (probes it, restarts it): pointing one at a container needs
-    # `change` on that container, as in the API.
-    related_action = "change"
-
-    def _visible(self, request, queryset):
-        return queryset.filter(**{f"{self.container_path}__in": visible_containers(request.user).values("pk")})
-
-    def _container(self, obj):
-        for part in self.container_path.split("__"):
-            obj = getattr(obj, part)
-        return obj
-
-    def visible_queryset(self, request):
-        return self._visible(request, self.model.objects.all())
-
-    def get_queryset(self, request):
-        return self._visible(request, super().get_queryset(request))
-
-    def has_view_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_view_permission(request)
-        return has_container_perm(request.user, "view", self._container(obj))
-
-    def has_change_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_change_permission(request) or self._any_visible(request)
-        return has_container_perm(request.user, "change", self._container(obj))
-
-    def has_delete_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_delete_permission(request)
-        return has_container_perm(request.user, "change", self._container(obj))
-
-    def _changeable(self, request, queryset):
-        return [obj for obj in queryset if has_container_perm(request.user, "change", self._container(obj))]
-
-    def has_change_some_permission(self, request):
-        # What the actions declare: `change` on some container (each selected row is checked
-        # again by _changeable).
-        return holds_somewhere(request.user, "change")
 
 
 class HealthCheckAdminForm(forms.ModelForm):
@@ -140,7 +93,7 @@ class HealthCheckAdmin(ContainerScopedAdmin):
         return obj.container.name
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        from dockmon_site.permissions import is_administrator
+        from accounts.roles import is_administrator
 
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"is_admin": is_administrator(request.user)})

@@ -186,7 +186,7 @@ class HealthCheck(models.Model):
 def _requesting_administrator():
     """The administrator whose HTTP request is saving (any surface: API, admin, UI), or None."""
     from accounts.audit import current_request
-    from dockmon_site.permissions import is_administrator
+    from accounts.roles import is_administrator
 
     request = current_request()
     user = getattr(request, "user", None) if request is not None else None

@@ -148,7 +148,7 @@ def _check_key(obj) -> tuple[str, str]:
 
 
 def _import_check(ctx: ImportContext, container_key: str, item: dict, check: HealthCheck | None, result) -> None:
-    from dockmon_site.permissions import is_administrator
+    from accounts.roles import is_administrator
 
     values = {name: item[name] for name in CHECK_FIELDS if name in item}
     # Secrets follow their destination: a check the file points elsewhere loses its stored ones.

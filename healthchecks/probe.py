@@ -113,7 +113,7 @@ def method_approved(check) -> bool | None:
     who last set the method, URL or headers) and still is one."""
     if str(check.method).upper() in outbound.SAFE_METHODS:
         return None
-    from dockmon_site.permissions import is_administrator
+    from accounts.roles import is_administrator
 
     approver = check.method_approved_by if check.method_approved_by_id else None
     return bool(approver is not None and is_administrator(approver))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
+from accounts.roles import is_administrator
 from containers.models import Container
-from dockmon_site.permissions import has_container_perm, is_administrator, visible_containers
+from containers.permissions import has_container_perm, visible_containers
 
 
 @login_required

@@ -3,8 +3,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from dockmon_site.admin_mixins import ObjectPermissionAdmin, VisibleHostFilter, holds_somewhere
-from dockmon_site.permissions import has_container_perm, visible_containers
+from containers.admin_base import ContainerScopedAdmin, VisibleHostFilter
+from containers.permissions import has_container_perm
 from updates import lookups, services
 from updates.models import (
     AutoUpdate,
@@ -16,41 +16,6 @@ from updates.models import (
     UpdateRun,
 )
 from updates.policies import decide
-
-
-class ContainerScopedAdmin(ObjectPermissionAdmin):
-    """Rows of one container: visible and changeable exactly as the container is (permissions.py)."""
-
-    # Pointing a row (a policy, an auto-update window) at a container needs `change` on it.
-    related_action = "change"
-
-    def has_change_some_permission(self, request):
-        # What row-changing actions declare; each selected row is checked again.
-        return holds_somewhere(request.user, "change")
-
-    def has_update_some_permission(self, request):
-        return holds_somewhere(request.user, "update")
-
-    def visible_queryset(self, request):
-        return self.model.objects.filter(container__in=visible_containers(request.user).values("pk"))
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(container__in=visible_containers(request.user).values("pk"))
-
-    def has_view_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_view_permission(request)
-        return has_container_perm(request.user, "view", obj.container)
-
-    def has_change_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_change_permission(request) or self._any_visible(request)
-        return has_container_perm(request.user, "change", obj.container)
-
-    def has_delete_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_delete_permission(request)
-        return has_container_perm(request.user, "change", obj.container)
 
 
 @admin.register(ContainerUpdate)

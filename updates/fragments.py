@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q
 
-from dockmon_site.permissions import has_container_perm
+from containers.permissions import has_container_perm
 from updates.history import lineage_keys
 from updates.models import ContainerUpdate, UpdatePolicy, UpdateRun
 from updates.policies import decide

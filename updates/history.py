@@ -44,7 +44,7 @@ def runs_of(user, key: str, queryset=None):
     Whoever may view one of the containers of that lineage sees its whole history (a grant moves
     to the new container at each update, so it would otherwise lose the runs before); anyone else
     sees only the runs the general rule shows them."""
-    from dockmon_site.permissions import visible_containers
+    from containers.permissions import visible_containers
     from updates.api.views import runs_visible_to
     from updates.models import UpdateRun
 

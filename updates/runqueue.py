@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from containers.models import Container
-from dockmon_site.permissions import has_container_perm
+from containers.permissions import has_container_perm
 from updates.choices import ACTIVE_RUN_STATUSES, Policy, RunStatus, RunTrigger
 from updates.models import ContainerUpdate, UpdateRun
 from updates.policies import decide

@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.shortcuts import render
 
 from containers.models import Container
-from dockmon_site.permissions import visible_containers
+from containers.permissions import visible_containers
 from updates.api.views import runs_visible_to
 from updates.history import runs_of
 from updates.models import ContainerUpdate, UpdateRun

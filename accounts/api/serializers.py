@@ -12,7 +12,6 @@ from rest_framework import serializers
 from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
 from dockmon_site.api import SecretField
-from dockmon_site.permissions import ACTIONS
 
 User = get_user_model()
 
@@ -159,71 +158,6 @@ class GroupSerializer(serializers.ModelSerializer):
         if self.instance is not None and self.instance.name in role_names() and value != self.instance.name:
             raise serializers.ValidationError("The built-in roles cannot be renamed.")
         return value
-
-
-# ---------------------------------------------------------------------------
-# Object-permission grants
-# ---------------------------------------------------------------------------
-class GrantSerializer(serializers.Serializer):
-    id = serializers.RegexField(r"^[ug][0-9]+$", read_only=True, help_text='"u<n>" for a user\'s grant, "g<n>" for a group\'s')
-    user = serializers.IntegerField(required=False, allow_null=True, help_text="User id (or give group)")
-    username = serializers.CharField(read_only=True)
-    group = serializers.IntegerField(required=False, allow_null=True, help_text="Group id (or give user)")
-    group_name = serializers.CharField(read_only=True)
-    host = serializers.UUIDField(required=False, allow_null=True, help_text="Host id (or give container)")
-    container = serializers.CharField(required=False, allow_null=True, allow_blank=False, max_length=64, help_text="Container key (or give host)")
-    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete"], help_text="view, operate, update or change")
-    object_repr = serializers.CharField(read_only=True)
-
-    def to_representation(self, grant):
-        return {
-            "id": grant.id,
-            "user": grant.user_id,
-            "username": grant.username,
-            "group": grant.group_id,
-            "group_name": grant.group_name,
-            "host": grant.host_id,
-            "container": grant.container_key,
-            "permission": grant.permission,
-            "object_repr": grant.object_repr,
-        }
-
-    def validate_permission(self, value):
-        if value not in ACTIONS:
-            raise serializers.ValidationError(f"Choose one of: {', '.join(ACTIONS)}.")
-        return value
-
-    def validate(self, attrs):
-        from containers.models import Container, DockerHost
-
-        errors: dict[str, list[str]] = {}
-        user_id, group_id = attrs.get("user"), attrs.get("group")
-        host_id, key = attrs.get("host"), attrs.get("container")
-        if (user_id is None) == (group_id is None):
-            message = "Give either a user or a group." if user_id is None else "Give a user or a group, not both."
-            errors["user"] = errors["group"] = [message]
-        elif user_id is not None:
-            attrs["principal"] = User.objects.filter(pk=user_id).first()
-            if attrs["principal"] is None:
-                errors["user"] = [f"No user with id {user_id}."]
-        else:
-            attrs["principal"] = Group.objects.filter(pk=group_id).first()
-            if attrs["principal"] is None:
-                errors["group"] = [f"No group with id {group_id}."]
-        if (host_id is None) == (key is None):
-            message = "Give either a host or a container." if host_id is None else "Give a host or a container, not both."
-            errors["host"] = errors["container"] = [message]
-        elif host_id is not None:
-            attrs["target"] = DockerHost.objects.filter(pk=host_id).first()
-            if attrs["target"] is None:
-                errors["host"] = [f"No host with id {host_id}."]
-        else:
-            attrs["target"] = Container.objects.filter(pk=key).first()
-            if attrs["target"] is None:
-                errors["container"] = [f"No container with key {key!r}."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from accounts.api.views import APITokenViewSet, AuditEntryViewSet, GrantViewSet, GroupViewSet, TokenObtainView, UserViewSet
+from accounts.api.views import APITokenViewSet, AuditEntryViewSet, GroupViewSet, TokenObtainView, UserViewSet
 
 app_name = "accounts-api"
 
@@ -9,7 +9,6 @@ router = SimpleRouter()
 router.register("tokens", APITokenViewSet, basename="token")
 router.register("users", UserViewSet, basename="user")
 router.register("groups", GroupViewSet, basename="group")
-router.register("permissions", GrantViewSet, basename="grant")
 router.register("audit", AuditEntryViewSet, basename="audit")
 
 urlpatterns = [

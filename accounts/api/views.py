@@ -11,35 +11,29 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from guardian.models import UserObjectPermission
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from accounts import audit, grants, lockout
+from accounts import audit, lockout, signals
+from accounts.api.base import AuditedViewMixin, ModelPermissions
 from accounts.api.renderers import CSVRenderer
 from accounts.api.serializers import (
     APITokenSerializer,
     AuditEntrySerializer,
-    GrantSerializer,
     GroupSerializer,
     TokenObtainSerializer,
     UserSerializer,
 )
-from accounts.authentication import TokenWritePermission
 from accounts.filters import AuditFilter, TokenFilter, UserFilter
 from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
-from containers.choices import EventCategory
-from dockmon_site import bus
-from dockmon_site.api import DB_INT_MAX, AuditedViewMixin, Pagination
-from dockmon_site.permissions import ModelPermissions
 
 User = get_user_model()
 
@@ -71,13 +65,7 @@ class TokenObtainView(APIView):
         serializer.is_valid(raise_exception=True)
         token = serializer.save()
         audit.record(request, "token.obtain", obj=token, changes={"name": token.name, "read_only": token.read_only})
-        bus.emit(
-            "token.created",
-            category=EventCategory.USER,
-            actor=token.user,
-            message=f"{token.user} obtained API token {token.name!r}",
-            data={"token_id": token.pk, "name": token.name, "read_only": token.read_only},
-        )
+        signals.token_obtained.send(sender=APIToken, token=token)
         return Response(APITokenSerializer(token).data, status=status.HTTP_201_CREATED)
 
 
@@ -89,7 +77,6 @@ class APITokenViewSet(
     """The caller's own API tokens. POST shows the new token once; DELETE revokes."""
 
     serializer_class = APITokenSerializer
-    permission_classes = [IsAuthenticated, TokenWritePermission]
     filter_backends = [DjangoFilterBackend]
     filterset_class = TokenFilter
 
@@ -105,13 +92,13 @@ class APITokenViewSet(
 
 
 # ---------------------------------------------------------------------------
-# Administration: users, groups, grants
+# Administration: users and groups (grants: containers/api/grants.py)
 # ---------------------------------------------------------------------------
 class UserViewSet(AuditedViewMixin, viewsets.ModelViewSet):
     """Users (administrators only). `password` is write-only and checked by the password validators."""
 
     serializer_class = UserSerializer
-    permission_classes = [IsAuthenticated, TokenWritePermission, ModelPermissions]
+    permission_classes = [ModelPermissions]
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = UserFilter
     ordering_fields = ["username", "date_joined", "last_login"]
@@ -148,7 +135,7 @@ class GroupViewSet(AuditedViewMixin, viewsets.ModelViewSet):
     """Groups, including the built-in roles (which cannot be renamed or deleted)."""
 
     serializer_class = GroupSerializer
-    permission_classes = [IsAuthenticated, TokenWritePermission, ModelPermissions]
+    permission_classes = [ModelPermissions]
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_fields = ["name"]
     ordering = ["name"]
@@ -158,100 +145,6 @@ class GroupViewSet(AuditedViewMixin, viewsets.ModelViewSet):
         if instance.name in role_names():
             raise exceptions.ValidationError({"detail": "The built-in roles cannot be deleted."})
         instance.delete()
-
-
-_GRANT_FILTERS = [
-    OpenApiParameter("user", OpenApiTypes.INT, description="Grants of this user"),
-    OpenApiParameter("group", OpenApiTypes.INT, description="Grants of this group"),
-    OpenApiParameter("host", OpenApiTypes.UUID, description="Grants on this host and on its containers"),
-    OpenApiParameter("container", OpenApiTypes.STR, description="Grants on this container"),
-    OpenApiParameter("permission", OpenApiTypes.STR, enum=["view", "operate", "update", "change", "delete"]),
-]
-
-
-class GrantViewSet(AuditedViewMixin, viewsets.ViewSet):
-    """Object permissions on hosts and containers, for users and groups (administrators only).
-
-    A right on a host covers all its containers, present and future. Granting operate,
-    update or change also grants view.
-    """
-
-    permission_classes = [IsAuthenticated, TokenWritePermission, ModelPermissions]
-    permission_model = UserObjectPermission
-    serializer_class = GrantSerializer
-    pagination_class = Pagination  # the list is paged like every other (and documented so)
-    lookup_value_regex = "[ug][0-9]+"
-    lookup_field = "id"
-
-    def get_serializer(self, *args, **kwargs):
-        # A plain ViewSet has none; OPTIONS (DRF's metadata) and the audit mixin ask for one.
-        return GrantSerializer(*args, **kwargs)
-
-    def _int_param(self, name: str) -> int | None:
-        value = self.request.query_params.get(name)
-        if value in (None, ""):
-            return None
-        if not value.isdigit() or int(value) > DB_INT_MAX:
-            raise exceptions.ValidationError({name: ["Enter a whole number."]})
-        return int(value)
-
-    @extend_schema(parameters=_GRANT_FILTERS, responses=GrantSerializer(many=True))
-    def list(self, request):
-        host = request.query_params.get("host") or None
-        if host is not None:
-            try:
-                import uuid
-
-                host = str(uuid.UUID(host))
-            except ValueError:
-                raise exceptions.ValidationError({"host": ["Enter a valid UUID."]}) from None
-        permission = request.query_params.get("permission") or None
-        if permission is not None and permission not in ("view", "operate", "update", "change", "delete"):
-            raise exceptions.ValidationError({"permission": [f"{permission!r} is not a valid choice."]})
-        rows = grants.list_grants(
-            user=self._int_param("user"), group=self._int_param("group"), host=host,
-            container=request.query_params.get("container") or None, permission=permission,
-        )
-        paginator = self.paginator
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(GrantSerializer(page, many=True).data)
-
-    @property
-    def paginator(self):
-        if not hasattr(self, "_paginator"):
-            self._paginator = self.pagination_class()
-        return self._paginator
-
-    @extend_schema(responses={200: GrantSerializer, 404: OpenApiResponse(description="No such grant")})
-    def retrieve(self, request, id=None):
-        grant = grants.get_grant(id)
-        if grant is None:
-            raise exceptions.NotFound()
-        return Response(GrantSerializer(grant).data)
-
-    @extend_schema(request=GrantSerializer, responses={201: GrantSerializer, 200: GrantSerializer})
-    def create(self, request):
-        serializer = GrantSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        grant, created = grants.grant(data["principal"], data["permission"], data["target"])
-        audit.record(
-            request, "permission.grant", obj=data["target"],
-            changes={"grant": grant.id, "permission": grant.permission, "user": grant.username or None, "group": grant.group_name or None},
-        )
-        return Response(GrantSerializer(grant).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
-
-    @extend_schema(responses={204: None, 404: OpenApiResponse(description="No such grant")})
-    def destroy(self, request, id=None):
-        grant = grants.revoke(id)
-        if grant is None:
-            raise exceptions.NotFound()
-        audit.record(
-            request, "permission.revoke", object_type="containers.dockerhost" if grant.host_id else "containers.container",
-            object_id=grant.host_id or grant.container_key, object_repr=grant.object_repr,
-            changes={"grant": grant.id, "permission": grant.permission, "user": grant.username or None, "group": grant.group_name or None},
-        )
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # ---------------------------------------------------------------------------
@@ -268,7 +161,6 @@ class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
     """
 
     serializer_class = AuditEntrySerializer
-    permission_classes = [IsAuthenticated]
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = AuditFilter
     ordering_fields = ["ts", "action", "username", "status_code"]

@@ -11,7 +11,7 @@ from accounts.models import AuditEntry
 from accounts.roles import sync_roles
 from containers import services
 from containers.models import Container
-from dockmon_site.permissions import has_container_perm, has_host_perm, visible_containers, visible_hosts
+from containers.permissions import has_container_perm, has_host_perm, visible_containers, visible_hosts
 
 pytestmark = pytest.mark.django_db
 

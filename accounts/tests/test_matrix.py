@@ -269,7 +269,7 @@ def test_counts_on_a_shared_rule_count_only_what_the_reader_sees(world):
 
 
 def test_operate_grant_on_a_container_allows_exactly_that_container(world, alpha, run_container, unique):
-    from dockmon_site.permissions import has_container_perm
+    from containers.permissions import has_container_perm
 
     # A real container behind a1's row, so that the permitted stop really happens.
     cid = run_container(alpha, f"matrix-{unique}")

@@ -181,7 +181,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     validate_body_template = validate_title_template
 
     def validate_hosts(self, value):
-        from dockmon_site.permissions import visible_hosts
+        from containers.permissions import visible_hosts
 
         wanted = {str(v) for v in value}
         found = {str(pk) for pk in visible_hosts(_request_user(self)).filter(pk__in=wanted).values_list("pk", flat=True)}
@@ -191,7 +191,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         return sorted(found)
 
     def validate_containers(self, value):
-        from dockmon_site.permissions import visible_containers
+        from containers.permissions import visible_containers
 
         wanted = set(value)
         found = set(visible_containers(_request_user(self)).filter(pk__in=wanted).values_list("pk", flat=True))
@@ -349,14 +349,14 @@ class MaintenanceWindowSerializer(serializers.ModelSerializer):
         return obj.active_at(timezone.now())
 
     def validate_host(self, value):
-        from dockmon_site.permissions import visible_hosts
+        from containers.permissions import visible_hosts
 
         if value is not None and not visible_hosts(_request_user(self)).filter(pk=value.pk).exists():
             raise serializers.ValidationError("No such host.")
         return value
 
     def validate_container(self, value):
-        from dockmon_site.permissions import visible_containers
+        from containers.permissions import visible_containers
 
         if not value:
             return None

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import django_filters
 from django.db.models import Count, Q
 from drf_spectacular.utils import extend_schema
 from guardian.shortcuts import get_objects_for_user
@@ -20,11 +19,12 @@ from alerts.api.serializers import (
     NotificationSerializer,
     SnoozeSerializer,
 )
-from alerts.choices import AlertState, HistoryAction, RuleKind, Severity
-from alerts.models import OPEN_STATES, Alert, AlertHistory, AlertRule, MaintenanceWindow, NotificationChannel
+from alerts.choices import AlertState, HistoryAction
+from alerts.filters import AlertFilter, AlertRuleFilter
+from alerts.models import Alert, AlertHistory, AlertRule, MaintenanceWindow, NotificationChannel
+from containers.api.base import VisibleViewSetMixin
 from containers.models import Container, DockerHost
-from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import filter_related, visible_containers, visible_hosts
+from containers.permissions import filter_related, visible_containers, visible_hosts
 
 
 def _active(user) -> bool:
@@ -88,7 +88,7 @@ def _masked(value):
     return "********" if value not in ("", None) else value
 
 
-class NotificationChannelViewSet(_Audited, PermissionedViewSetMixin, viewsets.ModelViewSet):
+class NotificationChannelViewSet(_Audited, VisibleViewSetMixin, viewsets.ModelViewSet):
     """Notification channels; their secret settings are write-only. POST /{id}/test/ sends a test
     message now (needs change on the channel)."""
 
@@ -115,15 +115,7 @@ class NotificationChannelViewSet(_Audited, PermissionedViewSetMixin, viewsets.Mo
         return Response(result)
 
 
-class AlertRuleFilter(django_filters.FilterSet):
-    kind = django_filters.MultipleChoiceFilter(choices=RuleKind.choices)
-
-    class Meta:
-        model = AlertRule
-        fields = ["kind", "enabled", "scope", "severity"]
-
-
-class AlertRuleViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class AlertRuleViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """Alert rules. Creating and changing one needs the model permission (the Operators role has
     it); its hosts, containers and channels must be ones you can see."""
 
@@ -142,31 +134,7 @@ class AlertRuleViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
         return visible_rules(user, queryset).annotate(n_open=Count("alerts", filter=is_open)).order_by("name", "id")
 
 
-class AlertFilter(django_filters.FilterSet):
-    state = django_filters.CharFilter(method="filter_state", help_text="open (= not resolved: open, acknowledged, snoozed), "
-                                                                       "acknowledged, snoozed, resolved; comma-separated")
-    kind = django_filters.MultipleChoiceFilter(choices=RuleKind.choices)
-    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
-    container = django_filters.CharFilter(field_name="container_id")
-    since = django_filters.IsoDateTimeFilter(field_name="last_seen_at", lookup_expr="gte")
-
-    class Meta:
-        model = Alert
-        fields = ["state", "kind", "severity", "host", "container", "rule", "since"]
-
-    def filter_state(self, queryset, name, value):
-        states = set()
-        for part in (p.strip() for p in value.split(",")):
-            if part == "open":
-                states.update(OPEN_STATES)  # "open" = not resolved (acknowledged and snoozed too)
-            elif part == "firing":
-                states.add(AlertState.OPEN)
-            elif part in AlertState.values:
-                states.add(part)
-        return queryset.filter(state__in=states)
-
-
-class AlertViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+class AlertViewSet(VisibleViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """Alerts (open ones first in the UI; history is the resolved ones). `?state=open` lists
     everything not resolved. Acknowledge, snooze, resolve and notes need change on the alert
     (the Operators role, or change on its host/container)."""
@@ -231,7 +199,7 @@ class AlertViewSet(PermissionedViewSetMixin, viewsets.ReadOnlyModelViewSet):
         return Response(NotificationSerializer(rows, many=True).data)
 
 
-class MaintenanceWindowViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class MaintenanceWindowViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """Blackout windows: alerts are recorded but not sent while one covers them, and the ones
     still open are sent once after it ends. Global when they name no host or container."""
 

@@ -1,7 +1,7 @@
 """GET /api/v1/config/export/ and POST /api/v1/config/import/ (administrators only).
 
 The rule is the one /api/v1/users/ follows: a superuser or a member of the Administrators role
-(dockmon_site.permissions.is_administrator); anyone else signed in gets 403, like there. The
+(containers.permissions.is_administrator); anyone else signed in gets 403, like there. The
 file names every host and holds every setting, so nothing less than administration will do.
 Both calls are in the audit log: the import through AuditMiddleware (one row with the
 outcome's counts instead of the uploaded document), the export by its own row.
@@ -23,8 +23,8 @@ from rest_framework.views import APIView
 
 from accounts import audit
 from accounts.authentication import TokenWritePermission
+from accounts.roles import is_administrator
 from containers import config_io
-from dockmon_site.permissions import is_administrator
 
 _SECTION_HELP = "Objects of this kind (see the README's 'Configuration export and import')"
 

@@ -2,25 +2,16 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from rest_framework import serializers
 
 from containers import engine, host_rules
-from containers.models import Container, DockerHost, Event
-
-
-def _check_certificate(value: str, label: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        return ""
-    try:
-        certs = x509.load_pem_x509_certificates(value.encode())
-    except ValueError:
-        raise serializers.ValidationError(f"This is not a PEM {label} certificate.") from None
-    if not certs:
-        raise serializers.ValidationError(f"This is not a PEM {label} certificate.")
-    return value + "\n"
+from containers.choices import BulkItemStatus
+from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event
+from containers.permissions import ACTIONS
+from dockmon_site.api import pem_certificates
 
 
 class HostSerializer(serializers.ModelSerializer):
@@ -55,10 +46,10 @@ class HostSerializer(serializers.ModelSerializer):
         return value
 
     def validate_tls_ca(self, value):
-        return _check_certificate(value, "CA")
+        return pem_certificates(value, "CA")
 
     def validate_tls_cert(self, value):
-        return _check_certificate(value, "client")
+        return pem_certificates(value, "client")
 
     def validate_tls_key(self, value):
         value = (value or "").strip()
@@ -283,3 +274,114 @@ class ProfileSessionDetailSerializer(ProfileSessionSerializer):
     class Meta(ProfileSessionSerializer.Meta):
         fields = [*ProfileSessionSerializer.Meta.fields, "samples"]
         read_only_fields = fields
+
+
+# ---------------------------------------------------------------------------
+# Bulk jobs and profile sessions
+# ---------------------------------------------------------------------------
+class LimitSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=50)
+
+
+class BulkRequestSerializer(BulkOperationSerializer):
+    background = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Run in a worker (202) or inside the request (200); default: by the selection's size",
+    )
+
+
+class BulkJobItemSerializer(serializers.ModelSerializer):
+    status = serializers.IntegerField(source="http_status", allow_null=True, read_only=True,
+                                      help_text="What a single call would have answered (200, 403, 404, 409, 503...); null while pending")
+    done = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BulkJobItem
+        fields = ["key", "ok", "state", "error", "status", "done"]
+        read_only_fields = fields
+
+    def get_done(self, obj) -> bool:
+        return obj.status != BulkItemStatus.PENDING
+
+
+class BulkJobSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
+    done = serializers.IntegerField(read_only=True, help_text="Items finished so far")
+
+    class Meta:
+        model = BulkJob
+        fields = ["id", "action", "options", "status", "background", "total", "done", "succeeded", "failed", "error",
+                  "user", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class BulkJobDetailSerializer(BulkJobSerializer):
+    results = BulkJobItemSerializer(source="item_list", many=True, read_only=True, help_text="In the order the keys were given")
+
+    class Meta(BulkJobSerializer.Meta):
+        fields = [*BulkJobSerializer.Meta.fields, "results"]
+        read_only_fields = fields
+
+
+class ProfileSamplesQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=3600)
+
+
+# ---------------------------------------------------------------------------
+# Object-permission grants
+# ---------------------------------------------------------------------------
+def _exactly_one(attrs: dict, errors: dict, into: str, choices) -> None:
+    """Exactly one of two fields given (a user or a group; a host or a container): the object
+    it names goes into attrs[into], what went wrong into `errors`. `choices` holds two
+    (field, model, message when there is no such object)."""
+    (first, _, _), (second, _, _) = choices
+    given = [(name, model, missing) for name, model, missing in choices if attrs.get(name) is not None]
+    if len(given) != 1:
+        message = f"Give either a {first} or a {second}." if not given else f"Give a {first} or a {second}, not both."
+        errors[first] = errors[second] = [message]
+        return
+    name, model, missing = given[0]
+    attrs[into] = model.objects.filter(pk=attrs[name]).first()
+    if attrs[into] is None:
+        errors[name] = [missing.format(attrs[name])]
+
+
+class GrantSerializer(serializers.Serializer):
+    id = serializers.RegexField(r"^[ug][0-9]+$", read_only=True, help_text='"u<n>" for a user\'s grant, "g<n>" for a group\'s')
+    user = serializers.IntegerField(required=False, allow_null=True, help_text="User id (or give group)")
+    username = serializers.CharField(read_only=True)
+    group = serializers.IntegerField(required=False, allow_null=True, help_text="Group id (or give user)")
+    group_name = serializers.CharField(read_only=True)
+    host = serializers.UUIDField(required=False, allow_null=True, help_text="Host id (or give container)")
+    container = serializers.CharField(required=False, allow_null=True, allow_blank=False, max_length=64, help_text="Container key (or give host)")
+    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete"], help_text="view, operate, update or change")
+    object_repr = serializers.CharField(read_only=True)
+
+    def to_representation(self, grant):
+        return {
+            "id": grant.id,
+            "user": grant.user_id,
+            "username": grant.username,
+            "group": grant.group_id,
+            "group_name": grant.group_name,
+            "host": grant.host_id,
+            "container": grant.container_key,
+            "permission": grant.permission,
+            "object_repr": grant.object_repr,
+        }
+
+    def validate_permission(self, value):
+        if value not in ACTIONS:
+            raise serializers.ValidationError(f"Choose one of: {', '.join(ACTIONS)}.")
+        return value
+
+    def validate(self, attrs):
+        errors: dict[str, list[str]] = {}
+        _exactly_one(attrs, errors, "principal",
+                     (("user", get_user_model(), "No user with id {}."), ("group", Group, "No group with id {}.")))
+        _exactly_one(attrs, errors, "target",
+                     (("host", DockerHost, "No host with id {}."), ("container", Container, "No container with key {!r}.")))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import Count, F, Prefetch, Q
 from django.http import HttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from guardian.shortcuts import assign_perm
 from rest_framework import mixins, serializers, viewsets
@@ -13,18 +14,23 @@ from rest_framework.response import Response
 from containers import container_settings, engine, extensions, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
+from containers.api.base import VisibleViewSetMixin
 from containers.api.pagination import KeysFirstPagination
 from containers.api.serializers import (
-    BulkOperationSerializer,
+    BulkJobDetailSerializer,
+    BulkJobSerializer,
+    BulkRequestSerializer,
     ContainerSerializer,
     DiskUsageSerializer,
     EventSerializer,
     HostSerializer,
     HostTestResultSerializer,
     KillOptionsSerializer,
+    LimitSerializer,
     LogLineSerializer,
     LogsQuerySerializer,
     LogsSerializer,
+    ProfileSamplesQuerySerializer,
     RemoveOptionsSerializer,
     RenameSerializer,
     StatsPointSerializer,
@@ -34,14 +40,9 @@ from containers.api.serializers import (
 )
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
-from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event, Tag
+from containers.models import BulkJob, Container, DockerHost, Event, ProfileSession, Tag
+from containers.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
 from dockmon_site import bus
-from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
-
-
-class LimitSerializer(serializers.Serializer):
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=50)
 
 
 def _valid(serializer_class, data) -> dict:
@@ -51,46 +52,6 @@ def _valid(serializer_class, data) -> dict:
 
 
 # --- bulk jobs -------------------------------------------------------------------------
-class BulkRequestSerializer(BulkOperationSerializer):
-    background = serializers.BooleanField(
-        required=False, allow_null=True, default=None,
-        help_text="Run in a worker (202) or inside the request (200); default: by the selection's size",
-    )
-
-
-class BulkJobItemSerializer(serializers.ModelSerializer):
-    status = serializers.IntegerField(source="http_status", allow_null=True, read_only=True,
-                                      help_text="What a single call would have answered (200, 403, 404, 409, 503...); null while pending")
-    done = serializers.SerializerMethodField()
-
-    class Meta:
-        model = BulkJobItem
-        fields = ["key", "ok", "state", "error", "status", "done"]
-        read_only_fields = fields
-
-    def get_done(self, obj) -> bool:
-        return obj.status != BulkItemStatus.PENDING
-
-
-class BulkJobSerializer(serializers.ModelSerializer):
-    user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
-    done = serializers.IntegerField(read_only=True, help_text="Items finished so far")
-
-    class Meta:
-        model = BulkJob
-        fields = ["id", "action", "options", "status", "background", "total", "done", "succeeded", "failed", "error",
-                  "user", "created_at", "started_at", "finished_at"]
-        read_only_fields = fields
-
-
-class BulkJobDetailSerializer(BulkJobSerializer):
-    results = BulkJobItemSerializer(source="item_list", many=True, read_only=True, help_text="In the order the keys were given")
-
-    class Meta(BulkJobSerializer.Meta):
-        fields = [*BulkJobSerializer.Meta.fields, "results"]
-        read_only_fields = fields
-
-
 def _progress(queryset):
     return queryset.select_related("user").annotate(
         done=Count("items", filter=~Q(items__status=BulkItemStatus.PENDING)),
@@ -110,25 +71,22 @@ def _job_with_progress(job_id) -> BulkJob:
     return _with_items(_progress(BulkJob.objects.filter(pk=job_id)).get())
 
 
-class BulkJobViewSet(viewsets.ReadOnlyModelViewSet):
+class BulkJobViewSet(VisibleViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """Bulk operations: one's own (an administrator sees everyone's), newest first."""
 
+    permission_classes = []  # a job is its owner's: filter_permitted
+    filter_backends = [DjangoFilterBackend]
     filterset_fields = ["status", "action"]
     ordering = ["-created_at"]
 
-    def get_permissions(self):
-        from rest_framework.permissions import IsAuthenticated
-
-        from accounts.authentication import TokenWritePermission
-
-        return [IsAuthenticated(), TokenWritePermission()]
-
     def get_queryset(self):
-        jobs = BulkJob.objects.all()
-        if not self.request.user.is_superuser:
-            jobs = jobs.filter(user=self.request.user)
         # Counting items groups the query, which drops the model's default ordering.
-        return _progress(jobs).order_by("-created_at", "pk")
+        return _progress(BulkJob.objects.all()).order_by("-created_at", "pk")
+
+    def filter_permitted(self, queryset):
+        if self.request.user.is_superuser:
+            return queryset
+        return queryset.filter(user=self.request.user)
 
     def get_serializer_class(self):
         return BulkJobDetailSerializer if self.action == "retrieve" else BulkJobSerializer
@@ -141,7 +99,7 @@ class BulkJobViewSet(viewsets.ReadOnlyModelViewSet):
 _CONNECTION_FIELDS = ("url", "tls_ca", "tls_cert", "tls_key")
 
 
-class HostViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class HostViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     serializer_class = HostSerializer
     filterset_class = HostFilter
     ordering_fields = ["name", "status", "last_seen_at", "created_at"]
@@ -216,7 +174,7 @@ class HostViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
         return Response({"results": DiskUsageSerializer(rows, many=True).data})
 
 
-class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = ContainerSerializer
     filterset_class = ContainerFilter
     lookup_field = "key"
@@ -397,7 +355,7 @@ class ContainerViewSet(PermissionedViewSetMixin, mixins.DestroyModelMixin, views
         return Response({"range": query["range"], "points": StatsPointSerializer(points, many=True).data})
 
 
-class EventViewSet(PermissionedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class EventViewSet(VisibleViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = EventSerializer
     filterset_class = EventFilter
     ordering_fields = ["ts", "id"]
@@ -413,34 +371,26 @@ class EventViewSet(PermissionedViewSetMixin, mixins.ListModelMixin, mixins.Retri
 PROFILE_COLUMNS = ["t", "cpu_percent", "mem_bytes", "mem_limit", "net_rx", "net_tx", "blk_read", "blk_write", "pids"]
 
 
-class ProfileSamplesQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=100_000, default=3600)
-
-
 def _in_time_order(session) -> list[list]:
     # Rows are appended as they are saved; sort anyway (ISO 8601 UTC strings sort as times) so a
     # replay never steps back, whatever order the saves came in.
     return sorted(session.samples, key=lambda row: row[0] or "")
 
 
-class ProfileSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class ProfileSessionViewSet(VisibleViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                            viewsets.GenericViewSet):
     """Saved live-profiler sessions of containers the user may view; export as CSV or JSON."""
 
+    permission_classes = []  # viewing by filter_permitted; deleting by perform_destroy
+    filter_backends = [DjangoFilterBackend]
     filterset_fields = ["container_key", "host"]
     ordering = ["-started_at"]
 
-    def get_permissions(self):
-        from rest_framework.permissions import IsAuthenticated
-
-        from accounts.authentication import TokenWritePermission
-
-        return [IsAuthenticated(), TokenWritePermission()]
-
     def get_queryset(self):
-        from containers.models import ProfileSession
+        return ProfileSession.objects.select_related("user")
 
-        return Visibility.for_user(self.request.user).filter_rows(ProfileSession.objects.select_related("user"))
+    def filter_permitted(self, queryset):
+        return Visibility.for_user(self.request.user).filter_rows(queryset)
 
     def get_serializer_class(self):
         from containers.api.serializers import ProfileSessionDetailSerializer, ProfileSessionSerializer

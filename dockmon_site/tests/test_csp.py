@@ -27,7 +27,7 @@ def _directives(header: str) -> dict[str, list[str]]:
     return out
 
 
-# guardian's object-permission page: its empty <style> block, allowed by hash (dockmon_site/admin_mixins.py).
+# guardian's object-permission page: its empty <style> block, allowed by hash (containers/admin_base.py).
 EMPTY_STYLE_BLOCK = "'sha256-AbpHGcgLb+kRsJGnwFEktk7uzpZOCcBY74+YBdrKVGs='"
 
 

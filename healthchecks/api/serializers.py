@@ -68,14 +68,14 @@ class HealthCheckSerializer(serializers.ModelSerializer):
 
     def is_admin(self) -> bool:
         """May choose methods other than GET/HEAD and read every detail of a result."""
-        from dockmon_site.permissions import is_administrator
+        from accounts.roles import is_administrator
 
         request = self.context.get("request")
         return bool(request is not None and is_administrator(request.user))
 
     # ---- field validation -----------------------------------------------------------------
     def validate_container(self, value: str) -> Container:
-        from dockmon_site.permissions import visible_containers
+        from containers.permissions import visible_containers
 
         request = self.context.get("request")
         if self.instance is not None:

@@ -2,26 +2,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import django_filters
-from django.db.models import Q
 from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from accounts.roles import is_administrator
+from containers.api.base import VisibleViewSetMixin
 from containers.models import Container
-from dockmon_site.api import AuditedViewMixin, PermissionedViewSetMixin
-from dockmon_site.permissions import (
-    ObjectPermissions,
-    filter_related,
-    has_container_perm,
-    is_administrator,
-    object_allowed,
-    visible_containers,
-)
+from containers.permissions import ObjectPermissions, has_container_perm, object_allowed, visible_containers
 from healthchecks import restarts, services
 from healthchecks.api.serializers import (
     AutoRestartConfigSerializer,
@@ -31,19 +23,13 @@ from healthchecks.api.serializers import (
     ResultHistorySerializer,
     TestResultSerializer,
 )
-from healthchecks.choices import CheckStatus
+from healthchecks.filters import AutoRestartFilter, HealthCheckFilter
 from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
 from healthchecks.probe import public_error
 
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # More results than this in a range are averaged into buckets (a chart has only so many pixels).
 MAX_POINTS = 1000
-
-
-def _token_write_permission():
-    from accounts.authentication import TokenWritePermission
-
-    return TokenWritePermission()
 
 
 class HealthCheckPermissions(ObjectPermissions):
@@ -62,21 +48,7 @@ class HealthCheckPermissions(ObjectPermissions):
         return super().has_object_permission(request, view, obj)
 
 
-class HealthCheckFilter(django_filters.FilterSet):
-    container = django_filters.CharFilter(field_name="container_id")
-    host = django_filters.UUIDFilter(field_name="container__host_id")
-    status = django_filters.MultipleChoiceFilter(choices=CheckStatus.choices)
-    search = django_filters.CharFilter(method="filter_search")
-
-    class Meta:
-        model = HealthCheck
-        fields = ["container", "host", "status", "enabled", "auto_restart"]
-
-    def filter_search(self, queryset, name, value):
-        return queryset.filter(Q(name__icontains=value) | Q(url__icontains=value) | Q(container__name__icontains=value))
-
-
-class HealthCheckViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class HealthCheckViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """HTTP health checks of containers; each row also shows the container's own Docker
     HEALTHCHECK status as `container_health`."""
 
@@ -84,9 +56,7 @@ class HealthCheckViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
     serializer_class = HealthCheckSerializer
     filterset_class = HealthCheckFilter
     ordering_fields = ["id", "status", "last_checked_at", "container__name"]
-
-    def get_permissions(self):
-        return [IsAuthenticated(), _token_write_permission(), HealthCheckPermissions()]
+    permission_classes = [HealthCheckPermissions]
 
     def perform_create(self, serializer):
         container = serializer.validated_data["container"]
@@ -171,16 +141,7 @@ def _buckets(rows, since, span):
     ]
 
 
-class AutoRestartFilter(django_filters.FilterSet):
-    host = django_filters.UUIDFilter(field_name="container__host_id")
-    restart_loop = django_filters.BooleanFilter(field_name="gave_up_at", lookup_expr="isnull", exclude=True)
-
-    class Meta:
-        model = AutoRestartConfig
-        fields = ["host", "enabled", "restart_loop"]
-
-
-class AutoRestartViewSet(AuditedViewMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class AutoRestartViewSet(VisibleViewSetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Auto-restart settings per container, keyed by container key; GET of a container without
     settings shows the defaults with `configured: false`; PUT/PATCH creates or changes them
     (needs `change` on the container)."""
@@ -190,18 +151,8 @@ class AutoRestartViewSet(AuditedViewMixin, mixins.ListModelMixin, viewsets.Gener
     filterset_class = AutoRestartFilter
     lookup_field = "key"
     lookup_value_regex = "[^/]+"  # malformed keys: 404 after authentication (AuditedViewMixin)
-
-    def get_permissions(self):
-        return [IsAuthenticated(), _token_write_permission()]
-
-    @property
-    def filter_backends(self):
-        from django_filters.rest_framework import DjangoFilterBackend
-
-        return [DjangoFilterBackend]
-
-    def get_queryset(self):
-        return filter_related(self.request.user, super().get_queryset())
+    permission_classes = []  # rights on the container, checked by _container()
+    filter_backends = [DjangoFilterBackend]
 
     def _container(self, action: str) -> Container:
         key = self.kwargs["key"]

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cryptography import x509
 from rest_framework import serializers
 
 from containers.models import Container
-from dockmon_site.permissions import visible_containers, visible_hosts
+from containers.permissions import visible_containers, visible_hosts
+from dockmon_site.api import pem_certificates
 from updates.choices import Policy, TrackingMode
 from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
 from updates.policies import decide
@@ -176,16 +176,7 @@ class RegistryCredentialSerializer(serializers.ModelSerializer):
         return check_registry_destination(registry, insecure=insecure_given(self))
 
     def validate_ca_cert(self, value):
-        value = (value or "").strip()
-        if not value:
-            return ""
-        try:
-            certs = x509.load_pem_x509_certificates(value.encode())
-        except ValueError:
-            raise serializers.ValidationError("This is not a PEM CA certificate.") from None
-        if not certs:
-            raise serializers.ValidationError("This is not a PEM CA certificate.")
-        return value + "\n"
+        return pem_certificates(value, "CA")
 
     def validate(self, attrs):
         if self.instance is not None and self.instance.password and not attrs.get("password") and self._moves(attrs):

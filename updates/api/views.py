@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 import uuid
 
-import django_filters
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
@@ -13,13 +12,12 @@ from kombu.exceptions import OperationalError
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from containers.api.base import VisibleViewSetMixin
 from containers.models import Container
-from dockmon_site.api import PermissionedViewSetMixin
-from dockmon_site.permissions import has_container_perm, visible_containers, visible_hosts
+from containers.permissions import has_container_perm, visible_containers, visible_hosts
 from updates import runqueue
 from updates.api.serializers import (
     BulkResultSerializer,
@@ -34,7 +32,8 @@ from updates.api.serializers import (
     UpdateRequestSerializer,
     UpdateRunSerializer,
 )
-from updates.choices import RunStatus, RunTrigger, UpdateStatus
+from updates.choices import RunTrigger
+from updates.filters import ContainerUpdateFilter, UpdateRunFilter
 from updates.models import ContainerUpdate, PolicyCategory, RegistryCredential, UpdatePolicy
 from updates.policies import decide, decide_many
 from updates.tasks import check_updates
@@ -42,14 +41,8 @@ from updates.tasks import check_updates
 logger = logging.getLogger(__name__)
 
 
-def _token_write_permission():
-    from accounts.authentication import TokenWritePermission
-
-    return TokenWritePermission()
-
-
 class ContainerScopedPermission(permissions.BasePermission):
-    """Rows that belong to one container carry that container's rights (dockmon_site.permissions):
+    """Rows that belong to one container carry that container's rights (containers.permissions):
     reading needs `view`; changing tracking settings or a policy needs `change`."""
 
     def has_permission(self, request, view):
@@ -60,30 +53,12 @@ class ContainerScopedPermission(permissions.BasePermission):
         return has_container_perm(request.user, action, obj.container)
 
 
-class ContainerScopedViewSetMixin:
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+class ContainerScopedViewSetMixin(VisibleViewSetMixin):
+    permission_classes = [ContainerScopedPermission]
 
-    def get_permissions(self):
-        return [permissions.IsAuthenticated(), _token_write_permission(), ContainerScopedPermission()]
-
-    def filter_queryset(self, queryset):
+    def filter_permitted(self, queryset):
         # Objects of containers the user cannot view do not exist for them (404, not 403).
-        queryset = queryset.filter(container__in=visible_containers(self.request.user).values("pk"))
-        return super().filter_queryset(queryset)
-
-
-class ContainerUpdateFilter(django_filters.FilterSet):
-    host = django_filters.UUIDFilter(field_name="container__host_id")
-    status = django_filters.MultipleChoiceFilter(choices=UpdateStatus.choices)
-    update_available = django_filters.BooleanFilter()
-    search = django_filters.CharFilter(method="filter_search")
-
-    class Meta:
-        model = ContainerUpdate
-        fields = ["host", "status", "update_available", "tracking_mode"]
-
-    def filter_search(self, queryset, name, value):
-        return queryset.filter(Q(container__name__icontains=value) | Q(image__icontains=value))
+        return queryset.filter(container__in=visible_containers(self.request.user).values("pk"))
 
 
 class ContainerUpdateViewSet(ContainerScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
@@ -174,8 +149,6 @@ def explain_container(request, key: str) -> dict:
 class ContainerUpdatePolicyView(APIView):
     """GET /api/v1/containers/{key}/update-policy/: the same explanation, reached from the container."""
 
-    permission_classes = [permissions.IsAuthenticated]
-
     @extend_schema(responses={200: ExplanationSerializer})
     def get(self, request, key):
         return Response(explain_container(request, key))
@@ -211,13 +184,15 @@ class CategoryPermission(permissions.BasePermission):
         return user.has_perm(f"updates.{verb}_policycategory")
 
 
-class PolicyCategoryViewSet(viewsets.ModelViewSet):
+class PolicyCategoryViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     serializer_class = PolicyCategorySerializer
     queryset = PolicyCategory.objects.all()
     filterset_fields = ["enabled", "policy", "builtin"]
+    permission_classes = [CategoryPermission]
+    filter_backends = [DjangoFilterBackend]
 
-    def get_permissions(self):
-        return [permissions.IsAuthenticated(), _token_write_permission(), CategoryPermission()]
+    def filter_permitted(self, queryset):
+        return queryset  # categories apply to everyone's containers: everyone signed in sees them
 
     def perform_destroy(self, instance):
         if instance.builtin:
@@ -225,7 +200,7 @@ class PolicyCategoryViewSet(viewsets.ModelViewSet):
         instance.delete()
 
 
-class RegistryCredentialViewSet(PermissionedViewSetMixin, viewsets.ModelViewSet):
+class RegistryCredentialViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     """Credentials per registry host; the password is write-only and stored encrypted."""
 
     serializer_class = RegistryCredentialSerializer
@@ -258,48 +233,27 @@ def runs_visible_to(user, queryset=None):
     return queryset.filter(Q(host__in=visible_hosts(user).values("pk")) | Q(old_key__in=keys) | Q(new_key__in=keys))
 
 
-class UpdateRunFilter(django_filters.FilterSet):
-    container = django_filters.CharFilter(method="filter_container",
-                                          help_text="A container key: its runs across its re-creations (every key it had)")
-    host = django_filters.UUIDFilter(field_name="host_id")
-    status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)
-    trigger = django_filters.ChoiceFilter(choices=RunTrigger.choices)
-    batch = django_filters.CharFilter()
-
-    class Meta:
-        from updates.models import UpdateRun
-
-        model = UpdateRun
-        fields = ["container", "host", "status", "trigger", "batch"]
-
-    def filter_container(self, queryset, name, value):
-        from updates.history import lineage_keys
-
-        keys = lineage_keys(value)
-        return queryset.filter(Q(old_key__in=keys) | Q(new_key__in=keys))
-
-
-class UpdateRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class UpdateRunViewSet(VisibleViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Update runs: what was updated, every stage, the log, and how it ended."""
 
     serializer_class = UpdateRunSerializer
     filterset_class = UpdateRunFilter
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
     ordering_fields = ["created_at", "finished_at", "status"]
-
-    def get_permissions(self):
-        return [permissions.IsAuthenticated(), _token_write_permission()]
+    permission_classes = []  # viewing by filter_permitted; updating by the executor's own checks
 
     def get_queryset(self):
-        from updates.history import runs_of
         from updates.models import UpdateRun
 
-        base = UpdateRun.objects.select_related("requested_by")
+        return UpdateRun.objects.select_related("requested_by")
+
+    def filter_permitted(self, queryset):
+        from updates.history import runs_of
+
         key = self.request.query_params.get("container") if self.action == "list" else None
         if key:
             # One container's history: the same runs its page shows, across its re-creations.
-            return runs_of(self.request.user, key, base)
-        return runs_visible_to(self.request.user, base)
+            return runs_of(self.request.user, key, queryset)
+        return runs_visible_to(self.request.user, queryset)
 
     @extend_schema(request=BulkUpdateSerializer, responses={202: BulkResultSerializer})
     @action(detail=False, methods=["post"])
@@ -336,9 +290,6 @@ class UpdateRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
 class ContainerUpdateRunView(APIView):
     """POST /api/v1/containers/{key}/update/ {force?, health_timeout?} → 202 {run, ...}."""
-
-    def get_permissions(self):
-        return [permissions.IsAuthenticated(), _token_write_permission()]
 
     @extend_schema(request=UpdateRequestSerializer, responses={202: UpdateRunSerializer})
     def post(self, request, key):

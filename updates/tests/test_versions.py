@@ -78,12 +78,12 @@ def test_a_bad_cron_setting_stops_dockmon(monkeypatch, settings):
     with pytest.raises(SystemCheckError, match="DOCKMON_UPDATE_CHECK_CRON"):
         call_command("check")
     with pytest.raises(ImproperlyConfigured, match="DOCKMON_UPDATE_CHECK_CRON"):
-        celery_module.schedule_update_check(sender=celery_module.app)
+        celery_module.resolve_schedules(sender=celery_module.app)
     monkeypatch.delenv("DOCKMON_UPDATE_CHECK_CRON")
     importlib.reload(settings_module)
     settings.DOCKMON_UPDATE_CHECK_CRON = settings_module.DOCKMON_UPDATE_CHECK_CRON
     call_command("check")
-    celery_module.schedule_update_check(sender=celery_module.app)
+    celery_module.resolve_schedules(sender=celery_module.app)
     entry = celery_module.app.conf.beat_schedule["check-updates"]
     assert entry["task"] == "updates.tasks.check_updates" and entry["options"]["expires"] > 0
     assert entry["schedule"] == parse_cron("0 4 * * *")

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q, QuerySet
+from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import get_objects_for_user
 from rest_framework import permissions as drf_permissions
-from rest_framework.filters import BaseFilterBackend
+
+from accounts.roles import is_signed_in
+from containers.models import Container, DockerHost
 
 ACTIONS = ("view", "operate", "update", "change")
 HOST_ACTIONS = (*ACTIONS, "delete")
@@ -28,14 +32,8 @@ def container_perm(action: str) -> str:
     return f"containers.{action}_container"
 
 
-def _active(user) -> bool:
-    return bool(user and user.is_authenticated and user.is_active)
-
-
 def visible_hosts(user, action: str = "view") -> QuerySet:
-    from containers.models import DockerHost
-
-    if not _active(user):
+    if not is_signed_in(user):
         return DockerHost.objects.none()
     if user.is_superuser or user.has_perm(host_perm(action)):
         return DockerHost.objects.all()
@@ -49,11 +47,6 @@ def object_grants(user, action: str) -> tuple[list[str], list[str]]:
     Only the grant rows are read (no join with the hosts or containers themselves): the ids
     are for IN filters and membership tests, where an id of something gone matches nothing.
     """
-    from django.contrib.contenttypes.models import ContentType
-    from guardian.models import GroupObjectPermission, UserObjectPermission
-
-    from containers.models import Container, DockerHost
-
     host_ct = ContentType.objects.get_for_model(DockerHost)
     codenames = [f"{action}_dockerhost", f"{action}_container"]
     cts = [host_ct, ContentType.objects.get_for_model(Container)]
@@ -68,10 +61,8 @@ def object_grants(user, action: str) -> tuple[list[str], list[str]]:
 
 
 def visible_containers(user, action: str = "view", queryset: QuerySet | None = None) -> QuerySet:
-    from containers.models import Container
-
     queryset = Container.objects.all() if queryset is None else queryset
-    if not _active(user):
+    if not is_signed_in(user):
         return queryset.none()
     if user.is_superuser or user.has_perm(container_perm(action)) or user.has_perm(host_perm(action)):
         return queryset
@@ -86,14 +77,14 @@ def visible_containers(user, action: str = "view", queryset: QuerySet | None = N
 
 
 def has_host_perm(user, action: str, host) -> bool:
-    if not _active(user):
+    if not is_signed_in(user):
         return False
     perm = host_perm(action)
     return user.is_superuser or user.has_perm(perm) or user.has_perm(perm, host)
 
 
 def has_container_perm(user, action: str, container) -> bool:
-    if not _active(user):
+    if not is_signed_in(user):
         return False
     perm = container_perm(action)
     if user.is_superuser or user.has_perm(perm) or user.has_perm(perm, container):
@@ -112,7 +103,7 @@ class Visibility:
 
     @classmethod
     def for_user(cls, user) -> Visibility:
-        if not _active(user):
+        if not is_signed_in(user):
             return cls()
         if user.is_superuser or user.has_perm(container_perm("view")) or user.has_perm(host_perm("view")):
             return cls(everything=True, staff=user.is_staff or user.is_superuser)
@@ -157,7 +148,7 @@ class ObjectPermissions(drf_permissions.BasePermission):
     """
 
     def has_permission(self, request, view):
-        if not _active(request.user):
+        if not is_signed_in(request.user):
             return False
         if request.method == "POST" and getattr(view, "action", None) == "create":
             model = view.get_queryset().model
@@ -174,8 +165,6 @@ class ObjectPermissions(drf_permissions.BasePermission):
 def related_target(obj):
     """The host or container another app's object belongs to (its `container` / `host`
     foreign key, or an event-style `container_key` / `host_id`), or None."""
-    from containers.models import Container, DockerHost
-
     # The container first (a row about a container is the container's, even when it names the
     # host too: a user granted only that container sees it, as lists do via filter_rows).
     field = _field(obj, "container")
@@ -207,9 +196,7 @@ def object_allowed(user, action: str, obj) -> bool:
     belongs to a host or container (events, health checks, update records...) follows it:
     viewing needs view on the host/container; other actions need either the model permission
     (e.g. from the Operators role) plus view, or the object's `change` right (its settings)."""
-    from containers.models import Container, DockerHost
-
-    if not _active(user):
+    if not is_signed_in(user):
         return False
     if isinstance(obj, DockerHost):
         return has_host_perm(user, action, obj)
@@ -231,35 +218,21 @@ def object_allowed(user, action: str, obj) -> bool:
     return user.has_perm(perm) or user.has_perm(perm, obj) or object_allowed(user, "change", target)
 
 
-class PermittedObjectsFilter(BaseFilterBackend):
-    """Narrows every list and detail queryset to what the user may view.
-
-    Hosts and containers by their rules; other models by the host or container they belong to
-    (a `container` or `host` foreign key, or event-style `container_key`/`host` columns), unless
-    the view narrows them itself with `filter_permitted(queryset)`.
-    """
-
-    def filter_queryset(self, request, queryset, view):
-        from containers.models import Container, DockerHost
-
-        model = queryset.model
-        user = request.user
-        if model is DockerHost:
-            return queryset.filter(pk__in=visible_hosts(user).values("pk"))
-        if model is Container:
-            return visible_containers(user, queryset=queryset)
-        filter_func = getattr(view, "filter_permitted", None)
-        if filter_func is not None:
-            return filter_func(queryset)
-        return filter_related(user, queryset)
+def permitted(user, queryset: QuerySet) -> QuerySet:
+    """`queryset` narrowed to what `user` may view: hosts and containers by their rules, other
+    models by the host or container they belong to (a `container` or `host` foreign key, or
+    event-style `container_key`/`host` columns)."""
+    if queryset.model is DockerHost:
+        return queryset.filter(pk__in=visible_hosts(user).values("pk"))
+    if queryset.model is Container:
+        return visible_containers(user, queryset=queryset)
+    return filter_related(user, queryset)
 
 
 def filter_related(user, queryset: QuerySet) -> QuerySet:
     """Objects of another model narrowed to those whose host/container the user may view."""
-    from containers.models import Container, DockerHost
-
     model = queryset.model
-    if not _active(user):
+    if not is_signed_in(user):
         return queryset.none()
     if user.is_superuser:
         return queryset
@@ -275,34 +248,3 @@ def filter_related(user, queryset: QuerySet) -> QuerySet:
             query |= Q(container_key__in=visible_containers(user).values("key"))
         return queryset.filter(query)
     return queryset
-
-
-class ModelPermissions(drf_permissions.DjangoModelPermissions):
-    """Model-level rights for things that are not hosts or containers (users, groups, grants).
-
-    Reading needs the view permission too. A view without a queryset names its model in
-    `permission_model` (e.g. guardian's UserObjectPermission for /permissions/).
-    """
-
-    perms_map = {
-        **drf_permissions.DjangoModelPermissions.perms_map,
-        "GET": ["%(app_label)s.view_%(model_name)s"],
-        "HEAD": ["%(app_label)s.view_%(model_name)s"],
-        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
-    }
-
-    def _queryset(self, view):
-        model = getattr(view, "permission_model", None)
-        if model is not None:
-            return model.objects.none()
-        return super()._queryset(view)
-
-    def has_permission(self, request, view):
-        if not _active(request.user):
-            return False
-        return super().has_permission(request, view)
-
-
-def is_administrator(user) -> bool:
-    """May manage users, groups and grants (superusers and the Administrators role)."""
-    return _active(user) and (user.is_superuser or user.has_perm("auth.change_user"))

@@ -16,10 +16,8 @@ from django.db.models import Q
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm
 
-from dockmon_site import realtime
-from dockmon_site.permissions import ACTIONS, HOST_ACTIONS
-
-PERMISSIONS_CHANGED = "permissions.changed"
+from containers.models import Container, DockerHost
+from containers.permissions import ACTIONS, HOST_ACTIONS
 
 
 @dataclass
@@ -36,8 +34,6 @@ class Grant:
 
 
 def _content_types():
-    from containers.models import Container, DockerHost
-
     return ContentType.objects.get_for_model(DockerHost), ContentType.objects.get_for_model(Container)
 
 
@@ -54,8 +50,6 @@ def _scope_filter(*, host: str | None = None, container: str | None = None) -> Q
 
 def list_grants(*, user=None, group=None, host=None, container=None, permission=None) -> list[Grant]:
     """Every grant on hosts and containers matching the filters, user grants first."""
-    from containers.models import Container, DockerHost
-
     host_ct, _ = _content_types()
     scope = _scope_filter(host=host, container=container)
     if permission:
@@ -118,8 +112,6 @@ def grant(principal, action: str, obj) -> tuple[Grant, bool]:
     Any right but view also grants view: a right on something one cannot see is unusable
     (the API answers 404 for what a user may not view).
     """
-    from containers.models import DockerHost
-
     is_host = isinstance(obj, DockerHost)
     allowed = HOST_ACTIONS if is_host else ACTIONS
     if action not in allowed:
@@ -147,15 +139,3 @@ def revoke(grant_id: str) -> Grant | None:
     before = get_grant(grant_id)
     row.delete()
     return before
-
-
-# ---------------------------------------------------------------------------
-# Telling open WebSockets that what their users may see has changed
-# ---------------------------------------------------------------------------
-def announce_permissions_changed(reason: str) -> None:
-    """Publish `permissions.changed` once the transaction commits.
-
-    Consumers re-read their user's visibility before their next message
-    (containers/consumers.py); a burst of these costs each consumer one re-read.
-    """
-    transaction.on_commit(lambda: realtime.publish(PERMISSIONS_CHANGED, {"reason": reason}))

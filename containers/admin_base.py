@@ -1,4 +1,4 @@
-"""Admin integration of the object-permission rules in dockmon_site.permissions.
+"""Admin integration of the object-permission rules in containers/permissions.py.
 
 Django's admin only knows model-level permissions; with these, a staff user granted one host
 sees the host list with just that host, and may change exactly what the API lets them change.
@@ -10,8 +10,18 @@ from django.contrib import admin
 from django.db.models import Q
 from guardian.admin import ReinforcedGuardedModelAdminMixin
 
+from accounts.roles import is_signed_in
+from containers.models import Container, DockerHost
+from containers.permissions import (
+    container_perm,
+    has_container_perm,
+    host_perm,
+    object_allowed,
+    object_grants,
+    visible_containers,
+    visible_hosts,
+)
 from dockmon_site import csp
-from dockmon_site.permissions import container_perm, host_perm, object_allowed, object_grants, visible_containers, visible_hosts
 
 
 def holds_somewhere(user, action: str) -> bool:
@@ -22,7 +32,7 @@ def holds_somewhere(user, action: str) -> bool:
     that people who may only view do not get the action offered; the action still checks every
     selected row, because holding a right somewhere is not holding it on each row.
     """
-    if not (user and user.is_authenticated and user.is_active):
+    if not is_signed_in(user):
         return False
     if user.is_superuser or user.has_perm(host_perm(action)) or user.has_perm(container_perm(action)):
         return True
@@ -55,7 +65,30 @@ VisibleHostFilter = visible_choices(visible_hosts)
 VisibleContainerFilter = visible_choices(visible_containers)
 
 
-class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
+class VisibilityAdmin(admin.ModelAdmin):
+    """The one admin base for rows that follow containers/permissions.py: a staff user granted
+    one host sees that host (and what belongs to it) without any model permission, and a row
+    is viewable by object_allowed."""
+
+    def visible_queryset(self, request):  # pragma: no cover - each admin narrows its own queryset
+        raise NotImplementedError
+
+    def _any_visible(self, request) -> bool:
+        cache_name = f"_dockmon_visible_{self.model._meta.model_name}"
+        if not hasattr(request, cache_name):
+            setattr(request, cache_name, self.visible_queryset(request).exists())
+        return getattr(request, cache_name)
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or self._any_visible(request)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request) or self._any_visible(request)
+        return object_allowed(request.user, "view", obj)
+
+
+class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, VisibilityAdmin):
     """GuardedModelAdmin whose object-permission screens need guardian's own permissions.
 
     The plain GuardedModelAdmin lets anyone with model-level change manage every user's grants
@@ -68,12 +101,7 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
     # their container ask for more (e.g. "change" for a health check).
     related_action = "view"
 
-    def visible_queryset(self, request):  # pragma: no cover - each admin narrows its own queryset
-        raise NotImplementedError
-
     def _limit_related(self, db_field, request, kwargs) -> None:
-        from containers.models import Container, DockerHost
-
         if request.user.is_superuser:
             return
         if db_field.related_model is DockerHost:
@@ -94,20 +122,6 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         # (the Content-Security-Policy, dockmon_site/csp.py).
         return csp.allow_style_block(super().obj_perms_manage_view(request, object_pk), "\n")
 
-    def _any_visible(self, request) -> bool:
-        cache_name = f"_dockmon_visible_{self.model._meta.model_name}"
-        if not hasattr(request, cache_name):
-            setattr(request, cache_name, self.visible_queryset(request).exists())
-        return getattr(request, cache_name)
-
-    def has_module_permission(self, request):
-        return super().has_module_permission(request) or self._any_visible(request)
-
-    def has_view_permission(self, request, obj=None):
-        if obj is None:
-            return super().has_view_permission(request) or self._any_visible(request)
-        return object_allowed(request.user, "view", obj)
-
     def has_change_permission(self, request, obj=None):
         if obj is None:
             return super().has_change_permission(request)
@@ -117,3 +131,54 @@ class ObjectPermissionAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin):
         if obj is None:
             return super().has_delete_permission(request)
         return object_allowed(request.user, "delete", obj)
+
+
+class ContainerScopedAdmin(ObjectPermissionAdmin):
+    """Rows that belong to one container (health checks, update records...): visible and
+    changeable exactly as the container is (containers/permissions.py)."""
+
+    # Where the row's container is: a field, or a path through one (e.g. "health_check__container").
+    container_path = "container"
+    # A row acts on its container (probes it, restarts it, updates it): pointing one at a
+    # container needs `change` on that container, as in the API.
+    related_action = "change"
+
+    def _visible(self, request, queryset):
+        return queryset.filter(**{f"{self.container_path}__in": visible_containers(request.user).values("pk")})
+
+    def _container(self, obj):
+        for part in self.container_path.split("__"):
+            obj = getattr(obj, part)
+        return obj
+
+    def visible_queryset(self, request):
+        return self._visible(request, self.model.objects.all())
+
+    def get_queryset(self, request):
+        return self._visible(request, super().get_queryset(request))
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_view_permission(request)
+        return has_container_perm(request.user, "view", self._container(obj))
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request) or self._any_visible(request)
+        return has_container_perm(request.user, "change", self._container(obj))
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_delete_permission(request)
+        return has_container_perm(request.user, "change", self._container(obj))
+
+    def _changeable(self, request, queryset):
+        return [obj for obj in queryset if has_container_perm(request.user, "change", self._container(obj))]
+
+    # What row-changing actions declare: the right on some container (each selected row is
+    # checked again, e.g. by _changeable).
+    def has_change_some_permission(self, request):
+        return holds_somewhere(request.user, "change")
+
+    def has_update_some_permission(self, request):
+        return holds_somewhere(request.user, "update")
