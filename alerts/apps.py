@@ -10,9 +10,9 @@ class AlertsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from alerts import checks, evaluator, signals  # noqa: F401 (checks registers itself)
+        from containers import bus
         from containers.models import DiskUsage
         from containers.signals import container_rekeyed
-        from dockmon_site import bus
 
         bus.subscribe(signals.on_event)
         container_rekeyed.connect(evaluator.follow_recreated_container, dispatch_uid="alerts.follow_recreated_container")

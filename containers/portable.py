@@ -17,11 +17,11 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from rest_framework import serializers
 
-from containers import engine, services
+from containers import bus, engine, services
 from containers.api.serializers import HostSerializer
 from containers.choices import DesiredState, EventCategory, TagSource
 from containers.models import Container, ContainerTag, DockerHost, Tag
-from dockmon_site import bus, config_io
+from dockmon_site import config_io
 from dockmon_site.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,8 @@ class HealthchecksConfig(AppConfig):
     def ready(self):
         from rest_framework import serializers
 
-        from containers import container_settings
+        from containers import bus, container_settings
         from containers.signals import container_rekeyed
-        from dockmon_site import bus
         from healthchecks import restarts
         from healthchecks.signals import follow_recreated_container
 

@@ -43,11 +43,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from containers import engine
+from containers import bus, engine
 from containers import services as container_services
 from containers.choices import EventCategory, Severity
 from containers.models import Container, DockerHost
-from dockmon_site import bus
 from dockmon_site.permissions import has_container_perm
 from updates.choices import ACTIVE_RUN_STATUSES, Policy, RunStage, RunStatus, RunTrigger, UpdateStatus
 from updates.models import ContainerUpdate, RolledBackDigest, UpdateRun

@@ -35,10 +35,10 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from containers import engine
+from containers import bus, engine
 from containers.choices import EventCategory, Severity
 from containers.models import Container
-from dockmon_site import bus, outbound
+from dockmon_site import outbound
 from updates.choices import TrackingMode, UpdateStatus
 from updates.models import ContainerUpdate, RegistryCredential
 from updates.registry import (

@@ -36,8 +36,8 @@ from accounts.authentication import TokenWritePermission
 from accounts.filters import AuditFilter, TokenFilter, UserFilter
 from accounts.models import APIToken, AuditEntry
 from accounts.roles import role_names
+from containers import bus
 from containers.choices import EventCategory
-from dockmon_site import bus
 from dockmon_site.api import DB_INT_MAX, AuditedViewMixin, Pagination
 from dockmon_site.permissions import ModelPermissions
 

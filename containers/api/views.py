@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from containers import container_settings, engine, host_rules, operations, services
+from containers import bus, container_settings, engine, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
 from containers.api.pagination import KeysFirstPagination
@@ -35,7 +35,6 @@ from containers.api.serializers import (
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
 from containers.models import BulkJob, BulkJobItem, Container, DockerHost, Event, Tag
-from dockmon_site import bus
 from dockmon_site.api import PermissionedViewSetMixin
 from dockmon_site.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
 

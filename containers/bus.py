@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from dockmon_site import metrics, realtime
+from dockmon_site import counters, realtime
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def emit(
     if persist:
         event.save()
     if type_ != "stats.sample":
-        metrics.count(metrics.EVENTS_KEY, type_)
+        counters.count(counters.EVENTS_KEY, type_)
     for subscriber in list(_subscribers):
         try:
             subscriber(event)
