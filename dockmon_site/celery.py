@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import task_postrun, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dockmon_site.settings")
 
@@ -15,3 +15,11 @@ def _count_task(sender=None, state=None, **kwargs):
     from dockmon_site import counters
 
     counters.count(counters.TASKS_KEY, f"{getattr(sender, 'name', 'unknown')}|{state or 'UNKNOWN'}")
+
+
+@worker_process_shutdown.connect
+def _drain_bus(**kwargs):
+    # Pool processes may end without running atexit handlers.
+    from containers import bus
+
+    bus.drain(bus.SHUTDOWN_WAIT_SECONDS)
