@@ -21,12 +21,11 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from event_latency import LABEL, DieWatcher, Listener, remove_labelled
+from event_latency import DieWatcher, add_stack_arguments, close_up, start_containers, start_stack
 
 PHASES = (0, 10, 200)
 TARGET_RATIO = 1.25
@@ -50,19 +49,13 @@ def add_rules(total: int, channel) -> None:
 def main() -> int:
     p = _common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=40, help="containers stopped per phase (default 40)")
-    p.add_argument("--engine", default="alpha", help="testbed engine (default alpha)")
-    p.add_argument("--parallel", type=int, default=6, help="parallel `docker run`s while setting up (default 6)")
-    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for one event (default 15)")
+    add_stack_arguments(p, timeout=15.0)
     p.add_argument("--settle", type=float, default=300.0,
                    help="seconds to wait at the end for every alert to be raised (default 300)")
     args = p.parse_args()
 
     bench = _common.setup("event_latency_rules", args)
-    from django.contrib.auth import get_user_model
-
-    from accounts.models import APIToken
     from alerts.models import Alert, Notification, NotificationChannel
-    from containers.models import DockerHost
     from testkit.testbed import Testbed
 
     tb = Testbed.load()
@@ -71,37 +64,13 @@ def main() -> int:
     listener = watcher = None
     started = time.monotonic()
     try:
-        admin = get_user_model().objects.create_superuser("bench-admin", password="bench-pw-12345")
-        _, raw = APIToken.issue(admin, name="bench")
-        host = DockerHost.objects.create(name=f"bench-{args.engine}", url=engine.unix_url)
-        dead = f"http://127.0.0.1:{closed_port()}/hook"
-        channel = NotificationChannel.objects.create(name="receiver gone", kind="webhook", config={"url": dead})
-
-        monitor = bench.start_monitor(DOCKMON_RECONCILE_SECONDS=3600, DOCKMON_HOST_REFRESH_SECONDS=1,
-                                      CELERY_TASK_ALWAYS_EAGER="true")
-        daphne = bench.start_daphne()
-        deadline = time.monotonic() + 30
-        while DockerHost.objects.get(pk=host.pk).status != "online":
-            if time.monotonic() > deadline or not monitor.alive():
-                raise RuntimeError(f"host never came online; monitor log:\n{monitor.log()}")
-            time.sleep(0.1)
-        listener = Listener(f"ws://127.0.0.1:{daphne.port}/ws/events/?token={raw}")
-        if not listener.wait(lambda: listener.hello, 10):
-            raise RuntimeError(f"no hello on the WebSocket; daphne log:\n{daphne.log()}")
+        channel = NotificationChannel(name="receiver gone", kind="webhook", config={})
+        channel.set_secrets({"url": f"http://127.0.0.1:{closed_port()}/hook"})
+        channel.save()
+        host, _, _, listener = start_stack(bench, engine, CELERY_TASK_ALWAYS_EAGER="true")
         watcher = DieWatcher(engine.unix_url, run_id)
-
-        total = args.count * len(PHASES)
-        names = [f"dmb-rules-{run_id}-{i:03d}" for i in range(total)]
-
-        def run(name: str) -> str:
-            return engine.docker("run", "-d", "--network", "none", "--label", f"{LABEL}={run_id}", "--name", name,
-                                 tb.busybox_image, "sleep", "3600", timeout=120).stdout.strip()
-
-        with ThreadPoolExecutor(args.parallel) as pool:
-            ids = list(pool.map(run, names))
-        keys = [f"{host.pk}:{cid[:12]}" for cid in ids]
-        if not listener.wait(lambda: all(k in listener.running for k in keys), 120):
-            raise RuntimeError(f"only {sum(k in listener.running for k in keys)}/{len(keys)} running messages arrived")
+        names = [f"dmb-rules-{run_id}-{i:03d}" for i in range(args.count * len(PHASES))]
+        ids, keys = start_containers(engine, tb.busybox_image, run_id, names, host, listener, args.parallel)
         time.sleep(1.0)
 
         phases, missed = {}, {}
@@ -152,15 +121,7 @@ def main() -> int:
                               "seconds": round(elapsed, 1)})
         return 0 if met else 1
     finally:
-        if listener is not None:
-            listener.close()
-        if watcher is not None:
-            watcher.close()
-        bench.stop_all()
-        removed = remove_labelled(engine, run_id)
-        print(f"cleanup: stopped {len(bench.procs)} processes, removed {removed} containers", file=sys.stderr)
-        bench.finish()
-
+        close_up(bench, engine, run_id, listener, watcher)
 
 if __name__ == "__main__":
     sys.exit(main())
