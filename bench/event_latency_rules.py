@@ -5,7 +5,8 @@ Same stack as bench/event_latency.py (`manage.py monitor` and daphne on a fresh 
 testbed's alpha engine, a WebSocket client with a superuser token), plus one webhook channel
 whose receiver is gone (a closed loopback port) on every rule. The monitor runs with Celery
 eager, as in alerts/tests/test_live.py: rule evaluation and delivery run in the monitor process
-itself (no worker), which is where they could get in the way of the live path.
+itself (no worker), which is where they could get in the way of the live path. With --worker
+they run in one Celery worker process instead, as deployed.
 
 Each phase stops --count containers one at a time (`docker stop -t 0`, back to back) and times
 (a) CLI start → WebSocket receipt and (b) engine `die` → receipt. The alerts raised during the
@@ -46,12 +47,27 @@ def add_rules(total: int, channel) -> None:
         rule.channels.set([channel])
 
 
+def start_worker(bench) -> None:
+    from dockmon_site.celery import app
+
+    name = f"rulesbench-{bench.run_id}@{socket.gethostname()}"
+    worker = bench.start("worker", [_common.PYTHON, "-m", "celery", "-A", "dockmon_site", "worker", "--pool", "solo",
+                                    "--loglevel", "WARNING", "-n", name, "--without-gossip", "--without-mingle",
+                                    "--without-heartbeat"])
+    deadline = time.monotonic() + 60
+    while not app.control.ping(destination=[name], timeout=0.5):
+        if not worker.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not start: {worker.log()}")
+
+
 def main() -> int:
     p = _common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=40, help="containers stopped per phase (default 40)")
     add_stack_arguments(p, timeout=15.0)
     p.add_argument("--settle", type=float, default=300.0,
                    help="seconds to wait at the end for every alert to be raised (default 300)")
+    p.add_argument("--worker", action="store_true",
+                   help="evaluate and deliver in one Celery worker (--pool solo), as deployed, instead of eager in the monitor")
     args = p.parse_args()
 
     bench = _common.setup("event_latency_rules", args)
@@ -67,7 +83,9 @@ def main() -> int:
         channel = NotificationChannel(name="receiver gone", kind="webhook", config={})
         channel.set_secrets({"url": f"http://127.0.0.1:{closed_port()}/hook"})
         channel.save()
-        host, _, _, listener = start_stack(bench, engine, CELERY_TASK_ALWAYS_EAGER="true")
+        host, _, _, listener = start_stack(bench, engine, **({} if args.worker else {"CELERY_TASK_ALWAYS_EAGER": "true"}))
+        if args.worker:
+            start_worker(bench)
         watcher = DieWatcher(engine.unix_url, run_id)
         names = [f"dmb-rules-{run_id}-{i:03d}" for i in range(args.count * len(PHASES))]
         ids, keys = start_containers(engine, tb.busybox_image, run_id, names, host, listener, args.parallel)
@@ -114,7 +132,7 @@ def main() -> int:
         print(f"alerts raised: {alerts} of {expected} expected ({settle_s:.1f} s after the last stop), notifications: {notes}")
         print(f"(a) p95 with rules / without: {ratios}; target <= {TARGET_RATIO}: {'MET' if met else 'MISSED'}; "
               f"total {elapsed:.1f} s")
-        _common.emit_summary({"bench": "event_latency_rules", "db": bench.vendor, "count": args.count,
+        _common.emit_summary({"bench": "event_latency_rules", "db": bench.vendor, "count": args.count, "worker": args.worker,
                               "phases": {str(r): phases[r] for r in PHASES}, "missed": missed, "alerts": alerts,
                               "alerts_expected": expected, "settle_seconds": round(settle_s, 1),
                               "notifications": notes, "p95_ratio": ratios, "target_met": met,
