@@ -138,6 +138,15 @@ def remove_labelled(engine, run_id: str) -> int:
     return len(ids)
 
 
+def open_bench(name: str, args):
+    """_common.setup() and the testbed engine to use. Returns (bench, testbed, engine)."""
+    bench = _common.setup(name, args)
+    from testkit.testbed import Testbed
+
+    tb = Testbed.load()
+    return bench, tb, tb.engines[args.engine]
+
+
 def add_stack_arguments(p, timeout: float) -> None:
     p.add_argument("--engine", default="alpha", help="testbed engine (default alpha)")
     p.add_argument("--parallel", type=int, default=6, help="parallel `docker run`s while setting up (default 6)")
@@ -207,11 +216,7 @@ def main() -> int:
                    help="stop with the docker CLI (default) or with one Engine API call (POST /containers/{id}/stop?t=0)")
     args = p.parse_args()
 
-    bench = _common.setup("event_latency", args)
-    from testkit.testbed import Testbed
-
-    tb = Testbed.load()
-    engine = tb.engines[args.engine]
+    bench, tb, engine = open_bench("event_latency", args)
     image = tb.busybox_image
     run_id = bench.run_id
     listener = watcher = None

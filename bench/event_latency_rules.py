@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-from event_latency import DieWatcher, add_stack_arguments, close_up, start_containers, start_stack
+from event_latency import DieWatcher, add_stack_arguments, close_up, open_bench, start_containers, start_stack
 
 PHASES = (0, 10, 200)
 TARGET_RATIO = 1.25
@@ -70,12 +70,9 @@ def main() -> int:
                    help="evaluate and deliver in one Celery worker (--pool solo), as deployed, instead of eager in the monitor")
     args = p.parse_args()
 
-    bench = _common.setup("event_latency_rules", args)
+    bench, tb, engine = open_bench("event_latency_rules", args)
     from alerts.models import Alert, Notification, NotificationChannel
-    from testkit.testbed import Testbed
 
-    tb = Testbed.load()
-    engine = tb.engines[args.engine]
     run_id = bench.run_id
     listener = watcher = None
     started = time.monotonic()
