@@ -10,6 +10,22 @@ import pytest
 from testkit import testing
 
 
+@pytest.fixture(autouse=True)
+def bus_dispatch(request):
+    """Subscribers get events on the bus's dispatcher thread after commit. A test whose rows sit
+    in a transaction that never commits (django_db without transaction=True) has them run in its
+    own thread instead, as nothing would ever reach the dispatcher; any other test's emit()
+    returns once the dispatcher has handled the event, and nothing is left queued for the next test."""
+    from containers import bus
+
+    marker = request.node.get_closest_marker("django_db")
+    committed = "transactional_db" in request.fixturenames or "live_server" in request.fixturenames or bool(
+        marker and marker.kwargs.get("transaction"))
+    with bus.dispatch_mode("wait" if committed else "inline"):
+        yield
+    assert bus.drain(30), "event subscribers still busy 30 s after the test"
+
+
 @pytest.fixture(scope="session")
 def testbed():
     from testkit.testbed import require_testbed

@@ -10,10 +10,9 @@ class AlertsConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from alerts import checks, evaluator, signals, views  # noqa: F401 (checks registers itself)
-        from containers import extensions
+        from containers import bus, extensions
         from containers.models import DiskUsage
         from containers.signals import container_rekeyed
-        from dockmon_site import bus
 
         bus.subscribe(signals.on_event)
         extensions.register_dashboard_part("alerts", views.open_alerts)

@@ -29,7 +29,7 @@ from alerts.choices import (
     ThresholdUnit,
 )
 from alerts.models import OPEN_STATES, Alert, AlertHistory, AlertRule, ConditionState, SubjectState
-from dockmon_site import bus
+from containers import bus
 
 logger = logging.getLogger(__name__)
 

@@ -258,8 +258,8 @@ def disable(channel: NotificationChannel, reason: str) -> None:
     """Turn a channel off after a permanent error, and say why."""
     NotificationChannel.objects.filter(pk=channel.pk).update(enabled=False, disabled_reason=reason[:2000])
     logger.warning("notification channel %s disabled: %s", channel.name, reason)
+    from containers import bus
     from containers.choices import EventCategory
-    from dockmon_site import bus
 
     bus.emit("alert.channel_disabled", category=EventCategory.ALERT, severity="error",
              message=f"Notification channel {channel.name} was disabled: {reason}",

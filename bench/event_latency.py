@@ -75,25 +75,85 @@ def remove_labelled(engine, run_id: str) -> int:
     return len(ids)
 
 
-def main() -> int:
-    p = _common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--count", type=int, default=100, help="containers to stop, one at a time (default 100)")
+def open_bench(name: str, args):
+    """_common.setup() and the testbed engine to use. Returns (bench, testbed, engine)."""
+    bench = _common.setup(name, args)
+    from testkit.testbed import Testbed
+
+    tb = Testbed.load()
+    return bench, tb, tb.engines[args.engine]
+
+
+def add_stack_arguments(p, timeout: float) -> None:
     p.add_argument("--engine", default="alpha", help="testbed engine (default alpha)")
     p.add_argument("--parallel", type=int, default=6, help="parallel `docker run`s while setting up (default 6)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one event (default 10)")
-    p.add_argument("--stop-via", choices=("cli", "api"), default="cli",
-                   help="stop with the docker CLI (default) or with one Engine API call (POST /containers/{id}/stop?t=0)")
-    args = p.parse_args()
+    p.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for one event (default {timeout:g})")
 
-    bench = _common.setup("event_latency", args)
+
+def start_stack(bench, engine, **monitor_env):
+    """The engine as a host, `manage.py monitor` (no periodic reconcile: only events should
+    matter) and daphne, and a superuser's WebSocket client that has had its hello.
+    Returns (host, monitor, daphne, listener)."""
     from django.contrib.auth import get_user_model
 
     from accounts.models import APIToken
     from containers.models import DockerHost
-    from testkit.testbed import Testbed
 
-    tb = Testbed.load()
-    engine = tb.engines[args.engine]
+    admin = get_user_model().objects.create_superuser("bench-admin", password="bench-pw-12345")
+    _, raw = APIToken.issue(admin, name="bench")
+    host = DockerHost.objects.create(name=f"bench-{engine.name}", url=engine.unix_url)
+    monitor = bench.start_monitor(DOCKMON_RECONCILE_SECONDS=3600, DOCKMON_HOST_REFRESH_SECONDS=1, **monitor_env)
+    daphne = bench.start_daphne()
+    deadline = time.monotonic() + 30
+    while DockerHost.objects.get(pk=host.pk).status != "online":
+        if time.monotonic() > deadline or not monitor.alive():
+            raise RuntimeError(f"host never came online; monitor log:\n{monitor.log()}")
+        time.sleep(0.1)
+    listener = Listener(f"ws://127.0.0.1:{daphne.port}/ws/events/?token={raw}")
+    if not listener.wait(lambda: listener.hello, 10):
+        raise RuntimeError(f"no hello on the WebSocket; daphne log:\n{daphne.log()}")
+    return host, monitor, daphne, listener
+
+
+def start_containers(engine, image: str, run_id: str, names: list[str], host, listener, parallel: int):
+    """Runs one labelled busybox per name; waits until the client has seen every one running.
+    Returns (container ids, keys)."""
+
+    def run(name: str) -> str:
+        out = engine.docker(
+            "run", "-d", "--network", "none", "--label", f"{LABEL}={run_id}", "--name", name, image, "sleep", "3600",
+            timeout=120,
+        )
+        return out.stdout.strip()
+
+    with ThreadPoolExecutor(parallel) as pool:
+        ids = list(pool.map(run, names))
+    keys = [f"{host.pk}:{cid[:12]}" for cid in ids]
+    if not listener.wait(lambda: all(k in listener.running for k in keys), 60 + len(keys) / 2):
+        raise RuntimeError(f"only {sum(k in listener.running for k in keys)}/{len(keys)} running messages arrived")
+    return ids, keys
+
+
+def close_up(bench, engine, run_id: str, *closers) -> None:
+    """Closes the listener and die watcher, stops DockMon's processes, removes the containers."""
+    for closer in closers:
+        if closer is not None:
+            closer.close()
+    bench.stop_all()
+    removed = remove_labelled(engine, run_id)
+    print(f"cleanup: stopped {len(bench.procs)} processes, removed {removed} containers", file=sys.stderr)
+    bench.finish()
+
+
+def main() -> int:
+    p = _common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=100, help="containers to stop, one at a time (default 100)")
+    add_stack_arguments(p, timeout=10.0)
+    p.add_argument("--stop-via", choices=("cli", "api"), default="cli",
+                   help="stop with the docker CLI (default) or with one Engine API call (POST /containers/{id}/stop?t=0)")
+    args = p.parse_args()
+
+    bench, tb, engine = open_bench("event_latency", args)
     image = tb.busybox_image
     run_id = bench.run_id
     listener = watcher = None
@@ -101,40 +161,11 @@ def main() -> int:
     missed: list[str] = []
     started = time.monotonic()
     try:
-        admin = get_user_model().objects.create_superuser("bench-admin", password="bench-pw-12345")
-        _, raw = APIToken.issue(admin, name="bench")
-        host = DockerHost.objects.create(name=f"bench-{args.engine}", url=engine.unix_url)
-
-        # Only events should matter during the measurement: no periodic reconcile.
-        monitor = bench.start_monitor(DOCKMON_RECONCILE_SECONDS=3600, DOCKMON_HOST_REFRESH_SECONDS=1)
-        daphne = bench.start_daphne()
-        deadline = time.monotonic() + 30
-        while DockerHost.objects.get(pk=host.pk).status != "online":
-            if time.monotonic() > deadline or not monitor.alive():
-                raise RuntimeError(f"host never came online; monitor log:\n{monitor.log()}")
-            time.sleep(0.1)
-
-        listener = Listener(f"ws://127.0.0.1:{daphne.port}/ws/events/?token={raw}")
-        if not listener.wait(lambda: listener.hello, 10):
-            raise RuntimeError(f"no hello on the WebSocket; daphne log:\n{daphne.log()}")
+        host, monitor, daphne, listener = start_stack(bench, engine)
         watcher = DieWatcher(engine.unix_url, run_id)
-
-        # N running containers; wait until the client has seen every one running.
         names = [f"dmb-lat-{run_id}-{i:03d}" for i in range(args.count)]
-
-        def run(name: str) -> str:
-            out = engine.docker(
-                "run", "-d", "--network", "none", "--label", f"{LABEL}={run_id}", "--name", name, image, "sleep", "3600",
-                timeout=120,
-            )
-            return out.stdout.strip()
-
         t0 = time.monotonic()
-        with ThreadPoolExecutor(args.parallel) as pool:
-            ids = list(pool.map(run, names))
-        keys = [f"{host.pk}:{cid[:12]}" for cid in ids]
-        if not listener.wait(lambda: all(k in listener.running for k in keys), 60):
-            raise RuntimeError(f"only {sum(k in listener.running for k in keys)}/{len(keys)} running messages arrived")
+        ids, keys = start_containers(engine, image, run_id, names, host, listener, args.parallel)
         setup_s = time.monotonic() - t0
         time.sleep(1.0)  # let the monitor's queue settle
 
@@ -216,15 +247,7 @@ def main() -> int:
         )
         return 0 if results else 1
     finally:
-        if listener is not None:
-            listener.close()
-        if watcher is not None:
-            watcher.close()
-        bench.stop_all()
-        removed = remove_labelled(engine, run_id)
-        print(f"cleanup: stopped {len(bench.procs)} processes, removed {removed} containers", file=sys.stderr)
-        bench.finish()
-
+        close_up(bench, engine, run_id, listener, watcher)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,12 +20,11 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts import audit
-from containers import engine, services
+from containers import bus, engine, services
 from containers.choices import BulkItemStatus, BulkJobStatus, DesiredState, EventCategory, Severity
 from containers.engine import facts as engine_facts
 from containers.engine import lifecycle as engine_lifecycle
 from containers.models import BulkJob, BulkJobItem, Container
-from dockmon_site import bus
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,12 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from rest_framework import serializers
 
-from containers import config_io, engine, services
+from containers import bus, config_io, engine, services
 from containers.api.serializers import HostSerializer
 from containers.choices import DesiredState, EventCategory, TagSource
 from containers.config_io import ExportContext, ImportContext, Skip, ValidationContext, apply_values
 from containers.engine import facts as engine_facts
 from containers.models import Container, ContainerTag, DockerHost, Tag
-from dockmon_site import bus
 
 logger = logging.getLogger(__name__)
 

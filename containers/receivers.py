@@ -3,9 +3,9 @@ re-check what their user may see, and a new API token goes on the event stream."
 
 from __future__ import annotations
 
+from containers import bus
 from containers.choices import EventCategory
 from containers.ws_access import announce_permissions_changed
-from dockmon_site import bus
 
 
 def access_changed(sender, reason: str, session_key: str | None = None, **kwargs) -> None:

@@ -9,12 +9,12 @@ from django.db import transaction
 from django.utils import timezone
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from containers import bus
 from containers.choices import ContainerState, EventCategory, HostStatus, Severity, TagSource
 from containers.engine import EngineInfo
 from containers.engine.facts import ContainerFacts, EngineEvent, event_time, status_text
 from containers.models import Container, ContainerTag, DockerHost, Tag, container_key
 from containers.signals import container_rekeyed
-from dockmon_site import bus
 
 logger = logging.getLogger(__name__)
 

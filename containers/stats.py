@@ -19,11 +19,11 @@ from django.core.cache import cache
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
-from containers import engine
+from containers import bus, engine
 from containers.choices import EventCategory, HostStatus, StatsTier
 from containers.engine import stats as engine_stats
 from containers.models import Container, DockerHost, StatsBatch
-from dockmon_site import bus, realtime
+from dockmon_site import realtime
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,6 @@ def resolve_schedules(sender=None, **kwargs):
 
 @task_postrun.connect
 def _count_task(sender=None, state=None, **kwargs):
-    from dockmon_site import metrics
+    from dockmon_site import counters
 
-    metrics.count(metrics.TASKS_KEY, f"{getattr(sender, 'name', 'unknown')}|{state or 'UNKNOWN'}")
+    counters.count(counters.TASKS_KEY, f"{getattr(sender, 'name', 'unknown')}|{state or 'UNKNOWN'}")

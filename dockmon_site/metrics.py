@@ -1,51 +1,20 @@
-"""/metrics in Prometheus text format, and DockMon's own counters.
+"""/metrics in Prometheus text format.
 
 Container and host gauges come from the database (inventory) and the newest raw stats row
-of each host; event and task counters live in Redis so that every process (web, workers,
-monitor) adds to the same numbers.
+of each host; the event and task counters come from Redis (dockmon_site/counters.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
-import threading
 
-import redis
 from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
-logger = logging.getLogger(__name__)
-
-EVENTS_KEY = "dockmon:metrics:events"
-TASKS_KEY = "dockmon:metrics:tasks"
-_local = threading.local()
-
-
-def _redis():
-    client = getattr(_local, "client", None)
-    if client is None:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-        _local.client = client
-    return client
-
-
-def count(key: str, field: str) -> None:
-    """Add one to a shared counter; losing a count beats failing the caller."""
-    try:
-        _redis().hincrby(key, field, 1)
-    except redis.RedisError:
-        logger.debug("metrics counter %s/%s not updated", key, field)
-
-
-def _counters(key: str) -> dict[str, int]:
-    try:
-        return {k.decode(): int(v) for k, v in _redis().hgetall(key).items()}
-    except redis.RedisError:
-        return {}
+from dockmon_site import counters
 
 
 class DockMonCollector:
@@ -114,11 +83,11 @@ class DockMonCollector:
 
         if vis.everything:
             events = CounterMetricFamily("dockmon_events", "Events emitted on the bus", labels=["type"])
-            for type_, n in sorted(_counters(EVENTS_KEY).items()):
+            for type_, n in sorted(counters.read(counters.EVENTS_KEY).items()):
                 events.add_metric([type_], n)
             yield events
             tasks = CounterMetricFamily("dockmon_tasks", "Celery tasks finished", labels=["task", "state"])
-            for field, n in sorted(_counters(TASKS_KEY).items()):
+            for field, n in sorted(counters.read(counters.TASKS_KEY).items()):
                 task, _, task_state = field.rpartition("|")
                 tasks.add_metric([task, task_state], n)
             yield tasks

@@ -9,9 +9,8 @@ class HealthchecksConfig(AppConfig):
     def ready(self):
         from rest_framework import serializers
 
-        from containers import container_settings, extensions, readiness
+        from containers import bus, container_settings, extensions, readiness
         from containers.signals import container_rekeyed
-        from dockmon_site import bus
         from healthchecks import restarts, views
         from healthchecks.readiness import http_checks_pass
         from healthchecks.signals import follow_recreated_container

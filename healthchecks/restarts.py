@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from containers import bus
 from containers.choices import ContainerState, DesiredState, EventCategory, Severity
 from containers.models import Container
-from dockmon_site import bus
 from healthchecks.choices import AttemptStatus, CheckStatus, RestartTrigger
 from healthchecks.models import AutoRestartConfig, HealthCheck, RestartAttempt
 

@@ -22,9 +22,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from containers import bus
 from containers.choices import EventCategory, Severity
 from containers.models import Container
-from dockmon_site import bus, outbound, outbound_engines
+from dockmon_site import outbound, outbound_engines
 from healthchecks.choices import CheckStatus, ResultStatus
 from healthchecks.models import TIMEOUT_MAX, CheckResult, HealthCheck
 from healthchecks.probe import ProbeResult, ProbeSpec, probe, public_error

@@ -17,13 +17,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from containers import engine
+from containers import bus, engine
 from containers.choices import EventCategory, Severity
 from containers.engine import facts as engine_facts
 from containers.engine import lifecycle as engine_lifecycle
 from containers.engine import recreate as engine_recreate
 from containers.models import Container, DockerHost
-from dockmon_site import bus
 from updates.choices import ACTIVE_RUN_STATUSES, RunStage, RunStatus
 from updates.executor import BACKUP_SUFFIX, Execution, Swap, restore_records, worker_id
 from updates.gates import judge_running

@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from containers import engine
+from containers import bus, engine
 from containers import services as container_services
 from containers.choices import EventCategory, Severity
 from containers.engine import facts as engine_facts
@@ -46,7 +46,6 @@ from containers.engine import images as engine_images
 from containers.engine import lifecycle as engine_lifecycle
 from containers.engine import recreate as engine_recreate
 from containers.models import Container
-from dockmon_site import bus
 from updates.choices import RunStage, RunStatus, RunTrigger, UpdateStatus
 from updates.gates import GateFailed, health_gate
 from updates.models import ContainerUpdate, RolledBackDigest, UpdateRun

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from containers import engine
+from containers import bus, engine
 from containers.choices import EventCategory, Severity
 from containers.engine import images as engine_images
 from containers.models import Container
-from dockmon_site import bus, outbound_engines
+from dockmon_site import outbound_engines
 from updates.choices import TrackingMode, UpdateStatus
 from updates.lookups import Lookups, registry_credentials
 from updates.models import ContainerUpdate

@@ -96,8 +96,8 @@ def make_rule(kind: str, channels=(), **fields):
 
 def die(container, exit_code: int = 1, state: str = "exited"):
     """What the monitor emits when a running container dies."""
+    from containers import bus
     from containers.models import Container
-    from dockmon_site import bus
 
     Container.objects.filter(pk=container.pk).update(state=state, exit_code=exit_code)
     return bus.emit("container.state", category="container", host=container.host_id, container=container,
@@ -106,8 +106,8 @@ def die(container, exit_code: int = 1, state: str = "exited"):
 
 
 def start(container, previous: str = "exited"):
+    from containers import bus
     from containers.models import Container
-    from dockmon_site import bus
 
     Container.objects.filter(pk=container.pk).update(state="running", exit_code=None)
     return bus.emit("container.state", category="container", host=container.host_id, container=container,

@@ -415,7 +415,7 @@ def test_a_global_maintenance_window_holds_everything_and_sends_once_after(eager
                                          state="running")
     die(rows.container)
     die(elsewhere)
-    from dockmon_site import bus
+    from containers import bus
 
     bus.emit("host.status", category="host", host=other_host, data={"status": "offline", "previous": "online"})
     assert Alert.objects.filter(state="open").count() == 3

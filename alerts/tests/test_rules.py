@@ -11,8 +11,8 @@ from django.utils import timezone
 from alerts import evaluator, regexguard
 from alerts.models import Alert, ConditionState, Notification, SubjectState
 from alerts.tests.conftest import die, make_channel, make_rule, start
+from containers import bus
 from containers.models import Container, ContainerTag, DiskUsage, Event, Tag
-from dockmon_site import bus
 
 
 @pytest.mark.parametrize("pattern", ["(a+)+$", "(a*)*b", "(a|aa)+$", "(\\w+\\s?)*$", "(x+x+)+y", "(a)\\1", "(?=a)a", "a{1,1000}" * 30])

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from containers import container_settings, engine, extensions, host_rules, operations, services
+from containers import bus, container_settings, engine, extensions, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
 from containers.api.base import VisibleViewSetMixin
@@ -42,7 +42,6 @@ from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
 from containers.models import BulkJob, Container, DockerHost, Event, ProfileSession, Tag
 from containers.permissions import HOST_ACTIONS, Visibility, has_container_perm, host_perm
-from dockmon_site import bus
 
 
 def _valid(serializer_class, data) -> dict:

@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from accounts.models import APIToken
-from containers import stats, tasks
+from containers import bus, stats, tasks
 from containers.choices import EventCategory, HostStatus
-from dockmon_site import bus, metrics
+from dockmon_site import counters
 from testkit import testing
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +63,7 @@ def test_metrics_carry_the_known_values_of_each_container(django_user_model, adm
     for _ in range(3):
         bus.emit(event_type, category=EventCategory.SYSTEM, persist=False)
     task_field = "containers.tasks.prune_stats|SUCCESS"
-    tasks_before = metrics._counters(metrics.TASKS_KEY).get(task_field, 0)
+    tasks_before = counters.read(counters.TASKS_KEY).get(task_field, 0)
     assert tasks.prune_stats.apply().successful()
 
     _, token = APIToken.issue(admin)

@@ -9,12 +9,11 @@ from django.core.management import call_command
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, get_perms
 
-from containers import services
+from containers import bus, services
 from containers.engine.facts import ContainerFacts
 from containers.models import Container, ContainerTag, DockerHost, Event, Tag
 from containers.signals import container_rekeyed
 from containers.tasks import prune_events
-from dockmon_site import bus
 
 pytestmark = pytest.mark.django_db
 

@@ -137,7 +137,7 @@ def test_screenshots_light_and_dark(browser, admin, make_host, alpha, beta, moni
 def test_health_checks_page_tests_a_real_endpoint_and_shows_status_changes_live(
     browser, admin, make_host, alpha, daphne, run_container, sync_container, unique
 ):
-    from dockmon_site import bus
+    from containers import bus
     from healthchecks.models import HealthCheck
     from testkit.testing import free_port
 
@@ -163,7 +163,7 @@ def test_health_checks_page_tests_a_real_endpoint_and_shows_status_changes_live(
 
 def test_alerts_page_creates_rules_and_shows_alerts_live(browser, admin, make_host, alpha, daphne, unique):
     from alerts.models import Alert, AlertRule
-    from dockmon_site import bus
+    from containers import bus
 
     host = make_host(alpha)
     row = Container.objects.create(host=host, short_id="abcabcabcabc", container_id="abcabcabcabc" + "0" * 52, name=f"db-{unique}", state="exited")

@@ -8,10 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from containers import operations
+from containers import bus, operations
 from containers.models import Container, DockerHost, Event
 from containers.signals import container_rekeyed
-from dockmon_site import bus
 from healthchecks import probe, restarts, tasks
 from healthchecks.models import AutoRestartConfig, HealthCheck, RestartAttempt
 from healthchecks.tests.conftest import run_once

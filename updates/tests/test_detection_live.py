@@ -291,7 +291,7 @@ def test_each_images_results_go_out_as_soon_as_its_registry_answered(
     held back (a stand-in in front of the real registry: fault injection) WHEN a check runs
     THEN the first container's row is saved and its `update.check` result is sent while the
     second image's request is still waiting; the second follows once it is answered."""
-    from dockmon_site import bus
+    from containers import bus
     from testkit.registry import RegistryStandIn
 
     front = RegistryStandIn(testbed.registry, max_hold=30)

@@ -78,7 +78,7 @@ def test_container_page_has_the_update_block(world, admin, django_user_model):
 def test_check_and_update_events_reach_a_user_granted_one_container(world, daphne):
     """Per-container check results and update progress carry the container key, so a user
     granted only that container gets them live (and nobody else's)."""
-    from dockmon_site import bus
+    from containers import bus
 
     _, raw = APIToken.issue(world["updater"], name="ws")
     ws = testing.WSClient(f"ws://127.0.0.1:{daphne.port}/ws/events/?token={raw}")
