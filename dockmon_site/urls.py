@@ -7,9 +7,9 @@ from accounts.schema_views import SchemaView, login_required_page
 from alerts import views as alert_views
 from containers import dashboard
 from containers import views as container_views
+from containers.metrics import metrics_view
 from dockmon_site import views
 from dockmon_site.api_docs import ApiDocsView
-from dockmon_site.metrics import metrics_view
 from healthchecks import views as health_views
 from updates import views as update_views
 

@@ -246,6 +246,9 @@ class Execution:
         self.save("was_running", "old_container_id", "from_image_id", "image", "from_digest")
         self.emit("update.started", f"Update of {run.container_name} started ({run.image})",
                   timeout_seconds=self.health_timeout + settings.DOCKMON_UPDATE_PULL_TIMEOUT)
+        # Subscribers run after the event (containers/bus.py): let them mark the container (the
+        # alerts app holds back its alerts during the update) before anything is stopped.
+        bus.drain(bus.SHUTDOWN_WAIT_SECONDS)
 
         # pull
         self.stage(RunStage.PULL, f"Pulling {run.image}")

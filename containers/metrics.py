@@ -14,6 +14,10 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
 
+from accounts.authentication import TokenAuthentication
+from containers import extensions, stats
+from containers.models import Container, DockerHost
+from containers.permissions import Visibility
 from dockmon_site import counters
 
 
@@ -22,9 +26,6 @@ class DockMonCollector:
         self.visibility = visibility
 
     def collect(self):
-        from containers import stats
-        from containers.models import Container, DockerHost
-
         vis = self.visibility
         hosts = list(DockerHost.objects.all())
         if not vis.everything:
@@ -37,10 +38,10 @@ class DockMonCollector:
         yield host_up
         yield host_info
 
-        containers = Container.objects.filter(removed_at__isnull=True).select_related("host")
+        # update_available is the updates app's column (containers/extensions.py).
+        containers = extensions.annotate(Container.objects.filter(removed_at__isnull=True).select_related("host"), "update_available")
         if not vis.everything:
             containers = [c for c in containers if vis.allows(str(c.host_id), c.key)]
-        updates = _update_keys()
         labels = ["key", "name", "host"]
         running = GaugeMetricFamily("dockmon_container_running", "1 when the container runs", labels=labels)
         state = GaugeMetricFamily("dockmon_container_state", "1 for the container's current state", labels=[*labels, "state"])
@@ -54,7 +55,7 @@ class DockMonCollector:
             state.add_metric([*values, c.state], 1)
             health.add_metric(values, {"healthy": 1, "unhealthy": 0}.get(c.health, -1))
             restarts.add_metric(values, c.restart_count)
-            update.add_metric(values, 1 if c.key in updates else 0)
+            update.add_metric(values, 1 if c.update_available else 0)
             by_host.setdefault(str(c.host_id), []).append(c)
         yield from (running, state, health, restarts, update)
 
@@ -93,18 +94,6 @@ class DockMonCollector:
             yield tasks
 
 
-def _update_keys() -> set[str]:
-    """Keys of containers with an update, when the updates app knows about it."""
-    try:
-        from updates.models import ContainerUpdate
-    except ImportError:
-        return set()
-    try:
-        return set(ContainerUpdate.objects.filter(update_available=True).values_list("container_id", flat=True))
-    except Exception:  # the updates app may not have this shape yet
-        return set()
-
-
 def _client_allowed(request) -> bool:
     if settings.DOCKMON_METRICS_PUBLIC:
         return True
@@ -118,9 +107,6 @@ def _client_allowed(request) -> bool:
 
 def _visibility_for(request):
     """Who is asking: an allowed address sees everything; otherwise a token or session user."""
-    from accounts.authentication import TokenAuthentication
-    from containers.permissions import Visibility
-
     if _client_allowed(request):
         return Visibility(everything=True, staff=True)
     user = getattr(request, "user", None)
