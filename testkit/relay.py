@@ -3,12 +3,26 @@ and let it back while the shared engines themselves keep running."""
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 
-from testkit.testing import free_port
-
 LOOPBACK = "127.0.0.1"
+# Below the kernel's ephemeral range (32768-60999 here): while the relay is down, an outgoing
+# connection of another process could otherwise take its port and `up()` could not bind again.
+PORTS = range(26000, 32000)  # and clear of the testbed's fixed ports (23750-23861, 5000-5001)
+
+
+def _quiet_port() -> int:
+    for _ in range(200):
+        port = random.choice(PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class TcpRelay:
@@ -17,7 +31,7 @@ class TcpRelay:
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
-        self.port = free_port()
+        self.port = _quiet_port()
         self.accepted = 0
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
