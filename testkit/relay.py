@@ -48,6 +48,13 @@ class TcpRelay:
     def down(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            # close() alone leaves a thread blocked in accept() holding the socket open and still
+            # listening (one more connection gets through and the port stays taken); shutdown()
+            # wakes that accept() first.
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             sockets, self._sockets = self._sockets, []
@@ -63,6 +70,9 @@ class TcpRelay:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if self._listener is not listener:  # accepted as down() ran
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
