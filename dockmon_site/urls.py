@@ -19,6 +19,7 @@ api_v1 = [
     path("", include("updates.api.urls")),
     path("", include("healthchecks.api.urls")),
     path("", include("alerts.api.urls")),
+    path("", include("stacks.api.urls")),
     path("config/", include("containers.api.config")),
     # Both need a login (401 for the schema, the login page for the docs).
     path("schema/", SchemaView.as_view(), name="schema"),

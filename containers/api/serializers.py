@@ -355,7 +355,8 @@ class GrantSerializer(serializers.Serializer):
     group_name = serializers.CharField(read_only=True)
     host = serializers.UUIDField(required=False, allow_null=True, help_text="Host id (or give container)")
     container = serializers.CharField(required=False, allow_null=True, allow_blank=False, max_length=64, help_text="Container key (or give host)")
-    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete"], help_text="view, operate, update or change")
+    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete", "deploy"],
+                                         help_text="view, operate, update or change; deploy (compose stacks) on a host only")
     object_repr = serializers.CharField(read_only=True)
 
     def to_representation(self, grant):
@@ -372,8 +373,8 @@ class GrantSerializer(serializers.Serializer):
         }
 
     def validate_permission(self, value):
-        if value not in ACTIONS:
-            raise serializers.ValidationError(f"Choose one of: {', '.join(ACTIONS)}.")
+        if value not in (*ACTIONS, "deploy"):
+            raise serializers.ValidationError(f"Choose one of: {', '.join((*ACTIONS, 'deploy'))}.")
         return value
 
     def validate(self, attrs):
@@ -382,6 +383,8 @@ class GrantSerializer(serializers.Serializer):
                      (("user", get_user_model(), "No user with id {}."), ("group", Group, "No group with id {}.")))
         _exactly_one(attrs, errors, "target",
                      (("host", DockerHost, "No host with id {}."), ("container", Container, "No container with key {!r}.")))
+        if attrs.get("permission") == "deploy" and attrs.get("container"):
+            errors["permission"] = ["deploy is a right on a host (compose stacks), not on a container."]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -1,0 +1,38 @@
+"""Thin Celery tasks: the work is in stacks.runs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+
+from celery import shared_task
+
+logger = logging.getLogger(__name__)
+
+TRASH_KEEP_SECONDS = 7 * 24 * 3600
+
+
+@shared_task(name="stacks.tasks.execute_run", ignore_result=True)
+def execute_run(run_id):
+    """One stack run (stacks.runs); a run that is not pending any more is left alone."""
+    from stacks import runs
+
+    runs.execute(run_id)
+
+
+@shared_task(name="stacks.tasks.prune_trash", ignore_result=True)
+def prune_trash() -> int:
+    """Files of deleted stacks are kept in the trash for a week, then removed."""
+    from stacks import compose
+
+    trash = compose.trash_dir()
+    if not trash.exists():
+        return 0
+    removed = 0
+    cutoff = time.time() - TRASH_KEEP_SECONDS
+    for entry in trash.iterdir():
+        if entry.stat().st_mtime < cutoff:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed

@@ -1,0 +1,188 @@
+"""Deploying compose stacks from the API on real engines with the real compose binary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from containers.models import Event
+from stacks.models import Stack, StackRun
+
+pytestmark = pytest.mark.django_db
+
+SLEEP = '["sleep", "3600"]'
+
+
+def two_services(image: str, db_command: str = SLEEP) -> str:
+    # network_mode none: the engines have no bridge; SIGKILL: busybox sleep ignores SIGTERM.
+    return f"""services:
+  web:
+    image: {image}
+    command: {SLEEP}
+    network_mode: none
+    stop_signal: SIGKILL
+    volumes:
+      - data:/data
+  db:
+    image: {image}
+    command: {db_command}
+    network_mode: none
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+      retries: 3
+volumes:
+  data: {{}}
+"""
+
+
+def engine_containers(engine, project: str) -> dict[str, str]:
+    """service -> full container id, read from the engine itself."""
+    out = engine.docker("ps", "-a", "--no-trunc", "--filter", f"label=com.docker.compose.project={project}",
+                        "--format", '{{.ID}} {{.Label "com.docker.compose.service"}}').stdout
+    return {service: cid for cid, service in (line.split() for line in out.splitlines() if line.strip())}
+
+
+def inspect(engine, cid: str) -> dict:
+    return json.loads(engine.docker("inspect", cid).stdout)[0]
+
+
+def deploy(client, stack_id: int) -> dict:
+    response = client.post(f"/api/v1/stacks/{stack_id}/deploy/")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    run = client.get(f"/api/v1/stack-runs/{body['run']}/").json()
+    return run
+
+
+def test_a_two_service_stack_deploys_on_the_tls_engine_and_a_redeploy_recreates_only_the_edited_service(
+        people, eager, testbed, beta, make_host, unique, compose_projects):
+    """GIVEN a host on the TLS engine and a stack of two services (one with a named volume, one
+    with a HEALTHCHECK)
+    WHEN it is created and deployed from the API, then one service's command is edited
+    THEN both run; the diff names only the edited service; a second deploy recreates only its container."""
+    host = make_host(beta, via="tls")
+    name = f"st{unique}"
+    compose_projects.append((beta, name))
+    client = people.client("admin")
+
+    response = client.post("/api/v1/stacks/", {"name": name, "host": str(host.pk), "compose": two_services(testbed.seed_image)},
+                           format="json")
+    assert response.status_code == 201, response.content
+    stack = response.json()
+    assert stack["source"] == "dockmon"
+    assert stack["status"] == "stopped"
+    assert {s["name"]: s["state"] for s in stack["services"]} == {"db": "missing", "web": "missing"}
+
+    diff = client.get(f"/api/v1/stacks/{stack['id']}/diff/").json()
+    assert {row["service"]: row["change"] for row in diff} == {"db": "new", "web": "new"}
+
+    run = deploy(client, stack["id"])
+    assert run["status"] == "succeeded", run["log"] + run["error"]
+    assert run["kind"] == "deploy" and run["stage"] == "done"
+    assert "[pull]" in run["log"] and "[up]" in run["log"]
+    assert {row["service"] for row in run["diff"]} == {"db", "web"}
+
+    first = engine_containers(beta, name)
+    assert set(first) == {"db", "web"}
+    for cid in first.values():
+        assert inspect(beta, cid)["State"]["Running"]
+    assert inspect(beta, first["db"])["Config"]["Healthcheck"]["Test"] == ["CMD", "true"]
+    web_mounts = inspect(beta, first["web"])["Mounts"]
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in web_mounts] == [("volume", f"{name}_data", "/data")]
+
+    stack = client.get(f"/api/v1/stacks/{stack['id']}/").json()
+    assert stack["status"] == "running", stack
+    by_service = {s["name"]: s for s in stack["services"]}
+    assert by_service["web"]["state"] == by_service["db"]["state"] == "running"
+    assert by_service["web"]["containers"] == [f"{host.pk}:{first['web'][:12]}"]
+    assert by_service["db"]["containers"] == [f"{host.pk}:{first['db'][:12]}"]
+    assert client.get(f"/api/v1/stacks/{stack['id']}/diff/").json()[0]["change"] == "unchanged"
+
+    # Edit the command of db only.
+    edited = two_services(testbed.seed_image, db_command='["sleep", "3601"]')
+    response = client.patch(f"/api/v1/stacks/{stack['id']}/", {"compose": edited}, format="json")
+    assert response.status_code == 200, response.content
+    diff = client.get(f"/api/v1/stacks/{stack['id']}/diff/").json()
+    assert {row["service"]: row["change"] for row in diff} == {"db": "config", "web": "unchanged"}
+
+    run = deploy(client, stack["id"])
+    assert run["status"] == "succeeded", run["log"] + run["error"]
+    assert [(row["service"], row["change"]) for row in run["diff"]] == [("db", "config")]
+    second = engine_containers(beta, name)
+    assert second["web"] == first["web"], "the unchanged service was recreated"
+    assert second["db"] != first["db"], "the edited service was not recreated"
+    assert inspect(beta, second["db"])["Config"]["Cmd"] == ["sleep", "3601"]
+
+    # The deploy is audited with its diff.
+    from accounts.models import AuditEntry
+
+    entry = AuditEntry.objects.filter(action="stack.deploy", object_id=str(stack["id"])).order_by("-pk").first()
+    assert entry is not None
+    assert [(row["service"], row["change"]) for row in entry.changes["diff"]] == [("db", "config")]
+    assert Event.objects.filter(type="stack.succeeded", host=host).count() == 2
+
+
+def test_stop_start_down_and_delete_run_compose_and_the_files_go_to_the_trash(
+        people, eager, testbed, alpha, make_host, unique, compose_projects, settings):
+    host = make_host(alpha)
+    name = f"sd{unique}"
+    compose_projects.append((alpha, name))
+    client = people.client("admin")
+    stack = client.post("/api/v1/stacks/", {"name": name, "host": str(host.pk), "compose": two_services(testbed.seed_image),
+                                            "env": "A=1\n"}, format="json").json()
+    assert deploy(client, stack["id"])["status"] == "succeeded"
+
+    def run(action, **data):
+        response = client.post(f"/api/v1/stacks/{stack['id']}/{action}/", data, format="json")
+        assert response.status_code == 202, response.content
+        return client.get(f"/api/v1/stack-runs/{response.json()['run']}/").json()
+
+    assert run("stop")["status"] == "succeeded"
+    states = {s: inspect(alpha, cid)["State"]["Running"] for s, cid in engine_containers(alpha, name).items()}
+    assert states == {"db": False, "web": False}
+    assert client.get(f"/api/v1/stacks/{stack['id']}/").json()["status"] == "stopped"
+
+    assert run("start")["status"] == "succeeded"
+    assert client.get(f"/api/v1/stacks/{stack['id']}/").json()["status"] == "running"
+    assert run("restart")["status"] == "succeeded"
+
+    assert run("down")["status"] == "succeeded"
+    assert engine_containers(alpha, name) == {}
+    assert alpha.docker("volume", "inspect", f"{name}_data", check=False).returncode == 0, "down without volumes kept the volume"
+    assert run("down", volumes=True)["status"] == "succeeded"
+    assert alpha.docker("volume", "inspect", f"{name}_data", check=False).returncode != 0
+
+    from stacks import compose
+
+    folder = compose.working_dir(host.pk, name)
+    assert (folder / "compose.yaml").read_text() == stack["compose"]
+    assert (folder / ".env").read_text() == "A=1\n"
+    response = client.delete(f"/api/v1/stacks/{stack['id']}/")
+    assert response.status_code == 202
+    done = client.get(f"/api/v1/stack-runs/{response.json()['run']}/").json()
+    assert done["status"] == "succeeded", done["log"]
+    assert done["kind"] == "delete" and done["stack"] is None
+    assert not Stack.objects.filter(pk=stack["id"]).exists()
+    assert not folder.exists()
+    trashed = [p for p in compose.trash_dir().iterdir() if p.name.endswith(f"-{host.pk}-{name}")]
+    assert len(trashed) == 1 and (trashed[0] / "compose.yaml").read_text() == stack["compose"]
+
+
+def test_an_unreachable_engine_ends_the_run_failed_with_a_clear_error(people, eager, testbed, unique):
+    from containers.models import DockerHost
+
+    # A closed port on loopback: nothing listens there.
+    host = DockerHost.objects.create(name=f"gone-{unique}", url="tcp://127.0.0.1:9")
+    client = people.client("admin")
+    stack = client.post("/api/v1/stacks/", {"name": f"un{unique}", "host": str(host.pk),
+                                            "compose": two_services(testbed.seed_image)}, format="json")
+    assert stack.status_code == 201, stack.content
+    run = deploy(client, stack.json()["id"])
+    assert run["status"] == "failed"
+    assert run["stage"] == "pull"
+    assert "127.0.0.1:9" in run["error"] or "connect" in run["error"].lower(), run["error"]
+    assert client.get(f"/api/v1/stacks/{stack.json()['id']}/").json()["status"] == "error"
+    assert StackRun.objects.get(pk=run["id"]).finished_at is not None
