@@ -47,6 +47,8 @@ class StackSerializer(serializers.ModelSerializer):
         read_only_fields = ["source", "deployed_at", "created_at", "updated_at"]
         # The files are kept exactly as written (a dotenv file's last newline included).
         extra_kwargs = {"compose": {"trim_whitespace": False}, "env": {"trim_whitespace": False}}
+        # Names are checked by services.check_name, which says why in the `name` field.
+        validators = []
 
     def _standing(self, stack: Stack) -> services.Standing:
         cached = getattr(stack, "_standing", None)
