@@ -113,8 +113,8 @@ def _bound_objects(world: World, unique: str) -> None:
 
     from alerts.models import Alert, AlertHistory, AlertRule, MaintenanceWindow
     from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
-    from updates.models import ContainerUpdate, UpdatePolicy, UpdateRun
     from stacks.models import Stack, StackRun
+    from updates.models import ContainerUpdate, UpdatePolicy, UpdateRun
 
     now = timezone.now()
     rule_all = AlertRule.objects.create(name=f"ruleall{unique}", kind="container_stopped", scope="all")
