@@ -22,6 +22,7 @@ class RunKind(models.TextChoices):
     RESTART = "restart", "Restart"
     DOWN = "down", "Down"
     DELETE = "delete", "Down and forget"
+    ADOPT = "adopt", "Adopt"
 
 
 class RunStatus(models.TextChoices):
@@ -46,6 +47,7 @@ class RunStage(models.TextChoices):
     DOWN = "down", "Removing services"
     SYNC = "sync", "Reading what runs"
     TRASH = "trash", "Moving the files to the trash"
+    ADOPT = "adopt", "Reading the project's files"
     DONE = "done", "Done"
 
 

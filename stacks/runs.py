@@ -26,8 +26,8 @@ from containers import bus, engine
 from containers import services as container_services
 from containers.choices import EventCategory, Severity
 from containers.engine import facts as engine_facts
-from stacks import compose, services
-from stacks.choices import ACTIVE_RUN_STATUSES, RunKind, RunStage, RunStatus
+from stacks import compose, external, services
+from stacks.choices import ACTIVE_RUN_STATUSES, RunKind, RunStage, RunStatus, StackSource
 from stacks.models import Stack, StackRun
 
 logger = logging.getLogger(__name__)
@@ -188,8 +188,13 @@ class Execution:
         who = f" by {run.actor}" if run.actor else ""
         self.log(f"{run.get_kind_display()} of {run.stack_name} on {self.host.name}{who}")
         try:
+            if (self.stack.source == StackSource.EXTERNAL) != (run.kind == RunKind.ADOPT):
+                raise services.StackInvalid("A stack started outside DockMon is adopted first; only it can be adopted.")
             compose.write_files(self.folder, self.stack.compose, self.stack.env)
             getattr(self, f"_{run.kind}")()
+        except (external.AdoptError, services.StackInvalid) as exc:
+            self.finish(RunStatus.FAILED, str(exc))
+            return
         except compose.ComposeError as exc:
             # What compose did before it failed shows at once (the stage stays where it failed).
             self.sync(quiet=True)
@@ -241,3 +246,23 @@ class Execution:
             self.log(f"Files kept in {where}")
         Stack.objects.filter(pk=self.stack.pk).delete()
         self.run.stack_id = None
+
+    def _adopt(self) -> None:
+        """Take the project's own file as the stack's text; what runs counts as deployed, so a
+        deploy of the unchanged file leaves its containers alone."""
+        stack = self.stack
+        self.stage(RunStage.ADOPT, "Reading the project's compose file")
+        running = list(services.containers_of(stack))
+        info = external.origin(stack, running)
+        compose_text, env_text = external.read_project_files(info)
+        self.log(f"Read {info['config_files'][0]}")
+        self.stage(RunStage.VALIDATE, "Checking the compose file")
+        compose.write_files(self.folder, compose_text, env_text)
+        result = compose.config(self.folder, stack.name)
+        deployed = {}
+        for container in running:
+            deployed.setdefault(container.compose_service, container.labels.get(services.CONFIG_HASH, ""))
+        Stack.objects.filter(pk=stack.pk).update(compose=compose_text, env=env_text, config=result.config,
+                                                 config_hashes=result.hashes, deployed_hashes=deployed,
+                                                 source=StackSource.DOCKMON, created_by=self.run.actor)
+        self.log("The stack is managed by DockMon now: review its file, then deploy it")

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from containers.models import Container
-from stacks import compose
+from stacks import compose, external
 from stacks.choices import ACTIVE_RUN_STATUSES, RunStatus, ServiceChange, StackSource, StackStatus
 from stacks.models import NAME_PATTERN, Stack, StackRun
 
@@ -35,14 +35,15 @@ def check_name(host, name: str, *, stack: Stack | None = None) -> None:
     if not _NAME.match(name or "") or len(name) > 63:
         raise NameInvalid("A stack name is lower-case letters, digits, '-' and '_', starting with a letter or digit "
                            "(63 characters at most): it is the compose project name.")
-    others = Stack.objects.filter(host=host, name=name)
+    others = Stack.objects.filter(host=host, name=name).exclude(source=StackSource.EXTERNAL)
     if stack is not None:
         others = others.exclude(pk=stack.pk)
     if others.exists():
         raise NameInvalid(f"Host {host.name} already has a stack named {name}.")
     # A project started outside DockMon owns its containers: a DockMon stack of the same name
     # would take them over (and `up --remove-orphans` would remove some) without anyone asking.
-    if stack is None and Container.objects.filter(host=host, compose_project=name, removed_at__isnull=True).exists():
+    external = Stack.objects.filter(host=host, name=name, source=StackSource.EXTERNAL).exists()
+    if stack is None and (external or Container.objects.filter(host=host, compose_project=name, removed_at__isnull=True).exists()):
         raise NameInvalid(f"A compose project named {name} already runs on {host.name} outside DockMon; "
                            "choose another name (or adopt that project).")
 
@@ -135,6 +136,7 @@ class Standing:
     status: str
     services: list[dict]
     drift: list[dict]
+    origin: dict
 
 
 def standing(stack: Stack, *, containers: list[Container] | None = None, runs: list[StackRun] | None = None) -> Standing:
@@ -158,7 +160,7 @@ def standing(stack: Stack, *, containers: list[Container] | None = None, runs: l
             status = StackStatus.PARTIAL
         else:
             status = StackStatus.STOPPED
-    return Standing(str(status), service_rows, differences)
+    return Standing(str(status), service_rows, differences, external.origin(stack, containers))
 
 
 def diff(stack: Stack, containers: list[Container] | None = None) -> list[dict]:

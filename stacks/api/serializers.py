@@ -7,7 +7,7 @@ from rest_framework.exceptions import PermissionDenied
 from containers.models import DockerHost
 from containers.permissions import has_host_perm, visible_hosts
 from stacks import services
-from stacks.choices import StackStatus
+from stacks.choices import StackSource, StackStatus
 from stacks.models import Stack, StackRun
 
 
@@ -25,6 +25,12 @@ class DriftSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class OriginSerializer(serializers.Serializer):
+    working_dir = serializers.CharField()
+    config_files = serializers.ListField(child=serializers.CharField())
+    environment_files = serializers.ListField(child=serializers.CharField())
+
+
 class VisibleHostField(serializers.PrimaryKeyRelatedField):
     """A host the caller may view; any other id is "does not exist" (nothing leaks about it)."""
 
@@ -39,10 +45,11 @@ class StackSerializer(serializers.ModelSerializer):
     services = serializers.SerializerMethodField()
     drift = serializers.SerializerMethodField()
     last_run = serializers.SerializerMethodField()
+    origin = serializers.SerializerMethodField(help_text="Where compose says the project came from (its labels)")
 
     class Meta:
         model = Stack
-        fields = ["id", "name", "host", "compose", "env", "source", "status", "services", "drift", "last_run",
+        fields = ["id", "name", "host", "compose", "env", "source", "status", "services", "drift", "origin", "last_run",
                   "deployed_at", "created_at", "updated_at"]
         read_only_fields = ["source", "deployed_at", "created_at", "updated_at"]
         # The files are kept exactly as written (a dotenv file's last newline included).
@@ -68,6 +75,10 @@ class StackSerializer(serializers.ModelSerializer):
     def get_drift(self, stack) -> list[dict]:
         return DriftSerializer(self._standing(stack).drift, many=True).data
 
+    @extend_schema_field(OriginSerializer)
+    def get_origin(self, stack) -> dict:
+        return OriginSerializer(self._standing(stack).origin).data
+
     def get_last_run(self, stack) -> int | None:
         run = stack.runs.order_by("-created_at", "-id").first()
         return run.pk if run else None
@@ -81,6 +92,8 @@ class StackSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         instance = self.instance
+        if instance is not None and instance.source == StackSource.EXTERNAL:
+            raise serializers.ValidationError("This stack runs outside DockMon: adopt it before editing it.")
         if instance is not None:
             if "host" in attrs and attrs["host"] != instance.host:
                 raise serializers.ValidationError({"host": ["A stack cannot move to another host."]})

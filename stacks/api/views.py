@@ -15,22 +15,22 @@ from drf_spectacular.utils import extend_schema
 from kombu.exceptions import OperationalError
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from accounts import audit
 from accounts.roles import is_signed_in
 from containers.api.base import VisibleViewSetMixin
-from containers.permissions import has_host_perm, object_allowed
-from stacks import compose, runs, services
+from containers.permissions import has_host_perm, object_allowed, visible_hosts
+from stacks import compose, external, runs, services
 from stacks.api.serializers import (
     DiffRowSerializer,
     DownSerializer,
     StackRunSerializer,
     StackSerializer,
 )
-from stacks.choices import RunKind, RunStatus
+from stacks.choices import RunKind, RunStatus, StackSource
 from stacks.models import Stack, StackRun
 from stacks.tasks import execute_run
 
@@ -85,8 +85,16 @@ class StackViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
         # Guarded by `deploy` on the host (StackSerializer.validate_host); compose only checks the text.
         serializer.save(created_by=self.request.user)
 
+    def list(self, request, *args, **kwargs):
+        # Projects recorded before their containers' events reached the stacks app show too.
+        external.sync_hosts(visible_hosts(request.user).values_list("pk", flat=True))
+        return super().list(request, *args, **kwargs)
+
     def _start(self, request, stack: Stack, kind: str, *, options: dict | None = None, diff: list | None = None):
         """A run of `kind`, queued for a worker; the caller holds `deploy` on the stack's host."""
+        if (stack.source == StackSource.EXTERNAL) != (kind == RunKind.ADOPT):
+            raise ValidationError({"detail": "This stack runs outside DockMon: adopt it first." if kind != RunKind.ADOPT
+                                   else "DockMon manages this stack already."})
         try:
             run = runs.create_run(stack, kind, request.user, options=options, diff=diff)
         except runs.RunBusy as exc:
@@ -145,8 +153,15 @@ class StackViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
         options.is_valid(raise_exception=True)
         return self._start(request, stack, RunKind.DOWN, options={"volumes": options.validated_data["volumes"]})
 
+    @extend_schema(request=None, responses={202: StackRunSerializer})
+    @action(detail=True, methods=["post"])
+    def adopt(self, request, pk=None):
+        """Manage a project started outside DockMon: its compose file (where its labels say) becomes the stack's text."""
+        # Guarded by `deploy` on the host (StackPermissions, through get_object).
+        return self._start(request, self.get_object(), RunKind.ADOPT)
+
     @extend_schema(responses={200: DiffRowSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def diff(self, request, pk=None):
         """What a deploy of the current file would change, per service (nothing runs)."""
         return Response(DiffRowSerializer(services.diff(self.get_object()), many=True).data)

@@ -133,7 +133,19 @@ def test_stop_start_down_and_delete_run_compose_and_the_files_go_to_the_trash(
     client = people.client("admin")
     stack = client.post("/api/v1/stacks/", {"name": name, "host": str(host.pk), "compose": two_services(testbed.seed_image),
                                             "env": "A=1\n"}, format="json").json()
-    assert deploy(client, stack["id"])["status"] == "succeeded"
+    from containers import bus
+
+    seen = []
+    collect = bus.subscribe(lambda event: seen.append(event) if event.type == "stack.progress" else None)
+    try:
+        assert deploy(client, stack["id"])["status"] == "succeeded"
+    finally:
+        bus.unsubscribe(collect)
+    # Progress is published per stage and per service, as compose reports it.
+    assert {e.data["stage"] for e in seen} >= {"validate", "pull", "up", "sync", "done"}
+    assert all(e.data["stack"] == stack["id"] and e.host_id == host.pk for e in seen)
+    started = {e.data.get("service") for e in seen if e.data["stage"] == "up" and e.data["message"].endswith("Started")}
+    assert started == {"web", "db"}
 
     def run(action, **data):
         response = client.post(f"/api/v1/stacks/{stack['id']}/{action}/", data, format="json")
