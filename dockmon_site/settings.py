@@ -592,3 +592,8 @@ CELERY_BEAT_SCHEDULE["stacks-prune-trash"] = {
     "schedule": 6 * 3600.0,
     "options": {"expires": 6 * 3600 * 0.9},
 }
+CELERY_BEAT_SCHEDULE["stacks-repair-runs"] = {
+    "task": "stacks.tasks.repair_stale_runs",
+    "schedule": 600.0,
+    "options": {"expires": 540},
+}

@@ -55,6 +55,22 @@ def create_run(stack: Stack, kind: str, actor=None, *, options: dict | None = No
         raise RunBusy(f"Stack {stack.name} already has a run in progress.") from None
 
 
+def fail_stale() -> int:
+    """Mark failed the runs no worker can still be carrying out (see tasks.repair_stale_runs)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    now = timezone.now()
+    # A deploy is several compose commands (config, pull, up), each bounded by the timeout.
+    running_limit = now - timedelta(seconds=4 * settings.DOCKMON_COMPOSE_RUN_TIMEOUT)
+    pending_limit = now - timedelta(hours=1)
+    stale = StackRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=running_limit) | StackRun.objects.filter(
+        status=RunStatus.PENDING, created_at__lt=pending_limit)
+    return stale.update(status=RunStatus.FAILED, finished_at=now,
+                        error="The run was interrupted (its worker stopped before it ended); check the stack and run it again.")
+
+
 def execute(run_id: int) -> None:
     """Claim a pending run and carry it out; a run that is not pending any more is left alone."""
     if not StackRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(status=RunStatus.RUNNING, started_at=timezone.now()):

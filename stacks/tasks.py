@@ -21,6 +21,15 @@ def execute_run(run_id):
     runs.execute(run_id)
 
 
+@shared_task(name="stacks.tasks.repair_stale_runs", ignore_result=True)
+def repair_stale_runs() -> int:
+    """Runs whose worker died: each compose command is killed at its timeout, so a run still
+    "running" long after that (or a run never picked up) will not end by itself."""
+    from stacks import runs
+
+    return runs.fail_stale()
+
+
 @shared_task(name="stacks.tasks.prune_trash", ignore_result=True)
 def prune_trash() -> int:
     """Files of deleted stacks are kept in the trash for a week, then removed."""

