@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 
 from containers.models import Container
 from stacks.choices import StackSource
@@ -68,6 +69,12 @@ def on_event(event) -> None:
     if event.type == "container.created" and not (event.data or {}).get("compose_project"):
         return
     sync_host(event.host_id)
+
+
+def with_stack_id(queryset):
+    """Containers with `stack`: the id of the stack of their host and compose project, or None."""
+    stacks = Stack.objects.filter(host_id=OuterRef("host_id"), name=OuterRef("compose_project")).values("pk")[:1]
+    return queryset.annotate(stack=Subquery(stacks))
 
 
 def origin(stack: Stack, containers) -> dict:

@@ -260,3 +260,19 @@ def test_runs_whose_worker_died_are_marked_failed_and_free_the_stack(people, tes
     fresh.refresh_from_db()
     assert stale.status == "failed" and "interrupted" in stale.error and stale.finished_at is not None
     assert fresh.status == "running"
+
+
+def test_the_containers_of_a_stack_name_it_in_the_container_api(people, eager, testbed, alpha, make_host, unique, compose_projects):
+    host = make_host(alpha)
+    name = f"ca{unique}"
+    compose_projects.append((alpha, name))
+    client = people.client("admin")
+    stack = client.post("/api/v1/stacks/", {"name": name, "host": str(host.pk), "compose": two_services(testbed.seed_image)},
+                        format="json").json()
+    assert deploy(client, stack["id"])["status"] == "succeeded"
+    keys = {key for service in client.get(f"/api/v1/stacks/{stack['id']}/").json()["services"] for key in service["containers"]}
+    assert len(keys) == 2
+    listed = {c["key"]: c["stack"] for c in client.get("/api/v1/containers/", {"host": str(host.pk)}).json()["results"]}
+    assert {key: listed[key] for key in keys} == dict.fromkeys(keys, stack["id"])
+    for key in keys:
+        assert client.get(f"/api/v1/containers/{key}/").json()["stack"] == stack["id"]
