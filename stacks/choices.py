@@ -23,6 +23,7 @@ class RunKind(models.TextChoices):
     DOWN = "down", "Down"
     DELETE = "delete", "Down and forget"
     ADOPT = "adopt", "Adopt"
+    UPDATE = "update", "Update images"
 
 
 class RunStatus(models.TextChoices):
@@ -40,6 +41,7 @@ class RunStage(models.TextChoices):
     QUEUED = "queued", "Queued"
     VALIDATE = "validate", "Validating the file"
     PULL = "pull", "Pulling images"
+    CHECK = "check", "Comparing images"
     UP = "up", "Creating and starting services"
     START = "start", "Starting services"
     STOP = "stop", "Stopping services"
@@ -47,6 +49,7 @@ class RunStage(models.TextChoices):
     DOWN = "down", "Removing services"
     SYNC = "sync", "Reading what runs"
     TRASH = "trash", "Moving the files to the trash"
+    ROLLBACK = "rollback", "Rolling back"
     ADOPT = "adopt", "Reading the project's files"
     DONE = "done", "Done"
 

@@ -32,7 +32,7 @@ from stacks.models import Stack, StackRun
 
 logger = logging.getLogger(__name__)
 
-_PERCENT = {RunStage.VALIDATE: 5, RunStage.PULL: 10, RunStage.UP: 50, RunStage.START: 30, RunStage.STOP: 30,
+_PERCENT = {RunStage.VALIDATE: 5, RunStage.PULL: 10, RunStage.CHECK: 40, RunStage.ROLLBACK: 80, RunStage.UP: 50, RunStage.START: 30, RunStage.STOP: 30,
             RunStage.RESTART: 30, RunStage.DOWN: 30, RunStage.SYNC: 90, RunStage.TRASH: 95, RunStage.DONE: 100}
 _COMMAND_STAGE = {RunKind.START: RunStage.START, RunKind.STOP: RunStage.STOP, RunKind.RESTART: RunStage.RESTART}
 MAX_LOG = 100_000
@@ -40,6 +40,10 @@ MAX_LOG = 100_000
 
 class RunBusy(Exception):
     """The stack already has a pending or running run."""
+
+
+class RolledBack(Exception):
+    """An update failed its gate and the stack was put back as it ran; the message says why."""
 
 
 def create_run(stack: Stack, kind: str, actor=None, *, options: dict | None = None, diff: list | None = None) -> StackRun:
@@ -130,7 +134,7 @@ class Execution:
             self.lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} [{run.stage}] failed: {error}")
         self.save("status", "error", "finished_at", "stage", "percent")
         self.progress(error or "done", percent=run.percent)
-        verb = "succeeded" if status == RunStatus.SUCCEEDED else "failed"
+        verb = {RunStatus.SUCCEEDED: "succeeded", RunStatus.ROLLED_BACK: "rolled_back"}.get(status, "failed")
         bus.emit(f"stack.{verb}", category=EventCategory.STACK, host=self.host.pk, actor=run.actor,
                  severity=Severity.INFO if status == RunStatus.SUCCEEDED else Severity.ERROR,
                  message=f"{run.get_kind_display()} of stack {run.stack_name} {verb}" + (f": {error}" if error else ""),
@@ -208,7 +212,11 @@ class Execution:
                 raise services.StackInvalid("A stack started outside DockMon is adopted first; only it can be adopted.")
             compose.write_files(self.folder, self.stack.compose, self.stack.env)
             getattr(self, f"_{run.kind}")()
-        except (external.AdoptError, services.StackInvalid) as exc:
+        except RolledBack as exc:
+            self.sync(quiet=True)
+            self.finish(RunStatus.ROLLED_BACK, str(exc))
+            return
+        except (external.AdoptError, services.StackInvalid, engine.EngineError) as exc:
             self.finish(RunStatus.FAILED, str(exc))
             return
         except compose.ComposeError as exc:
@@ -262,6 +270,14 @@ class Execution:
             self.log(f"Files kept in {where}")
         Stack.objects.filter(pk=self.stack.pk).delete()
         self.run.stack_id = None
+
+    def _update(self) -> None:
+        from stacks.stack_update import StackUpdate
+
+        status = StackUpdate(self).go()
+        if status == RunStatus.ROLLED_BACK:
+            raise RolledBack(self.run.error)
+        self.sync()
 
     def _adopt(self) -> None:
         """Take the project's own file as the stack's text; what runs counts as deployed, so a

@@ -155,6 +155,14 @@ class StackViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
         return self._start(request, stack, RunKind.DOWN, options={"volumes": options.validated_data["volumes"]})
 
     @extend_schema(request=None, responses={202: StackRunSerializer})
+    @action(detail=True, methods=["post"], url_path="update", url_name="update-images")
+    def update_images(self, request, pk=None):
+        """Pull new images and recreate the services whose image changed, one at a time behind a
+        health gate; if one fails, every changed service goes back to the image it ran before."""
+        # Guarded by `deploy` on the host (StackPermissions, through get_object).
+        return self._start(request, self.get_object(), RunKind.UPDATE)
+
+    @extend_schema(request=None, responses={202: StackRunSerializer})
     @action(detail=True, methods=["post"])
     def adopt(self, request, pk=None):
         """Manage a project started outside DockMon: its compose file (where its labels say) becomes the stack's text."""

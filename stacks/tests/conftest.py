@@ -36,3 +36,12 @@ def compose_projects():
         volumes = engine.docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}", check=False)
         for volume in volumes.stdout.split():
             engine.docker("volume", "rm", "-f", volume, check=False)
+
+
+@pytest.fixture
+def images_to_remove():
+    """Collects (engine, image) pairs; each is removed from its engine after the test."""
+    items: list = []
+    yield items
+    for engine, ref in items:
+        engine.docker("rmi", "-f", ref, check=False)

@@ -100,11 +100,11 @@
     if (d.message) appendLog("[" + d.stage + "] " + d.message);
     upsertRun({run: d.run, kind: d.kind, status: d.stage === "done" ? "succeeded" : "running", stage: d.stage});
   });
-  ["stack.succeeded", "stack.failed"].forEach(function (type) {
+  ["stack.succeeded", "stack.failed", "stack.rolled_back"].forEach(function (type) {
     D.on(type, function (d) {
       if (!stackId) { refreshRow(d.stack); return; }
       if (String(d.stack) !== stackId && String(d.run) !== String(currentRun)) return;
-      upsertRun({run: d.run, kind: d.kind, status: d.status, error: type === "stack.failed" ? d.message : ""});
+      upsertRun({run: d.run, kind: d.kind, status: d.status, error: type === "stack.succeeded" ? "" : d.message});
       if (d.kind === "delete" && d.status === "succeeded") { window.location.href = D.url("/stacks/"); return; }
       reloadServices();
       const panel = document.getElementById("diff-panel");
