@@ -15,7 +15,10 @@ TRASH_KEEP_SECONDS = 7 * 24 * 3600
 
 @shared_task(name="stacks.tasks.execute_run", ignore_result=True)
 def execute_run(run_id):
-    """One stack run (stacks.runs); a run that is not pending any more is left alone."""
+    """One stack run (stacks.runs); a run that is not pending any more is left alone.
+
+    Runs compose on the behalf of the run's actor: guarded by `deploy` on the stack's host,
+    checked when the run was created (stacks/api/views.py, stacks/admin.py)."""
     from stacks import runs
 
     runs.execute(run_id)

@@ -96,3 +96,13 @@ def test_an_update_recreates_the_service_with_a_new_release_and_a_broken_release
     assert detail["status"] == "running", detail
     # The stack's file still describes what runs (a deploy would pull release 3 again, as compose does).
     assert {row["change"] for row in client.get(f"/api/v1/stacks/{stack['id']}/diff/").json()} == {"unchanged"}
+
+
+def test_services_are_recreated_after_what_they_depend_on():
+    from stacks.stack_update import dependency_order
+
+    config = {"services": {"app": {"depends_on": {"db": {}, "cache": {}}}, "db": {}, "cache": {"depends_on": {"db": {}}},
+                           "web": {"depends_on": {"app": {}}}}}
+    assert dependency_order(config, ["web", "app", "db", "cache"]) == ["db", "cache", "app", "web"]
+    # Only the services asked for, in an order their dependencies allow.
+    assert dependency_order(config, ["web", "db"]) == ["db", "web"]
