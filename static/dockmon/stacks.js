@@ -147,14 +147,14 @@
       const action = button.dataset.action;
       if ((action === "delete" || action === "down-volumes") && !window.confirm(action === "delete"
         ? "Take the stack down and forget it? Its files are kept in the trash for a week." : "Remove the stack's containers and its named volumes (their data)?")) return;
+      // Cleared before asking: a quick worker's first lines may arrive before the answer.
+      if (log) log.textContent = "";
       try {
         let run;
         if (action === "delete") run = await D.api("DELETE", "/api/v1/stacks/" + stackId + "/");
         else if (action === "down-volumes") run = await D.api("POST", "/api/v1/stacks/" + stackId + "/down/", {volumes: true});
         else run = await D.api("POST", "/api/v1/stacks/" + stackId + "/" + action + "/");
         currentRun = run.run;
-        if (log) log.textContent = "";
-        appendLog(action + " started (run #" + run.run + ")");
         upsertRun(run);
         if (run.status !== "pending" && run.status !== "running") {
           // A worker that ran it at once (or the request itself): show how it ended.
