@@ -141,8 +141,11 @@ def host_environment(host) -> Iterator[dict[str, str]]:
             "LANG": "C.UTF-8",
         }
         if url.startswith("ssh://"):
-            # ssh reads the user's keys and known hosts from their own home.
+            # ssh reads the user's keys and known hosts from their own home; compose starts
+            # `ssh` from PATH, so a wrapper first in PATH makes it never prompt (no terminal
+            # here) and give up connecting in time, as DockMon's own ssh engine clients do.
             env["HOME"] = os.environ.get("HOME", folder)
+            env["PATH"] = _ssh_wrapper(folder) + os.pathsep + env["PATH"]
         if url.startswith("tcp://") and (host.tls_cert or host.tls_ca):
             for name, text in zip(("ca.pem", "cert.pem", "key.pem"), tls, strict=True):
                 if text:
@@ -157,6 +160,22 @@ def host_environment(host) -> Iterator[dict[str, str]]:
         yield env
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ssh_wrapper(folder: str) -> str:
+    real = shutil.which("ssh")
+    if real is None:
+        raise ComposeError("An ssh:// host needs the ssh client (apt-get install openssh-client).")
+    bin_dir = os.path.join(folder, "bin")
+    os.mkdir(bin_dir, 0o700)
+    timeout = max(1, int(settings.DOCKMON_ENGINE_TIMEOUT))
+    script = (f'#!/bin/sh\nexec "{real}" -o BatchMode=yes -o ConnectTimeout={timeout} '
+              '-o ServerAliveInterval=15 -o ServerAliveCountMax=3 "$@"\n')
+    path = os.path.join(bin_dir, "ssh")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(script)
+    return bin_dir
 
 
 def _base_args(folder: Path, project: str, *, candidate: bool) -> list[str]:

@@ -276,3 +276,23 @@ def test_the_containers_of_a_stack_name_it_in_the_container_api(people, eager, t
     assert {key: listed[key] for key in keys} == dict.fromkeys(keys, stack["id"])
     for key in keys:
         assert client.get(f"/api/v1/containers/{key}/").json()["stack"] == stack["id"]
+
+
+def test_an_ssh_host_that_does_not_answer_fails_the_run_quickly_with_ssh_own_words(people, eager, testbed, unique):
+    """compose reaches an ssh:// host through the ssh client: it never prompts (no terminal) and
+    the run ends with what ssh said."""
+    import time
+
+    from containers.models import DockerHost
+    from testkit.testing import free_port
+
+    port = free_port()  # nothing listens there
+    host = DockerHost.objects.create(name=f"ssh-{unique}", url=f"ssh://nobody@127.0.0.1:{port}")
+    client = people.client("admin")
+    stack = client.post("/api/v1/stacks/", {"name": f"ss{unique}", "host": str(host.pk),
+                                            "compose": two_services(testbed.seed_image)}, format="json").json()
+    started = time.monotonic()
+    run = deploy(client, stack["id"])
+    assert time.monotonic() - started < 30
+    assert run["status"] == "failed" and run["stage"] == "pull"
+    assert "refused" in run["error"].lower() or "ssh" in run["error"].lower(), run["error"]
