@@ -296,3 +296,51 @@ def test_an_ssh_host_that_does_not_answer_fails_the_run_quickly_with_ssh_own_wor
     assert time.monotonic() - started < 30
     assert run["status"] == "failed" and run["stage"] == "pull"
     assert "refused" in run["error"].lower() or "ssh" in run["error"].lower(), run["error"]
+
+
+def test_a_container_removed_or_changed_outside_dockmon_shows_the_stack_drifted(
+        people, eager, testbed, alpha, make_host, unique, compose_projects):
+    from containers import engine
+    from containers import services as container_services
+    from containers.engine import facts as engine_facts
+
+    def resync():  # what the monitor does from the engine's events
+        client = engine.client_for_host(host)
+        try:
+            container_services.reconcile(host, engine_facts.list_containers(client))
+        finally:
+            client.close()
+
+    host = make_host(alpha)
+    name = f"dr{unique}"
+    compose_projects.append((alpha, name))
+    client = people.client("admin")
+    stack = client.post("/api/v1/stacks/", {"name": name, "host": str(host.pk), "compose": two_services(testbed.seed_image)},
+                        format="json").json()
+    assert deploy(client, stack["id"])["status"] == "succeeded"
+    assert client.get(f"/api/v1/stacks/{stack['id']}/").json()["drift"] == []
+
+    alpha.docker("rm", "-f", engine_containers(alpha, name)["web"])
+    resync()
+    detail = client.get(f"/api/v1/stacks/{stack['id']}/").json()
+    assert detail["status"] == "drifted"
+    assert [(d["service"], d["reason"]) for d in detail["drift"]] == [("web", "missing")]
+
+    # The same project changed from outside (db's command): drifted for that container.
+    import tempfile
+
+    from stacks.tests.conftest import run_compose
+
+    with tempfile.TemporaryDirectory() as folder:
+        with open(f"{folder}/compose.yaml", "w") as handle:
+            handle.write(two_services(testbed.seed_image, db_command='["sleep", "3602"]'))
+        result = run_compose(alpha, name, "up", "-d", "db", folder=folder)
+        assert result.returncode == 0, result.stderr
+    resync()
+    detail = client.get(f"/api/v1/stacks/{stack['id']}/").json()
+    assert {(d["service"], d["reason"]) for d in detail["drift"]} == {("web", "missing"), ("db", "changed")}
+
+    # A deploy puts the file's state back: no drift.
+    assert deploy(client, stack["id"])["status"] == "succeeded"
+    detail = client.get(f"/api/v1/stacks/{stack['id']}/").json()
+    assert detail["status"] == "running" and detail["drift"] == []
