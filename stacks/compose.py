@@ -277,6 +277,24 @@ def config(folder: Path, project: str, *, candidate: bool = False) -> Config:
     return Config(parsed, hashes)
 
 
+def render_yaml(folder: Path, project: str, document: dict) -> str:
+    """`document` (compose data, e.g. rebuilt from containers) as compose's own YAML, unchanged
+    otherwise: no interpolation, normalisation or path resolution."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_files(folder, json.dumps(document), "", candidate=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "LANG": "C.UTF-8"}
+    argv = [*_base_args(folder, project, candidate=True), "config", "--format", "yaml", "--no-interpolate", "--no-normalize",
+            "--no-path-resolution", "--no-consistency"]
+    try:
+        result = _execute(argv, env, folder, settings.DOCKMON_COMPOSE_CONFIG_TIMEOUT)
+    finally:
+        for name in (CANDIDATE_FILE, CANDIDATE_ENV):
+            (folder / name).unlink(missing_ok=True)
+    if not result.ok:
+        raise ComposeError(_clean_config_error(result.stderr, folder))
+    return result.stdout
+
+
 def _clean_config_error(stderr: str, folder: Path) -> str:
     # The user wrote "the compose file", not a path under DockMon's data dir.
     text = stderr.strip() or "docker compose config failed"

@@ -26,7 +26,9 @@ from containers import bus, engine
 from containers import services as container_services
 from containers.choices import EventCategory, Severity
 from containers.engine import facts as engine_facts
-from stacks import compose, external, services
+from containers.engine import images as engine_images
+from containers.engine import recreate as engine_recreate
+from stacks import compose, external, rebuild, services
 from stacks.choices import ACTIVE_RUN_STATUSES, RunKind, RunStage, RunStatus, StackSource
 from stacks.models import Stack, StackRun
 
@@ -286,8 +288,12 @@ class Execution:
         self.stage(RunStage.ADOPT, "Reading the project's compose file")
         running = list(services.containers_of(stack))
         info = external.origin(stack, running)
-        compose_text, env_text = external.read_project_files(info)
-        self.log(f"Read {info['config_files'][0]}")
+        try:
+            compose_text, env_text = external.read_project_files(info)
+            self.log(f"Read {info['config_files'][0]}")
+        except external.AdoptError as exc:
+            self.log(f"{exc} The file is rebuilt from the running containers instead.")
+            compose_text, env_text = self._rebuild(running), ""
         self.stage(RunStage.VALIDATE, "Checking the compose file")
         compose.write_files(self.folder, compose_text, env_text)
         result = compose.config(self.folder, stack.name)
@@ -298,3 +304,26 @@ class Execution:
                                                  config_hashes=result.hashes, deployed_hashes=deployed,
                                                  source=StackSource.DOCKMON, created_by=self.run.actor)
         self.log("The stack is managed by DockMon now: review its file, then deploy it")
+
+    def _rebuild(self, running) -> str:
+        """A compose file from the running containers (stacks.rebuild), headed by what to review."""
+        first: dict[str, str] = {}
+        for container in running:
+            first.setdefault(container.compose_service, container.container_id)
+        if not first:
+            raise external.AdoptError("The project has no containers to rebuild its file from.")
+        client = engine.client_for_host(self.host)
+        try:
+            found = {}
+            for service, container_id in first.items():
+                data = engine_recreate.inspect_raw(client, container_id)
+                found[service] = (data, engine_images.inspect_image_raw(client, data.get("Image") or ""))
+        finally:
+            client.close()
+        document, notes = rebuild.compose_from(self.run.stack_name, found)
+        text = compose.render_yaml(self.folder, self.run.stack_name, document)
+        head = ["# Rebuilt by DockMon from the running containers: review it before the first deploy."]
+        head += [f"# {note}" for note in notes]
+        for note in notes:
+            self.log(note)
+        return "\n".join(head) + "\n" + text

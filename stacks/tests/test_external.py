@@ -78,8 +78,11 @@ def test_a_project_started_on_the_engine_appears_as_external_is_adopted_and_rede
 
 
 @pytest.mark.django_db
-def test_an_external_project_whose_file_is_gone_cannot_be_adopted_and_says_where_it_looked(
+def test_an_external_project_whose_file_is_gone_is_adopted_from_its_running_containers(
         people, eager, testbed, alpha, make_host, unique, compose_projects, sync_container, tmp_path):
+    """GIVEN a project started outside DockMon whose compose file is no longer there
+    WHEN it is adopted THEN its file is rebuilt from the containers (headed by a review note,
+    the run log saying where the file was looked for), and it deploys."""
     host = make_host(alpha)
     name = f"gone{unique}"
     compose_projects.append((alpha, name))
@@ -93,7 +96,24 @@ def test_an_external_project_whose_file_is_gone_cannot_be_adopted_and_says_where
     response = client.post(f"/api/v1/stacks/{stack.pk}/adopt/")
     assert response.status_code == 202
     run = client.get(f"/api/v1/stack-runs/{response.json()['run']}/").json()
-    assert run["status"] == "failed"
-    assert str(tmp_path / "compose.yaml") in run["error"]
-    stack.refresh_from_db()
-    assert stack.source == "external" and stack.compose == ""
+    assert run["status"] == "succeeded", run["log"] + run["error"]
+    assert str(tmp_path / "compose.yaml") in run["log"]
+    detail = client.get(f"/api/v1/stacks/{stack.pk}/").json()
+    assert detail["source"] == "dockmon"
+    text = detail["compose"]
+    assert text.startswith("# Rebuilt by DockMon from the running containers")
+    config = Stack.objects.get(pk=stack.pk).config
+    web, db = config["services"]["web"], config["services"]["db"]
+    assert web["image"] == db["image"] == testbed.seed_image
+    assert db["command"] == ["sleep", "3600"] and web["command"] == ["sleep", "3600"]
+    assert web["network_mode"] == db["network_mode"] == "none"
+    assert db["healthcheck"]["test"] == ["CMD", "true"]
+    assert web["stop_signal"] == "SIGKILL"
+    assert [(v["type"], v["source"], v["target"]) for v in web["volumes"]] == [("volume", "data", "/data")]
+    assert config["volumes"]["data"]["name"] == f"{name}_data"
+
+    response = client.post(f"/api/v1/stacks/{stack.pk}/deploy/")
+    run = client.get(f"/api/v1/stack-runs/{response.json()['run']}/").json()
+    assert run["status"] == "succeeded", run["log"] + run["error"]
+    assert set(engine_containers(alpha, name)) == {"db", "web"}
+    assert client.get(f"/api/v1/stacks/{stack.pk}/").json()["status"] == "running"
