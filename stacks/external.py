@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 
@@ -26,6 +27,8 @@ WORKING_DIR = "com.docker.compose.project.working_dir"
 CONFIG_FILES = "com.docker.compose.project.config_files"
 ENV_FILE = "com.docker.compose.project.environment_file"
 MAX_FILE = 1_000_000
+_COMPOSE_NAME = re.compile(r"^(docker-)?compose([.-][\w.-]+)?\.ya?ml$")
+_ENV_NAME = re.compile(r"^([\w.-]*\.)?env$")
 
 
 class AdoptError(Exception):
@@ -97,13 +100,28 @@ def read_project_files(info: dict) -> tuple[str, str]:
     if len(files) != 1:
         raise AdoptError(f"The project was started from {len(files)} compose files ({', '.join(files) or 'none recorded'}); "
                          "adopting needs exactly one.")
-    compose_text = _read(Path(files[0]))
+    path = Path(files[0])
+    # Labels are written by whoever started the project: only a compose file and a .env file
+    # are read, and nothing of DockMon's own (its data dir holds its secret key and database).
+    _check_path(path, _COMPOSE_NAME, "a compose file (compose.yaml, docker-compose.yml...)")
+    compose_text = _read(path)
     env_text = ""
     env_paths = info["environment_files"] or ([str(Path(info["working_dir"]) / ".env")] if info["working_dir"] else [])
-    for path in env_paths[:1]:
-        if Path(path).is_file():
-            env_text = _read(Path(path))
+    for env_path in env_paths[:1]:
+        env_path = Path(env_path)
+        _check_path(env_path, _ENV_NAME, "an env file (.env, name.env)")
+        if env_path.is_file():
+            env_text = _read(env_path)
     return compose_text, env_text
+
+
+def _check_path(path: Path, pattern, what: str) -> None:
+    if not pattern.match(path.name):
+        raise AdoptError(f"{path} is not named like {what}.")
+    resolved = path.resolve()
+    for own in (Path(settings.DATA_DIR).resolve(), Path(settings.BASE_DIR).resolve()):
+        if resolved == own or own in resolved.parents:
+            raise AdoptError(f"{path} lies in DockMon's own folders.")
 
 
 def _read(path: Path) -> str:

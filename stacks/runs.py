@@ -235,7 +235,9 @@ class Execution:
     def _deploy(self) -> None:
         stack = self.stack
         self.stage(RunStage.VALIDATE, "Checking the compose file")
+        services.check_policy(stack.compose)
         result = compose.config(self.folder, stack.name)
+        services.check_config_files(result.config, self.folder)
         services.apply_config(stack, result)
         Stack.objects.filter(pk=stack.pk).update(config=stack.config, config_hashes=stack.config_hashes)
         self.stage(RunStage.PULL, "Pulling images")
@@ -295,8 +297,10 @@ class Execution:
             self.log(f"{exc} The file is rebuilt from the running containers instead.")
             compose_text, env_text = self._rebuild(running), ""
         self.stage(RunStage.VALIDATE, "Checking the compose file")
+        services.check_policy(compose_text)
         compose.write_files(self.folder, compose_text, env_text)
         result = compose.config(self.folder, stack.name)
+        services.check_config_files(result.config, self.folder)
         deployed = {}
         for container in running:
             deployed.setdefault(container.compose_service, container.labels.get(services.CONFIG_HASH, ""))

@@ -48,16 +48,43 @@ def check_name(host, name: str, *, stack: Stack | None = None) -> None:
                            "choose another name (or adopt that project).")
 
 
+# Keys that make compose read files on the DockMon server itself (not on the stack's host): a
+# user who may deploy on some host must not get DockMon's own files into a container, a build
+# context or an error message. Checked on the text before compose sees it (compose reads
+# included and extended files while it validates); the stack's env field replaces env_file.
+_SERVER_FILE_KEYS = re.compile(r"""(?m)(?:^|[\s{,\[])["']?(include|extends|env_file|label_file|build)["']?\s*:""")
+
+
+def check_policy(compose_text: str) -> None:
+    match = _SERVER_FILE_KEYS.search(compose_text)
+    if match:
+        key = match.group(1)
+        hint = " (use the stack's env instead)" if key == "env_file" else ""
+        raise StackInvalid(f"`{key}` is not supported in DockMon stacks: it reads files on the DockMon server{hint}.")
+
+
+def check_config_files(config: dict, folder) -> None:
+    """secrets and configs from a `file` are read on the DockMon server too: only the stack's own folder."""
+    for section in ("secrets", "configs"):
+        for item_name, item in (config.get(section) or {}).items():
+            path = (item or {}).get("file")
+            if path and not str(path).startswith(str(folder) + "/"):
+                raise StackInvalid(f"{section}.{item_name}: a file outside the stack's folder cannot be used ({path}).")
+
+
 def validate(host, name: str, compose_text: str, env_text: str) -> compose.Config:
     """`compose config` of the text as it would be deployed (same project name and working
     directory, so the service hashes are the ones compose will put on the containers).
 
     Written beside the live files under other names: a run that is going on reads its own."""
+    check_policy(compose_text)
     folder = compose.working_dir(host.pk, name)
     existed = folder.exists()
     compose.write_files(folder, compose_text, env_text, candidate=True)
     try:
-        return compose.config(folder, name, candidate=True)
+        result = compose.config(folder, name, candidate=True)
+        check_config_files(result.config, folder)
+        return result
     except compose.ComposeMissing:
         raise
     except compose.ComposeError as exc:

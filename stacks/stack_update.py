@@ -24,7 +24,7 @@ from django.conf import settings
 from containers import engine, readiness
 from containers.engine import facts as engine_facts
 from containers.engine import images as engine_images
-from stacks import compose
+from stacks import compose, services
 from stacks.choices import RunStage, RunStatus
 
 PROJECT = "com.docker.compose.project"
@@ -92,7 +92,9 @@ class StackUpdate:
         self.client = engine.client_for_host(self.host, timeout=max(settings.DOCKMON_ENGINE_TIMEOUT, 30))
         try:
             execution.stage(RunStage.VALIDATE, "Checking the compose file")
+            services.check_policy(stack.compose)
             result = compose.config(execution.folder, stack.name)
+            services.check_config_files(result.config, execution.folder)
             before: dict[str, str] = {}
             for facts in self.containers():
                 before.setdefault(facts.labels.get(SERVICE, ""), facts.image_id)

@@ -200,3 +200,49 @@ def test_a_user_granted_deploy_on_the_host_creates_edits_and_deploys(world, eage
     stack = Stack.objects.get(name=name)
     StackRun.objects.create(stack=stack, host=real, stack_name=name, kind="deploy", status="pending")
     assert client.post(f"/api/v1/stacks/{stack.pk}/stop/").status_code == 409
+
+
+# --- files on the DockMon server stay there -----------------------------------------------------
+@pytest.mark.parametrize("snippet, key", [
+    ("    env_file: /etc/hostname\n", "env_file"),
+    ("    build: /\n", "build"),
+    ("    extends: {file: /etc/hostname, service: x}\n", "extends"),
+])
+def test_keys_that_read_files_on_the_dockmon_server_are_refused(people, host, unique, testbed, snippet, key):
+    text = ONE_SERVICE.format(image=testbed.seed_image) + snippet
+    response = create(people.client("admin"), host, f"fs{unique}", text)
+    assert response.status_code == 400
+    assert f"`{key}` is not supported" in response.json()["compose"][0]
+
+
+def test_include_and_secrets_from_server_files_are_refused(people, host, unique, testbed):
+    client = people.client("admin")
+    response = create(client, host, f"in{unique}", "include:\n  - /etc/hostname\n" + ONE_SERVICE.format(image=testbed.seed_image))
+    assert response.status_code == 400 and "`include` is not supported" in response.json()["compose"][0]
+    text = ONE_SERVICE.format(image=testbed.seed_image) + "    secrets: [s]\nsecrets:\n  s:\n    file: /etc/hostname\n"
+    response = create(client, host, f"se{unique}", text)
+    assert response.status_code == 400 and "outside the stack's folder" in response.json()["compose"][0]
+
+
+def test_adopt_never_reads_dockmon_own_files_named_in_labels(people, eager, alpha, make_host, unique, testbed, compose_projects,
+                                                             sync_container, settings):
+    """GIVEN a container whose compose labels name DockMon's secret key as the project's file
+    WHEN the project is adopted THEN that file is not read: the file is rebuilt from the container."""
+    host = make_host(alpha)
+    name = f"lb{unique}"
+    compose_projects.append((alpha, name))
+    secret = settings.DATA_DIR / "secret_key"
+    cid = alpha.docker("run", "-d", "--network", "none", "--name", f"{name}-app-1", "--label", f"com.docker.compose.project={name}",
+                       "--label", "com.docker.compose.service=app", "--label", f"com.docker.compose.project.config_files={secret}",
+                       "--label", f"com.docker.compose.project.working_dir={settings.DATA_DIR}",
+                       testbed.seed_image, "sleep", "3600").stdout.strip()
+    sync_container(host, cid)
+    stack = Stack.objects.get(host=host, name=name, source="external")
+    client = people.client("admin")
+    run = client.get(f"/api/v1/stack-runs/{client.post(f'/api/v1/stacks/{stack.pk}/adopt/').json()['run']}/").json()
+    assert run["status"] == "succeeded", run["log"] + run["error"]
+    assert "is not named like a compose file" in run["log"]
+    stack.refresh_from_db()
+    assert stack.compose.startswith("# Rebuilt by DockMon") and stack.env == ""
+    if secret.exists():
+        assert secret.read_text().strip() not in stack.compose + run["log"]
