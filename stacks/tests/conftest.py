@@ -28,11 +28,11 @@ def compose_projects():
     items: list = []
     yield items
     for engine, project in items:
-        result = run_compose(engine, project, "down", "--volumes", "--remove-orphans", "--timeout", "1")
-        if result.returncode != 0:  # compose needs no file for a project it finds by its labels
-            ids = engine.docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}", check=False).stdout.split()
-            if ids:
-                engine.docker("rm", "-f", *ids, check=False)
+        run_compose(engine, project, "down", "--volumes", "--remove-orphans", "--timeout", "1")
+        # Containers compose does not count as its own (made by hand with its labels) go too.
+        ids = engine.docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}", check=False).stdout.split()
+        if ids:
+            engine.docker("rm", "-f", *ids, check=False)
         volumes = engine.docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}", check=False)
         for volume in volumes.stdout.split():
             engine.docker("volume", "rm", "-f", volume, check=False)
@@ -40,8 +40,13 @@ def compose_projects():
 
 @pytest.fixture
 def images_to_remove():
-    """Collects (engine, image) pairs; each is removed from its engine after the test."""
+    """Collects (engine, image) pairs; every image of each one's repository (earlier releases
+    left untagged by an update or a rollback too) is removed from its engine after the test.
+    Ask for it before `compose_projects`, so the containers using the images are gone first."""
     items: list = []
     yield items
     for engine, ref in items:
-        engine.docker("rmi", "-f", ref, check=False)
+        repository = ref.rsplit(":", 1)[0]
+        ids = sorted(set(engine.docker("images", "-q", repository, check=False).stdout.split()))
+        if ids:
+            engine.docker("rmi", "-f", *ids, check=False)

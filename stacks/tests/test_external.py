@@ -42,7 +42,8 @@ def test_a_project_started_on_the_engine_appears_as_external_is_adopted_and_rede
     assert stack["origin"]["working_dir"] == str(tmp_path)
     assert stack["origin"]["config_files"] == [str(tmp_path / "compose.yaml")]
     listed = client.get("/api/v1/stacks/", {"host": str(host.pk)}).json()["results"]
-    assert [(s["name"], s["source"]) for s in listed] == [(name, "external")]
+    # (Other projects on the shared engine may be listed too.)
+    assert (name, "external") in [(s["name"], s["source"]) for s in listed]
 
     # Nothing runs compose on an external stack but adopt; its text cannot be edited yet.
     assert client.post(f"/api/v1/stacks/{stack_id}/deploy/").status_code == 400

@@ -40,7 +40,7 @@ def run_update(client, stack_id: int) -> dict:
 
 
 def test_an_update_recreates_the_service_with_a_new_release_and_a_broken_release_is_rolled_back(
-        people, eager, testbed, alpha, make_host, unique, compose_projects, images_to_remove, settings):
+        people, eager, testbed, alpha, make_host, unique, images_to_remove, compose_projects, settings):
     """GIVEN a deployed stack whose web service runs release 1 of an image (data in its volume)
     WHEN release 2 is pushed and the stack is updated, then a release 3 whose container exits at once
     THEN the first update recreates web only, on release 2; the second rolls back: web runs
