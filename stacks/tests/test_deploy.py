@@ -344,3 +344,22 @@ def test_a_container_removed_or_changed_outside_dockmon_shows_the_stack_drifted(
     assert deploy(client, stack["id"])["status"] == "succeeded"
     detail = client.get(f"/api/v1/stacks/{stack['id']}/").json()
     assert detail["status"] == "running" and detail["drift"] == []
+
+
+def test_the_trash_keeps_deleted_stacks_files_for_a_week(settings, tmp_path):
+    import os
+    import time
+
+    from stacks import compose
+    from stacks.tasks import prune_trash
+
+    trash = compose.trash_dir()
+    trash.mkdir(parents=True, exist_ok=True)
+    old, recent = trash / "old-stack", trash / "recent-stack"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "compose.yaml").write_text("services: {}\n")
+    eight_days_ago = time.time() - 8 * 24 * 3600
+    os.utime(old, (eight_days_ago, eight_days_ago))
+    assert prune_trash() == 1
+    assert not old.exists() and (recent / "compose.yaml").exists()

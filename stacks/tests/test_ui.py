@@ -72,6 +72,7 @@ def test_create_deploy_and_watch_progress_in_the_browser(browser, testbed, alpha
 
         page.goto(f"{base}/stacks/")
         assert page.locator(f'#stacks tr[data-stack="{stack.pk}"] .status .badge.running').count() == 1
+        page.screenshot(path=str(SCREENSHOTS / "stacks-list.png"), full_page=True)
         page.context.close()
     finally:
         worker.stop()  # a warm shutdown: the worker closes its database connection
