@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from accounts import audit
 from containers.admin_base import VisibilityAdmin, VisibleHostFilter
 from containers.permissions import has_host_perm, permitted
 from stacks import runs, services
@@ -50,6 +51,7 @@ class StackAdmin(VisibilityAdmin):
             except runs.RunBusy as exc:
                 self.message_user(request, str(exc), messages.WARNING)
                 continue
+            audit.record(request, f"stack.{kind}", obj=stack, changes={"run": run.pk, "host": str(stack.host_id), "diff": diff})
             execute_run.delay(run.pk)
             started += 1
         if started:
