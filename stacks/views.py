@@ -18,7 +18,8 @@ def stack_list(request):
     hosts = list(visible_hosts(user).order_by("name"))
     external.sync_hosts([h.pk for h in hosts])
     stacks = list(permitted(user, Stack.objects.select_related("host")).order_by("host__name", "name"))
-    rows = [{"stack": s, "standing": services.standing(s)} for s in stacks]
+    services.attach_standings(stacks)
+    rows = [{"stack": s, "standing": s._standing} for s in stacks]
     deployable = [h for h in hosts if has_host_perm(user, "deploy", h)]
     return render(request, "stacks/list.html", {"rows": rows, "deployable": deployable, "nav": "stacks"})
 

@@ -80,6 +80,8 @@ class StackSerializer(serializers.ModelSerializer):
         return OriginSerializer(self._standing(stack).origin).data
 
     def get_last_run(self, stack) -> int | None:
+        if hasattr(stack, "_last_run_id"):  # a list page (services.attach_standings)
+            return stack._last_run_id
         run = stack.runs.order_by("-created_at", "-id").first()
         return run.pk if run else None
 

@@ -88,7 +88,12 @@ class StackViewSet(VisibleViewSetMixin, viewsets.ModelViewSet):
     def list(self, request, *args, **kwargs):
         # Projects recorded before their containers' events reached the stacks app show too.
         external.sync_hosts(visible_hosts(request.user).values_list("pk", flat=True))
-        return super().list(request, *args, **kwargs)
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        stacks = list(page if page is not None else queryset)
+        services.attach_standings(stacks)
+        data = self.get_serializer(stacks, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
 
     def _start(self, request, stack: Stack, kind: str, *, options: dict | None = None, diff: list | None = None):
         """A run of `kind`, queued for a worker; the caller holds `deploy` on the stack's host."""

@@ -246,3 +246,18 @@ def test_adopt_never_reads_dockmon_own_files_named_in_labels(people, eager, alph
     assert stack.compose.startswith("# Rebuilt by DockMon") and stack.env == ""
     if secret.exists():
         assert secret.read_text().strip() not in stack.compose + run["log"]
+
+
+def test_the_list_reads_a_page_of_stacks_in_a_fixed_number_of_queries(people, host, unique, django_assert_max_num_queries):
+    for index in range(12):
+        stack = Stack.objects.create(host=host, name=f"q{index}{unique}", compose="services: {}\n",
+                                     config={"services": {"app": {"image": "x"}}})
+        Container.objects.create(host=host, container_id=f"{index:02d}" * 32, short_id=f"{index:02d}" * 6, name=f"c{index}",
+                                 compose_project=stack.name, compose_service="app", state="running")
+        StackRun.objects.create(stack=stack, host=host, stack_name=stack.name, kind="deploy", status="succeeded")
+    client = people.client("admin")
+    with django_assert_max_num_queries(15):
+        body = client.get("/api/v1/stacks/", {"host": str(host.pk)}).json()
+    assert body["count"] == 12
+    assert {s["status"] for s in body["results"]} == {"running"}
+    assert all(s["last_run"] and s["services"][0]["containers"] for s in body["results"])
