@@ -597,3 +597,11 @@ CELERY_BEAT_SCHEDULE["stacks-repair-runs"] = {
     "schedule": 600.0,
     "options": {"expires": 540},
 }
+# Stacks that ask for automatic updates (their own setting or a dockmon.auto_update label) are
+# updated this often: pull, recreate what changed behind the health gate, roll back on a failure.
+DOCKMON_STACK_AUTO_UPDATE_SECONDS = envint("DOCKMON_STACK_AUTO_UPDATE_SECONDS", 6 * 3600, minimum=300)
+CELERY_BEAT_SCHEDULE["stacks-auto-update"] = {
+    "task": "stacks.tasks.auto_update_stacks",
+    "schedule": float(DOCKMON_STACK_AUTO_UPDATE_SECONDS),
+    "options": {"expires": DOCKMON_STACK_AUTO_UPDATE_SECONDS * 0.9},
+}

@@ -9,6 +9,7 @@ from stacks.choices import ACTIVE_RUN_STATUSES, RunKind, RunStage, RunStatus, St
 
 # Compose's own rule for project names (lower case; it refuses anything else).
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+AUTO_UPDATE_LABEL = "dockmon.auto_update"
 
 
 class Stack(models.Model):
@@ -28,6 +29,8 @@ class Stack(models.Model):
     config_hashes = models.JSONField(default=dict, blank=True, help_text="Service -> config hash of the current text")
     deployed_hashes = models.JSONField(default=dict, blank=True, help_text="Service -> config hash at the last deploy")
     deployed_at = models.DateTimeField(null=True, blank=True)
+    auto_update = models.BooleanField(
+        default=False, help_text="Update the stack's images by itself (also: label dockmon.auto_update=true on any service)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -41,6 +44,16 @@ class Stack(models.Model):
 
     def service_names(self) -> list[str]:
         return sorted((self.config or {}).get("services", {}))
+
+    def wants_auto_update(self) -> bool:
+        """The stack's own setting, or the label dockmon.auto_update on any of its services."""
+        if self.auto_update:
+            return True
+        for definition in (self.config or {}).get("services", {}).values():
+            labels = (definition or {}).get("labels") or {}
+            if isinstance(labels, dict) and str(labels.get(AUTO_UPDATE_LABEL, "")).lower() in ("true", "1", "yes"):
+                return True
+        return False
 
     def service_image(self, service: str) -> str:
         return ((self.config or {}).get("services", {}).get(service) or {}).get("image", "")

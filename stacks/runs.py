@@ -61,6 +61,24 @@ def create_run(stack: Stack, kind: str, actor=None, *, options: dict | None = No
         raise RunBusy(f"Stack {stack.name} already has a run in progress.") from None
 
 
+def schedule_auto_updates() -> list[int]:
+    """Update runs (no actor: the system's) for the stacks that want them; their ids."""
+    from stacks.choices import StackSource
+    from stacks.tasks import execute_run
+
+    started = []
+    for stack in Stack.objects.filter(source=StackSource.DOCKMON).select_related("host").order_by("pk"):
+        if not stack.host.enabled or not stack.wants_auto_update():
+            continue
+        try:
+            run = create_run(stack, RunKind.UPDATE, None, options={"trigger": "auto"})
+        except RunBusy:
+            continue
+        execute_run.delay(run.pk)
+        started.append(run.pk)
+    return started
+
+
 def fail_stale() -> int:
     """Mark failed the runs no worker can still be carrying out (see tasks.repair_stale_runs)."""
     from datetime import timedelta

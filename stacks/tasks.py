@@ -24,6 +24,15 @@ def execute_run(run_id):
     runs.execute(run_id)
 
 
+@shared_task(name="stacks.tasks.auto_update_stacks", ignore_result=True)
+def auto_update_stacks() -> int:
+    """An update run for every managed stack that asks for automatic updates and has no run going
+    (the stack's `auto_update`, set by someone holding `deploy` on its host, or a service label)."""
+    from stacks import runs
+
+    return len(runs.schedule_auto_updates())
+
+
 @shared_task(name="stacks.tasks.repair_stale_runs", ignore_result=True)
 def repair_stale_runs() -> int:
     """Runs whose worker died: each compose command is killed at its timeout, so a run still

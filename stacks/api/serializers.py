@@ -49,7 +49,7 @@ class StackSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Stack
-        fields = ["id", "name", "host", "compose", "env", "source", "status", "services", "drift", "origin", "last_run",
+        fields = ["id", "name", "host", "compose", "env", "auto_update", "source", "status", "services", "drift", "origin", "last_run",
                   "deployed_at", "created_at", "updated_at"]
         read_only_fields = ["source", "deployed_at", "created_at", "updated_at"]
         # The files are kept exactly as written (a dotenv file's last newline included).

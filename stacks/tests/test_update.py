@@ -106,3 +106,39 @@ def test_services_are_recreated_after_what_they_depend_on():
     assert dependency_order(config, ["web", "app", "db", "cache"]) == ["db", "cache", "app", "web"]
     # Only the services asked for, in an order their dependencies allow.
     assert dependency_order(config, ["web", "db"]) == ["db", "web"]
+
+
+def test_stacks_that_ask_for_it_are_updated_by_the_beat_task(people, eager, testbed, alpha, make_host, unique, compose_projects):
+    """GIVEN three stacks: one with auto_update set (PATCH), one whose service carries the label
+    dockmon.auto_update=true, one with neither THEN the task starts an update run (no actor) for
+    the first two only."""
+    from stacks.models import Stack, StackRun
+    from stacks.tasks import auto_update_stacks
+
+    host = make_host(alpha)
+    client = people.client("admin")
+    plain = f"""services:
+  app:
+    image: {testbed.seed_image}
+    command: ["sleep", "3600"]
+    network_mode: none
+    stop_signal: SIGKILL
+"""
+    labelled = plain + "    labels:\n      dockmon.auto_update: \"true\"\n"
+    ids = {}
+    for kind, text in (("setting", plain), ("label", labelled), ("none", plain)):
+        name = f"au{kind}{unique}"
+        compose_projects.append((alpha, name))
+        ids[kind] = client.post("/api/v1/stacks/", {"name": name, "host": str(host.pk), "compose": text}, format="json").json()["id"]
+        assert deploy(client, ids[kind])["status"] == "succeeded"
+    response = client.patch(f"/api/v1/stacks/{ids['setting']}/", {"auto_update": True}, format="json")
+    assert response.status_code == 200 and response.json()["auto_update"] is True
+
+    assert auto_update_stacks() == 2
+    runs = StackRun.objects.filter(kind="update")
+    assert sorted(run.stack_id for run in runs) == sorted([ids["setting"], ids["label"]])
+    for run in runs:
+        assert run.status == "succeeded", run.log + run.error
+        assert run.actor is None and run.options == {"trigger": "auto"}
+        assert "nothing to update" in run.log
+    assert not Stack.objects.get(pk=ids["none"]).runs.filter(kind="update").exists()
