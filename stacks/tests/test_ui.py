@@ -70,6 +70,20 @@ def test_create_deploy_and_watch_progress_in_the_browser(browser, testbed, alpha
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "stack-deployed.png"), full_page=True)
 
+        # Saving an edit (with automatic updates on) shows what a deploy would change.
+        page.fill("#edit-stack textarea[name=compose]", two_services(testbed.seed_image, db_command='["sleep", "3601"]'))
+        page.check("#edit-stack input[name=auto_update]")
+        page.click("#edit-stack button[type=submit]")
+        page.wait_for_selector("#diff tbody tr .badge.update")
+        assert page.inner_text("#diff tbody").count("config") == 1
+        stack.refresh_from_db()
+        assert stack.auto_update and "3601" in stack.compose
+        # A refused text shows compose's own message.
+        page.fill("#edit-stack textarea[name=compose]", "services:\n  app: [\n")
+        page.click("#edit-stack button[type=submit]")
+        page.wait_for_selector("#edit-error:not([hidden])")
+        assert "line" in page.inner_text("#edit-error")
+
         page.goto(f"{base}/stacks/")
         assert page.locator(f'#stacks tr[data-stack="{stack.pk}"] .status .badge.running').count() == 1
         page.screenshot(path=str(SCREENSHOTS / "stacks-list.png"), full_page=True)

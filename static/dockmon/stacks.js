@@ -121,7 +121,7 @@
       const form = new FormData(edit), error = document.getElementById("edit-error");
       error.hidden = true;
       try {
-        await D.api("PATCH", "/api/v1/stacks/" + stackId + "/", {compose: form.get("compose"), env: form.get("env")});
+        await D.api("PATCH", "/api/v1/stacks/" + stackId + "/", {compose: form.get("compose"), env: form.get("env"), auto_update: form.get("auto_update") === "on"});
         D.toast("Saved: review the diff, then deploy", "ok");
         showDiff();
       } catch (e) { showError(error, e); }
