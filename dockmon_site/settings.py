@@ -170,6 +170,9 @@ LOGOUT_REDIRECT_URL = "login"
 # username from one address, that pair waits DELAY_SECONDS, doubling with each further failure up
 # to DELAY_MAX_SECONDS (other addresses are not affected); after MAX_FAILURES_PER_ADDRESS of any
 # usernames, the address waits LOCKOUT_SECONDS. Failures are forgotten LOCKOUT_SECONDS after the last.
+# An event whose subscribers have not run this long after its process took it is run by another
+# process (containers.bus): longer than any one subscriber call may take.
+DOCKMON_BUS_LEASE_SECONDS = envint("DOCKMON_BUS_LEASE_SECONDS", 120, minimum=5)
 DOCKMON_LOGIN_MAX_FAILURES = envint("DOCKMON_LOGIN_MAX_FAILURES", 5, minimum=1)
 DOCKMON_LOGIN_DELAY_SECONDS = envint("DOCKMON_LOGIN_DELAY_SECONDS", 30, minimum=1)
 DOCKMON_LOGIN_DELAY_MAX_SECONDS = envint("DOCKMON_LOGIN_DELAY_MAX_SECONDS", 900, minimum=1)
