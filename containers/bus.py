@@ -15,9 +15,10 @@ A stored event is durable: an outbox row (EventDispatch) commits in the same tra
 claimed by the emitting process, and is deleted once the subscribers have run. A process killed
 before that leaves the row; once its claim is older than DOCKMON_BUS_LEASE_SECONDS, the
 dispatcher of any other process (each sweeps while idle, every SWEEP_SECONDS; the monitor and
-workers from their start) claims it with a compare-and-set and runs the subscribers. The
-dispatcher renews its claim the same way before it runs an event, so an event runs in one
-process only — twice only if one subscriber call outlasts the lease. Each subscriber gets each
+workers from their start) claims it with a compare-and-set and runs the subscribers. Before it
+runs an event whose claim is older than half the lease (a long backlog), the dispatcher renews
+the claim the same way, so an event runs in one process only — twice only if one subscriber
+call outlasts the lease. Each subscriber gets each
 committed event once: an exception is logged and the next subscriber and event still run. An
 event whose transaction rolls back reaches nobody. Events emitted with persist=False (never
 stored) have no outbox row and are lost with a process killed before they ran.
@@ -90,14 +91,20 @@ def _claimant() -> str:
     return _claimant_of[1]
 
 
-def _run_durable(event, subscribers) -> None:
-    """Run a stored event's subscribers unless another process took its outbox row; then drop the row."""
+def _run_durable(event, subscribers, claimed: float | None = None) -> None:
+    """Run a stored event's subscribers unless another process took its outbox row; then drop the row.
+
+    `claimed`: when (time.monotonic()) this process wrote its claim, if it did."""
+    from django.conf import settings
+
     from containers.models import EventDispatch
 
     me = _claimant()
-    # Renew the claim first: a row another process claimed (it judged us dead) is theirs to run.
-    if not EventDispatch.objects.filter(pk=event.pk, claimed_by=me).update(claimed_at=timezone.now()):
-        return
+    # A sweep elsewhere takes only claims older than the lease: a younger one of ours is still ours.
+    # An older one is renewed first (compare-and-set); if another process took it, it is theirs to run.
+    if claimed is None or time.monotonic() - claimed > settings.DOCKMON_BUS_LEASE_SECONDS / 2:
+        if not EventDispatch.objects.filter(pk=event.pk, claimed_by=me).update(claimed_at=timezone.now()):
+            return
     _deliver(event, subscribers)
     EventDispatch.objects.filter(pk=event.pk, claimed_by=me).delete()
 
@@ -144,13 +151,14 @@ class _Dispatcher:
         self.thread = threading.Thread(target=self._run, name="dockmon-bus", daemon=True)
         self.thread.start()
 
-    def put(self, event, subscribers, durable: bool = False) -> None:
+    def put(self, event, subscribers, claimed: float | None = None) -> None:
+        """Queue an event; `claimed` (time.monotonic()) when its outbox row was written by this process."""
         with self.cond:
             # The dispatcher itself never waits: its subscribers' own events would deadlock it.
             while len(self.pending) >= MAX_PENDING and threading.current_thread() is not self.thread:
                 if not self.cond.wait(5):
                     logger.warning("event subscribers are %d events behind; %s waits", len(self.pending), event.type)
-            self.pending.append((event, subscribers, durable))
+            self.pending.append((event, subscribers, claimed))
             self.cond.notify_all()
 
     def _run(self) -> None:
@@ -173,10 +181,10 @@ class _Dispatcher:
                 swept_at = time.monotonic()
                 self._sweep()
                 continue
-            event, subscribers, durable = item
-            if durable:
+            event, subscribers, claimed = item
+            if claimed is not None:
                 try:
-                    _run_durable(event, subscribers)
+                    _run_durable(event, subscribers, claimed)
                 except Exception:  # the database is in trouble: the row stays for a sweep
                     logger.exception("could not run the subscribers of %s", event.type)
             else:
@@ -298,11 +306,13 @@ def emit(
     # A stored event is durable: its outbox row commits with it, so its subscribers run even if
     # this process dies before they do (another process's sweep runs them).
     durable = persist and bool(subscribers) and mode != "inline"
+    claimed = None
     if persist:
         with transaction.atomic(savepoint=False):
             event.save()
             if durable:
                 EventDispatch.objects.create(event=event, claimed_by=_claimant(), claimed_at=timezone.now())
+                claimed = time.monotonic()
     if type_ != "stats.sample":
         counters.count(counters.EVENTS_KEY, type_)
     payload = dict(data)
@@ -324,7 +334,7 @@ def emit(
         if mode == "inline" or not subscribers:
             return
         dispatcher = _get_dispatcher()
-        dispatcher.put(event, subscribers, durable)
+        dispatcher.put(event, subscribers, claimed)
         if mode == "wait" and threading.current_thread() is not dispatcher.thread and not dispatcher.drain(30):
             logger.warning("subscribers still busy 30 s after %s", type_)
 
