@@ -122,7 +122,8 @@ TEMPLATES = [
 # ---------------------------------------------------------------------------
 _database_url = envstr("DATABASE_URL")
 # Several processes (web, worker, monitor) write to SQLite: wait for the lock instead of
-# failing, take the write lock up front, and let readers run beside a writer.
+# failing, take the write lock up front, and let readers run beside a writer. The backend is
+# Django's with a fairer wait for that lock (dockmon_site/sqlite/base.py).
 _SQLITE_OPTIONS = {
     "timeout": 30,
     "transaction_mode": "IMMEDIATE",
@@ -137,12 +138,13 @@ if _database_url:
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = envint("DB_CONNECT_TIMEOUT", 5)
     elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["ENGINE"] = "dockmon_site.sqlite"
         DATABASES["default"]["OPTIONS"] = {**_SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
         DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "dockmon_site.sqlite",  # Django's, with a fair wait for the write lock
             "NAME": DATA_DIR / "dockmon.sqlite3",
             "OPTIONS": dict(_SQLITE_OPTIONS),
             # A file, not memory, so that processes started by tests (monitor, daphne) share it.
