@@ -19,6 +19,7 @@ from containers.models import (
     DiskUsage,
     DockerHost,
     Event,
+    EventDispatch,
     HostLease,
     MonitorInstance,
     ProfileSession,
@@ -584,3 +585,12 @@ for _name, _label in (("start", "Start"), ("stop", "Stop"), ("restart", "Restart
                       ("pause", "Pause"), ("unpause", "Unpause"), ("remove", "Remove (stopped ones only)")):
     setattr(ContainerAdmin, f"op_{_name}", _operation_action(_name, _label))
 ContainerAdmin.op_remove_force = _operation_action("remove_force", "Remove (force: running ones too)", action="remove", force=True)
+
+
+@admin.register(EventDispatch)
+class EventDispatchAdmin(SuperuserReadOnlyAdmin):
+    """The bus's outbox: stored events whose subscribers have not run yet, and which process holds each."""
+
+    list_display = ["event", "claimed_by", "claimed_at"]
+    search_fields = ["claimed_by", "event__type"]
+    list_select_related = ["event"]

@@ -195,6 +195,24 @@ class Event(models.Model):
         return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.type}"
 
 
+class EventDispatch(models.Model):
+    """A stored event whose subscribers have not all run yet (the bus's outbox).
+
+    Written in the same transaction as the event by the process that emits it (the claimant);
+    deleted once its subscribers have run. A row whose claim is older than the lease belongs to
+    a process that died or stalls: another process's dispatcher claims it and runs it."""
+
+    event = models.OneToOneField(Event, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    claimed_by = models.CharField(max_length=96)
+    claimed_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["event_id"]
+
+    def __str__(self) -> str:
+        return f"event {self.event_id} ({self.claimed_by})"
+
+
 class StatsBatch(models.Model):
     """One collection cycle (raw) or rollup window (5m, 1h) of one host's container stats.
 

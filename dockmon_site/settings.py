@@ -123,7 +123,8 @@ TEMPLATES = [
 # ---------------------------------------------------------------------------
 _database_url = envstr("DATABASE_URL")
 # Several processes (web, worker, monitor) write to SQLite: wait for the lock instead of
-# failing, take the write lock up front, and let readers run beside a writer.
+# failing, take the write lock up front, and let readers run beside a writer. The backend is
+# Django's with a fairer wait for that lock (dockmon_site/sqlite/base.py).
 _SQLITE_OPTIONS = {
     "timeout": 30,
     "transaction_mode": "IMMEDIATE",
@@ -138,12 +139,13 @@ if _database_url:
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = envint("DB_CONNECT_TIMEOUT", 5)
     elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["ENGINE"] = "dockmon_site.sqlite"
         DATABASES["default"]["OPTIONS"] = {**_SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
         DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "dockmon_site.sqlite",  # Django's, with a fair wait for the write lock
             "NAME": DATA_DIR / "dockmon.sqlite3",
             "OPTIONS": dict(_SQLITE_OPTIONS),
             # A file, not memory, so that processes started by tests (monitor, daphne) share it.
@@ -171,6 +173,9 @@ LOGOUT_REDIRECT_URL = "login"
 # username from one address, that pair waits DELAY_SECONDS, doubling with each further failure up
 # to DELAY_MAX_SECONDS (other addresses are not affected); after MAX_FAILURES_PER_ADDRESS of any
 # usernames, the address waits LOCKOUT_SECONDS. Failures are forgotten LOCKOUT_SECONDS after the last.
+# An event whose subscribers have not run this long after its process took it is run by another
+# process (containers.bus): longer than any one subscriber call may take.
+DOCKMON_BUS_LEASE_SECONDS = envint("DOCKMON_BUS_LEASE_SECONDS", 120, minimum=5)
 DOCKMON_LOGIN_MAX_FAILURES = envint("DOCKMON_LOGIN_MAX_FAILURES", 5, minimum=1)
 DOCKMON_LOGIN_DELAY_SECONDS = envint("DOCKMON_LOGIN_DELAY_SECONDS", 30, minimum=1)
 DOCKMON_LOGIN_DELAY_MAX_SECONDS = envint("DOCKMON_LOGIN_DELAY_MAX_SECONDS", 900, minimum=1)

@@ -54,7 +54,7 @@ def free_port() -> int:
 def test_database_url() -> str:
     """A DATABASE_URL that points a subprocess at the database this test run uses."""
     db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     user = db.get("USER") or ""
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""

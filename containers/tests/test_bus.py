@@ -138,3 +138,85 @@ for n in "abc":
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text().split() == ["a", "b", "c"]
+
+
+def test_a_process_killed_before_its_subscribers_ran_leaves_the_event_to_another_process(subscribed, settings, tmp_path):
+    """GIVEN a process that stores an event and is killed (SIGKILL) while its subscriber runs
+    THEN the event's outbox row outlives it, and once the claim is older than the lease another
+    process's sweep runs the subscribers with that event, once: a second sweep finds nothing."""
+    import os
+    import signal
+    import time
+
+    from containers.models import EventDispatch
+
+    marker = tmp_path / "running"
+    script = f"""
+import time, django
+django.setup()
+from containers import bus
+
+def stuck(event):
+    open({str(marker)!r}, "w").write(str(event.pk))
+    time.sleep(600)
+
+bus.subscribe(stuck)
+bus.emit("system.test", category="system", message="killed before its subscribers ran")
+time.sleep(600)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=BASE_DIR, env=subprocess_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the subprocess never ran its subscriber"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    event_id = int(marker.read_text())
+    [row] = EventDispatch.objects.all()
+    assert row.event_id == event_id and row.claimed_by.split(":")[1] == str(proc.pid)
+
+    seen = []
+    subscribed(lambda event: seen.append((event.pk, event.type)))
+    assert bus.sweep() == 0 and seen == []  # the claim is fresh: the owner may still be at it
+    settings.DOCKMON_BUS_LEASE_SECONDS = 0
+    assert bus.sweep() == 1
+    assert seen == [(event_id, "system.test")]
+    assert not EventDispatch.objects.exists()
+    assert bus.sweep() == 0 and seen == [(event_id, "system.test")]
+
+
+def test_an_event_another_process_took_over_is_not_run_again_by_its_first_owner(subscribed):
+    """The dispatcher renews its claim before it runs a stored event: when a sweep elsewhere has
+    claimed the row meanwhile (this process looked dead), it leaves the event to that process."""
+    from django.utils import timezone
+
+    from containers.models import EventDispatch
+
+    seen = []
+    subscribed(lambda event: seen.append(event.pk))
+    mine = Event.objects.create(category="system", type="system.test")
+    EventDispatch.objects.create(event=mine, claimed_by=bus._claimant(), claimed_at=timezone.now())
+    taken = Event.objects.create(category="system", type="system.test")
+    EventDispatch.objects.create(event=taken, claimed_by="elsewhere:1:abc", claimed_at=timezone.now())
+    bus._run_durable(mine, tuple(bus._subscribers))
+    bus._run_durable(taken, tuple(bus._subscribers))
+    assert seen == [mine.pk]
+    assert list(EventDispatch.objects.values_list("event_id", flat=True)) == [taken.pk]
+
+
+def test_a_delivered_event_leaves_no_outbox_row_and_a_rolled_back_one_none_either(subscribed):
+    seen = []
+    subscribed(lambda event: seen.append(event.type))
+    from containers.models import EventDispatch
+
+    bus.emit("system.kept", category="system")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        bus.emit("system.dropped", category="system")
+        assert EventDispatch.objects.count() == 1
+        raise RuntimeError("roll back")
+    assert bus.drain(10)
+    assert seen == ["system.kept"] and not EventDispatch.objects.exists()

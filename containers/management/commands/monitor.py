@@ -3,6 +3,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
+from containers import bus
 from containers.monitor import Monitor, parse_shard
 
 
@@ -22,4 +23,5 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         logging.getLogger("containers").setLevel(logging.INFO)
+        bus.start()  # runs what a dead process left in the event outbox, even before any event
         asyncio.run(Monitor(shard=shard, once=options["once"]).run())
