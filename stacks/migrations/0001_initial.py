@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('containers', '0007_deploy_permission_stack_events'),
+        ('containers', '0008_deploy_permission_stack_events'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('containers', '0006_bulk_jobs'),
+        ('containers', '0007_event_dispatch'),
     ]
 
     operations = [
