@@ -18,7 +18,7 @@ from accounts.choices import Role
 
 # The apps whose objects DockMon manages. Framework apps (auth, guardian, admin, sessions,
 # accounts) are left out so that "every view_*" does not let an Operator list users or grants.
-DOCKMON_APPS = ("containers", "updates", "healthchecks", "alerts")
+DOCKMON_APPS = ("containers", "updates", "healthchecks", "alerts", "stacks")
 _APPS = "|".join(DOCKMON_APPS)
 
 ROLE_RULES: dict[str, tuple[str, ...]] = {

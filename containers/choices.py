@@ -35,6 +35,7 @@ class EventCategory(models.TextChoices):
     CONTAINER = "container", "Container"
     HOST = "host", "Host"
     UPDATE = "update", "Update"
+    STACK = "stack", "Compose stack"
     HEALTH = "health", "Health check"
     ALERT = "alert", "Alert"
     USER = "user", "User action"

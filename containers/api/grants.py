@@ -22,7 +22,7 @@ _GRANT_FILTERS = [
     OpenApiParameter("group", OpenApiTypes.INT, description="Grants of this group"),
     OpenApiParameter("host", OpenApiTypes.UUID, description="Grants on this host and on its containers"),
     OpenApiParameter("container", OpenApiTypes.STR, description="Grants on this container"),
-    OpenApiParameter("permission", OpenApiTypes.STR, enum=["view", "operate", "update", "change", "delete"]),
+    OpenApiParameter("permission", OpenApiTypes.STR, enum=["view", "operate", "update", "change", "delete", "deploy"]),
 ]
 
 

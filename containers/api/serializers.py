@@ -105,6 +105,7 @@ class ContainerSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True)
     tags = serializers.SerializerMethodField()
     update_available = serializers.SerializerMethodField()
+    stack = serializers.SerializerMethodField(help_text="The id of the compose stack the container belongs to, if any")
 
     class Meta:
         model = Container
@@ -112,7 +113,7 @@ class ContainerSerializer(serializers.ModelSerializer):
             "key", "host", "host_name", "short_id", "container_id", "name", "image", "image_id", "command", "state",
             "status", "health", "exit_code", "restart_count", "labels", "ports", "mounts", "networks", "tags", "compose_project",
             "compose_service", "created_at", "started_at", "finished_at", "removed_at", "replaced_by",
-            "first_seen_at", "desired_state", "update_available",
+            "first_seen_at", "desired_state", "update_available", "stack",
         ]
         read_only_fields = fields
 
@@ -123,6 +124,10 @@ class ContainerSerializer(serializers.ModelSerializer):
     def get_update_available(self, obj) -> bool:
         # Filled in by the updates app's annotation once an update check has run.
         return bool(getattr(obj, "update_available", False))
+
+    def get_stack(self, obj) -> int | None:
+        # Filled in by the stacks app's annotation (False when that app is not installed).
+        return getattr(obj, "stack", None) or None
 
     def to_representation(self, obj):
         """The same output as the declared fields, built directly: the list endpoint serialises
@@ -137,6 +142,7 @@ class ContainerSerializer(serializers.ModelSerializer):
             "created_at": _iso(obj.created_at), "started_at": _iso(obj.started_at), "finished_at": _iso(obj.finished_at),
             "removed_at": _iso(obj.removed_at), "replaced_by": obj.replaced_by, "first_seen_at": _iso(obj.first_seen_at),
             "desired_state": obj.desired_state, "update_available": self.get_update_available(obj),
+            "stack": self.get_stack(obj),
         }
 
 
@@ -355,7 +361,8 @@ class GrantSerializer(serializers.Serializer):
     group_name = serializers.CharField(read_only=True)
     host = serializers.UUIDField(required=False, allow_null=True, help_text="Host id (or give container)")
     container = serializers.CharField(required=False, allow_null=True, allow_blank=False, max_length=64, help_text="Container key (or give host)")
-    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete"], help_text="view, operate, update or change")
+    permission = serializers.ChoiceField(choices=list(ACTIONS) + ["delete", "deploy"],
+                                         help_text="view, operate, update or change; deploy (compose stacks) on a host only")
     object_repr = serializers.CharField(read_only=True)
 
     def to_representation(self, grant):
@@ -372,8 +379,8 @@ class GrantSerializer(serializers.Serializer):
         }
 
     def validate_permission(self, value):
-        if value not in ACTIONS:
-            raise serializers.ValidationError(f"Choose one of: {', '.join(ACTIONS)}.")
+        if value not in (*ACTIONS, "deploy"):
+            raise serializers.ValidationError(f"Choose one of: {', '.join((*ACTIONS, 'deploy'))}.")
         return value
 
     def validate(self, attrs):
@@ -382,6 +389,8 @@ class GrantSerializer(serializers.Serializer):
                      (("user", get_user_model(), "No user with id {}."), ("group", Group, "No group with id {}.")))
         _exactly_one(attrs, errors, "target",
                      (("host", DockerHost, "No host with id {}."), ("container", Container, "No container with key {!r}.")))
+        if attrs.get("permission") == "deploy" and attrs.get("container"):
+            errors["permission"] = ["deploy is a right on a host (compose stacks), not on a container."]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -197,12 +197,12 @@ class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.R
 
     @staticmethod
     def _with_details(queryset):
-        # update_available comes from the updates app's last check (registered in
-        # containers/extensions.py), in the same query.
+        # update_available comes from the updates app's last check and stack from the stacks app
+        # (both registered in containers/extensions.py), in the same query.
         # Tags land in a plain list: reading them through `obj.tags.all()` builds a related manager
         # and a queryset per row, which was a large part of a list request.
         tags = Prefetch("tags", queryset=Tag.objects.only("id", "name"), to_attr="tag_list")
-        return extensions.annotate(queryset.prefetch_related(tags), "update_available").order_by()
+        return extensions.annotate(queryset.prefetch_related(tags), "update_available", "stack").order_by()
 
 
     # --- operations -------------------------------------------------------------------

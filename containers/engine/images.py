@@ -175,3 +175,15 @@ def remove_image(client, image: str) -> bool:
         raise wrap_error(exc) from exc
     except ENGINE_FAILURES as exc:
         raise wrap_error(exc) from exc
+
+
+def tag(client, image_id: str, ref: str) -> None:
+    """Point `ref` (repository:tag) at the image `image_id` (e.g. back at the image a stack ran
+    before an update)."""
+    repository, tag_name = _split_ref(ref)
+    if tag_name and tag_name.startswith("sha256:"):
+        raise EngineError(f"{ref} names a digest, not a tag: it cannot be pointed elsewhere.")
+    try:
+        client.api.tag(image_id, repository, tag_name or "latest", force=True)
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc

@@ -219,11 +219,18 @@ class FuzzWorld:
             container_key=container.key, container_name=container.name, host=host, end_reason=f"fuzz-{side}", ended_at=now)
         if not DiskUsage.objects.filter(host=host).exists():
             DiskUsage.objects.create(host=host, images_count=1)
+        # A stack without services: a generated deploy, stop or delete runs compose on the engine
+        # and finds nothing to create or remove.
+        from stacks.models import Stack, StackRun
+
+        stack, _ = Stack.objects.get_or_create(host=host, name=f"fuzz-stack-{tag}", defaults={"compose": "services: {}\n"})
+        stack_run = StackRun.objects.filter(stack_name=stack.name).first() or StackRun.objects.create(
+            stack=stack, host=host, stack_name=stack.name, kind="deploy", status="succeeded", log="seeded")
         return {
             "host": host, "hosts": str(host.pk), "containers": container.key, "events": str(event.pk), "health-checks": str(check.pk),
             "alert-rules": str(rule.pk), "alerts": str(alert.pk), "auto-restart": container.key,
             "maintenance-windows": str(window.pk), "profiles": str(profile.pk), "update-policies": str(policy.pk),
-            "update-runs": str(run.pk), "updates": container.key,
+            "update-runs": str(run.pk), "updates": container.key, "stacks": str(stack.pk), "stack-runs": str(stack_run.pk),
         }
 
     def _unbound(self, a1) -> dict[str, list[str]]:

@@ -22,6 +22,7 @@ LAYERS = {
     "updates": 3,
     "healthchecks": 3,
     "alerts": 3,
+    "stacks": 3,
 }
 # The project's wiring sits above every app: it puts them together and may import any of them.
 WIRING = {"dockmon_site.settings", "dockmon_site.urls", "dockmon_site.routing", "dockmon_site.asgi", "dockmon_site.wsgi"}

@@ -67,7 +67,7 @@ def test_every_kind_of_response_carries_the_policy(admin, django_user_model):
         _assert_strict(response["Content-Security-Policy"], path)
     boss = Client()
     boss.force_login(admin)
-    for path in ("/", "/containers/", "/hosts/", "/events/", "/health/", "/updates/", "/alerts/", "/alerts/channels/", "/password/",
+    for path in ("/", "/containers/", "/hosts/", "/events/", "/health/", "/updates/", "/alerts/", "/alerts/channels/", "/password/", "/stacks/",
                  "/dashboard.json", "/api/v1/containers/", "/admin/", "/admin/containers/dockerhost/", "/api/v1/schema/",
                  "/containers/0:nope/"):
         response = boss.get(path)
@@ -241,7 +241,7 @@ def test_every_page_runs_under_the_policy_without_a_violation(browser, admin, ma
     visits.collect("/containers/<key>/")
     page.screenshot(path=str(SCREENSHOTS / "csp-container.png"), full_page=True)
 
-    for path in ("/hosts/", f"/hosts/{host.pk}/", "/events/", "/updates/", "/alerts/channels/", "/password/"):
+    for path in ("/hosts/", f"/hosts/{host.pk}/", "/events/", "/updates/", "/alerts/channels/", "/password/", "/stacks/"):
         visits.open(path)
         visits.collect(path)
 
