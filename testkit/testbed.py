@@ -1507,24 +1507,27 @@ def ensure_base_image(engine: Engine, ref: str = BASE_IMAGE) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
-def ensure_wheels(requirements: Path) -> Path:
+def ensure_wheels(requirements: Path, build_requirements: Path | None = None) -> Path:
     """Wheels for `requirements` downloaded on this machine (the image's pip cannot reach PyPI
-    here); kept in the testbed dir per requirements content."""
+    here), plus what building its source-only packages needs (`build_requirements`, no hashes);
+    kept in the testbed dir per requirements content."""
     import hashlib
 
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    build = build_requirements.read_bytes() if build_requirements is not None else b""
+    digest = hashlib.sha256(requirements.read_bytes() + build).hexdigest()[:16]
     folder = state_dir() / "wheels" / digest
     done = folder / ".complete"
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
         _log(f"pip download of {requirements.name} into {folder}")
-        res = _sp([sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), "-r", str(requirements)],
-                  capture_output=True, text=True, timeout=900)
-        if res.returncode != 0:
-            raise TestbedError(f"pip download failed: {res.stderr[-2000:]}")
+        runs = [["-r", str(requirements)]] + ([["-r", str(build_requirements)]] if build_requirements is not None else [])
+        for args in runs:
+            res = _sp([sys.executable, "-m", "pip", "download", "-q", "-d", str(folder), *args],
+                      capture_output=True, text=True, timeout=900)
+            if res.returncode != 0:
+                raise TestbedError(f"pip download failed: {res.stderr[-2000:]}")
         done.write_text(digest)
     return folder
-
 
 
 def _rootfs_tar(dest: Path, marker: str, files: dict | None = None) -> Path:

