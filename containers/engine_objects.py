@@ -263,3 +263,26 @@ def change_membership(host, short_id: str, container, *, connect: bool, aliases:
     record(actor, host, f"network.{verb}", f"{verb} {container.name} {'to' if connect else 'from'} network {network.name}",
            data={"name": network.name, "key": container.key, "aliases": aliases, "ipv4": ipv4})
     return _network_row(host, network, uses)
+
+
+# --- a container's inspect document ----------------------------------------------------------
+MASKED = "********"
+
+
+def container_inspect(container, *, reveal_env: bool, actor) -> dict:
+    """The engine's inspect document of a container. Environment values are secrets: masked
+    (`NAME=********`) unless `reveal_env`, which the caller allows only with `change` on the
+    container; a reveal is audited."""
+    from containers.engine import recreate as engine_recreate
+
+    with client_of(container.host) as client:
+        try:
+            document = engine_recreate.inspect_raw(client, container.container_id)
+        except engine.ContainerGone as exc:
+            raise ObjectError(f"{container.name} no longer exists on {container.host.name}.", 404) from exc
+    config = document.get("Config") or {}
+    if reveal_env:
+        audit.record(actor, "container.env_revealed", obj=container, status=200)
+    elif config.get("Env"):
+        config["Env"] = [f"{item.partition('=')[0]}={MASKED}" for item in config["Env"]]
+    return document

@@ -52,7 +52,7 @@ UNBOUND_COLLECTIONS = (
     "/api/v1/bulk-jobs/",  # one's own jobs (containers/tests/test_bulk.py)
 )
 # Routes that ask the engine about the container (a world row has none behind it).
-LIVE = ("/logs/", "/stats/")
+LIVE = ("/logs/", "/stats/", "/inspect/")
 
 
 def _schema_operations():

@@ -32,6 +32,11 @@ class VolumeListQuerySerializer(ListQuerySerializer):
     size = serializers.BooleanField(required=False, default=False, help_text="Ask the engine's disk usage for each volume's size (slower).")
 
 
+class InspectQuerySerializer(serializers.Serializer):
+    reveal_env = serializers.BooleanField(required=False, default=False,
+                                          help_text="Show environment values (needs `change` on the container; audited).")
+
+
 class RemoveImageQuerySerializer(serializers.Serializer):
     force = serializers.BooleanField(required=False, default=False)
 

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from containers import bus, container_settings, engine, extensions, host_rules, operations, services
+from containers import bus, container_settings, engine, engine_objects, extensions, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
 from containers.api.base import VisibleViewSetMixin
@@ -38,6 +38,7 @@ from containers.api.serializers import (
     StatsSerializer,
     StopOptionsSerializer,
 )
+from containers.api.serializers_engine import InspectQuerySerializer
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
 from containers.models import BulkJob, Container, DockerHost, Event, ProfileSession, Tag
@@ -344,6 +345,20 @@ class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.R
                  message=f"{request.user} changed {', '.join(sorted(serializer.validated_data))} of {container.name}",
                  data={"key": container.key, "fields": sorted(serializer.validated_data)})
         return Response(container_settings.read(container))
+
+    @extend_schema(parameters=[InspectQuerySerializer], responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def inspect(self, request, key=None):
+        """The engine's inspect document (`view`). Environment values are masked; a user with
+        `change` on the container may ask for them with `reveal_env=true` (audited)."""
+        container = self.get_object()
+        reveal = _valid(InspectQuerySerializer, request.query_params)["reveal_env"]
+        if reveal and not has_container_perm(request.user, "change", container):
+            raise PermissionDenied(f"You may not read the environment values of {container.name}.")
+        try:
+            return Response(engine_objects.container_inspect(container, reveal_env=reveal, actor=request))
+        except engine_objects.ObjectError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
 
     @extend_schema(parameters=[StatsQuerySerializer], responses={200: StatsSerializer})
     @action(detail=True, methods=["get"])
