@@ -102,7 +102,7 @@ def _volume_row(host, volume: engine_volumes.VolumeFacts, users: list, sizes: di
     return {
         "id": key_of(host, volume.name), "host": str(host.pk), "name": volume.name, "driver": volume.driver,
         "mountpoint": volume.mountpoint, "labels": volume.labels, "created": engine_time(volume.created),
-        "containers": [key_of(host, use.short_id) for use in users], "size": sizes.get(volume.name),
+        "containers": [key_of(host, use.short_id) for use in users], "users": users_of(host, users), "size": sizes.get(volume.name),
     }
 
 

@@ -26,7 +26,7 @@ def _row(host, image: engine_images.ImageSummary, uses: list, updates: set[str])
     return {
         "id": key_of(host, image.short_id), "host": str(host.pk), "repo_tags": list(image.repo_tags),
         "repo_digests": list(image.repo_digests), "size": image.size, "created": epoch_to_datetime(image.created),
-        "containers": [key_of(host, use.short_id) for use in uses], "dangling": image.dangling,
+        "containers": [key_of(host, use.short_id) for use in uses], "users": users_of(host, uses), "dangling": image.dangling,
         "update_available": image.image_id in updates, "labels": image.labels,
     }
 

@@ -60,6 +60,7 @@ class ImageSerializer(serializers.Serializer):
     size = serializers.IntegerField()
     created = serializers.DateTimeField(allow_null=True)
     containers = serializers.ListField(child=serializers.CharField(), help_text="Keys of the containers that use it.")
+    users = ContainerUserSerializer(many=True, help_text="The same containers with their names and states.")
     dangling = serializers.BooleanField()
     update_available = serializers.BooleanField()
     labels = serializers.DictField(child=serializers.CharField())
@@ -164,6 +165,7 @@ class VolumeSerializer(serializers.Serializer):
     labels = serializers.DictField(child=serializers.CharField(max_length=1000), required=False, default=dict, validators=[_labels])
     created = serializers.DateTimeField(read_only=True, allow_null=True)
     containers = serializers.ListField(child=serializers.CharField(), read_only=True)
+    users = ContainerUserSerializer(many=True, read_only=True)
     size = serializers.IntegerField(read_only=True, allow_null=True)
 
 

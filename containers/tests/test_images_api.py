@@ -16,10 +16,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def images_to_remove(testbed):
-    """(engine, ref or id) pairs force-removed after the test."""
+def images_to_remove(testbed, containers_to_remove):
+    """(engine, ref or id) pairs force-removed after the test, once the test's containers are
+    gone (this fixture ends first, and a running container keeps its image)."""
     items: list = []
     yield items
+    for engine, name in containers_to_remove:
+        engine.docker("rm", "-f", name, check=False)
     for engine, ref in reversed(items):
         engine.docker("rmi", "-f", ref, check=False)
 

@@ -17,10 +17,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def cleanup(alpha):
-    """Names of volumes and networks removed after the test (after the containers fixture's own)."""
+def cleanup(alpha, containers_to_remove):
+    """Names of volumes and networks removed after the test; the test's containers go first
+    (this fixture ends before the containers fixture, and a volume in use cannot be removed)."""
     made = {"volume": [], "network": []}
     yield made
+    for engine, name in containers_to_remove:
+        engine.docker("rm", "-f", name, check=False)
     for name in made["network"]:
         alpha.docker("network", "rm", name, check=False)
     for name in made["volume"]:
