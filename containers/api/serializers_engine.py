@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 # Docker's own rule for volume and network names.
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+NETWORK_DRIVERS = ("bridge", "macvlan", "ipvlan", "overlay")
 _LABEL_RULE = re.compile(r"^[^=\s]+(=.*)?$")
 
 
@@ -49,7 +50,7 @@ class ContainerUserSerializer(serializers.Serializer):
 
 class InUseSerializer(serializers.Serializer):
     detail = serializers.CharField()
-    containers = ContainerUserSerializer(many=True)
+    containers = ContainerUserSerializer(many=True, required=False, help_text="The containers using it (when that is the reason).")
 
 
 class ImageSerializer(serializers.Serializer):
@@ -180,7 +181,8 @@ class NetworkSerializer(serializers.Serializer):
     id = serializers.CharField(read_only=True, help_text='"{host id}:{short network id}"')
     host = serializers.UUIDField()
     name = serializers.RegexField(NAME_PATTERN, max_length=200)
-    driver = serializers.ChoiceField(choices=["bridge", "macvlan", "ipvlan", "overlay"], default="bridge")
+    # Text, not a choice: listed networks also have the engine's own drivers (host, null...).
+    driver = serializers.CharField(default="bridge", max_length=100, help_text="bridge (the default), macvlan, ipvlan or overlay.")
     scope = serializers.CharField(read_only=True)
     internal = serializers.BooleanField(default=False)
     subnet = serializers.CharField(write_only=True, required=False, allow_blank=True, default="")
@@ -190,6 +192,11 @@ class NetworkSerializer(serializers.Serializer):
     labels = serializers.DictField(child=serializers.CharField(max_length=1000), required=False, default=dict, validators=[_labels])
     created = serializers.DateTimeField(read_only=True, allow_null=True)
     containers = NetworkMemberSerializer(many=True, read_only=True)
+
+    def validate_driver(self, value: str) -> str:
+        if value not in NETWORK_DRIVERS:
+            raise serializers.ValidationError(f"Choose one of {', '.join(NETWORK_DRIVERS)}.")
+        return value
 
     def validate_subnet(self, value: str) -> str:
         if not value:

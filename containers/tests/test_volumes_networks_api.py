@@ -131,6 +131,8 @@ def test_networks_are_created_with_checked_input_and_refused_removal_while_in_us
     bad = client.post("/api/v1/networks/", {**body, "subnet": "198.18.300.0/24"}, format="json")
     assert bad.status_code == 400 and "subnet" in bad.json()
     assert client.post("/api/v1/networks/", {**body, "gateway": "10.0.0.1"}, format="json").status_code == 400
+    wrong_driver = client.post("/api/v1/networks/", {**body, "driver": "host"}, format="json")
+    assert wrong_driver.status_code == 400 and "driver" in wrong_driver.json()
     created = client.post("/api/v1/networks/", body, format="json")
     assert created.status_code == 201, created.content
     row = created.json()
