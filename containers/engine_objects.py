@@ -97,6 +97,17 @@ def record(actor, host, action: str, message: str, *, data: dict, ok: bool = Tru
              message=f"{who}: {message}", data={"host": str(host.pk), **data})
 
 
+def announce(host_id, event) -> None:
+    """An image, volume or network changed on the engine (the monitor saw its event): tell the
+    host's viewers as `image.changed`, `volume.changed` or `network.changed` so that their lists
+    follow without polling. Not stored: the engine itself is the record of these objects."""
+    data = {"action": event.action, "id": event.object_id, "name": event.name or event.object_id}
+    if event.container_id:
+        data["container"] = f"{host_id}:{event.container_id[:12]}"
+    bus.emit(f"{event.type}.changed", category=EventCategory.HOST, host=host_id, persist=False,
+             message=f"{event.type} {data['name']}: {event.action}", data=data)
+
+
 # --- volumes ---------------------------------------------------------------------------------
 def _volume_row(host, volume: engine_volumes.VolumeFacts, users: list, sizes: dict) -> dict:
     return {

@@ -140,5 +140,12 @@
     });
   }
 
+  // Changes made anywhere (the CLI too) reach the page as `<kind>.changed` from the monitor.
+  let pending = null;
+  D.on(kind.replace(/s$/, "") + ".changed", function () {
+    clearTimeout(pending);
+    pending = setTimeout(load, 300);
+  });
+
   load();
 })();
