@@ -138,18 +138,24 @@ def pull(host, ref: str, user) -> str:
     outcome goes to the event log and the audit log. Returns the image ID."""
     # Guarded by the caller (the API view): `operate` on the host.
     last = [0.0]
+    layers: dict = {}
+
+    announced: set = set()
 
     def progress(done: int, total: int, status: str) -> None:
+        # At most one message per interval, but a layer that starts is always told at once.
         now = time.monotonic()
-        if now - last[0] < PULL_PROGRESS_INTERVAL:
+        if now - last[0] < PULL_PROGRESS_INTERVAL and announced >= layers.keys():
             return
         last[0] = now
+        announced.update(layers)
         bus.emit("image.pull", category=EventCategory.USER, host=host, persist=False, message=f"pull {ref}: {status}",
-                 data={"host": str(host.pk), "image": ref, "status": status, "done": done, "total": total, "finished": False})
+                 data={"host": str(host.pk), "image": ref, "status": status, "done": done, "total": total, "finished": False,
+                       "layers": {layer: {"done": d, "total": t} for layer, (d, t) in layers.items()}})
 
     try:
         with client_of(host) as client:
-            image_id = engine_images.pull(client, ref, on_progress=progress)
+            image_id = engine_images.pull(client, ref, on_progress=progress, on_layers=layers.update)
     except ObjectError as exc:
         bus.emit("image.pull", category=EventCategory.USER, host=host, persist=False, message=f"pull {ref} failed",
                  data={"host": str(host.pk), "image": ref, "status": "failed", "error": str(exc), "finished": True})

@@ -69,8 +69,9 @@ def inspect_image_raw(client, ref: str) -> dict | None:
         raise wrap_error(exc) from exc
 
 
-def pull(client, ref: str, on_progress=None, timeout: float = 600.0) -> str:
-    """Pull an image, reporting progress as (done_bytes, total_bytes, status); returns its ID.
+def pull(client, ref: str, on_progress=None, timeout: float = 600.0, on_layers=None) -> str:
+    """Pull an image, reporting progress as (done_bytes, total_bytes, status) and, to
+    `on_layers`, each layer's {id: (done_bytes, total_bytes)} so far; returns its ID.
 
     `timeout` bounds the whole pull: a registry that stalls (mid-blob, or before any byte) ends
     the pull with an EngineError once it has passed, instead of holding the caller for ever.
@@ -111,6 +112,8 @@ def pull(client, ref: str, on_progress=None, timeout: float = 600.0) -> str:
                 detail = item.get("progressDetail") or {}
                 if item.get("id") and detail.get("total"):
                     layers[item["id"]] = (int(detail.get("current") or 0), int(detail["total"]))
+                if on_layers is not None:
+                    on_layers(dict(layers))
                 if on_progress is not None:
                     done = sum(c for c, _ in layers.values())
                     total = sum(t for _, t in layers.values())

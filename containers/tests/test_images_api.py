@@ -182,6 +182,8 @@ def test_pull_from_the_registry_onto_the_tls_engine_reports_progress(people, tes
     assert beta.docker("image", "inspect", ref, check=False).returncode == 0
     assert seen and seen[-1]["status"] == "done" and seen[-1]["finished"] is True and seen[-1]["image"] == ref
     assert all(item["host"] == str(host.pk) for item in seen)
+    layers = [layer for item in seen[:-1] for layer in item["layers"].values()]
+    assert layers and all(layer["total"] > 0 for layer in layers)  # per-layer bytes
     assert Event.objects.filter(type="image.pulled", host=host, actor=people.granted).exists()
 
 
