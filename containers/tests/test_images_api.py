@@ -205,3 +205,8 @@ def test_an_unreachable_engine_is_a_clear_503_and_a_list_error(people, make_host
     assert detail.status_code == 503 and host.name in detail.json()["detail"]
     listed = people.client("admin").get("/api/v1/images/", {"host": str(host.pk)}).json()
     assert listed["results"] == [] and listed["errors"][0]["host"] == str(host.pk)
+    # A host the monitor found offline is not asked in a list of every host (no wait for it).
+    host.status = "offline"
+    host.save(update_fields=["status"])
+    everything = people.client("admin").get("/api/v1/volumes/").json()
+    assert [e for e in everything["errors"] if e["host"] == str(host.pk)][0]["detail"].endswith("(the monitor cannot reach it).")
