@@ -72,3 +72,37 @@ def test_volumes_page_lists_refuses_removal_of_a_used_volume_and_prunes_after_a_
         alpha.docker("rm", "-f", f"uivol-user-{unique}", check=False)
         for name in (used, spare):
             alpha.docker("volume", "rm", "-f", name, check=False)
+
+
+def test_images_and_networks_pages_list_live_objects_and_show_who_uses_them(browser, admin, make_host, alpha, testbed, daphne,
+                                                                            run_container, unique):
+    host = make_host(alpha)
+    ref = testbed.image_ref(f"t/uiimg-{unique}", "1")
+    network = f"uinet-{unique}"
+    image_id = testbed.build_image("alpha", ref, "ui")
+    try:
+        alpha.docker("network", "create", "--internal", "--subnet", "198.19.252.0/24", network)
+        user = f"uinet-user-{unique}"
+        run_container(alpha, user, image=ref, network=network)
+        page, base = login(browser, daphne, "boss", "pw-boss-12345")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+        page.goto(f"{base}/images/")
+        page.fill("#filters input[name=search]", f"uiimg-{unique}")
+        page.click("#filters button[type=submit]")
+        row = page.locator(f'tr[data-id="{host.pk}:{image_id.removeprefix("sha256:")[:12]}"]')
+        row.wait_for()
+        assert ref in row.inner_text() and user in row.inner_text()
+        assert page.locator("#objects tbody tr").count() == 1  # the search narrowed the list
+        page.screenshot(path=str(SCREENSHOTS / "images-page.png"), full_page=True)
+
+        page.goto(f"{base}/networks/")
+        network_id = alpha.docker("network", "inspect", "-f", "{{.Id}}", network).stdout.strip()
+        row = page.locator(f'tr[data-id="{host.pk}:{network_id[:12]}"]')
+        row.wait_for()
+        assert user in row.inner_text() and "198.19.252.0/24" in row.inner_text() and "internal" in row.inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "networks-page.png"), full_page=True)
+    finally:
+        alpha.docker("rm", "-f", f"uinet-user-{unique}", check=False)
+        alpha.docker("network", "rm", network, check=False)
+        alpha.docker("rmi", "-f", image_id, check=False)

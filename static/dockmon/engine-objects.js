@@ -77,6 +77,12 @@
     } catch (e) { D.toast(e.message, "bad"); }
   });
 
+  // Long names (anonymous volumes are 64 hex digits) are cut so that the confirmation stays readable.
+  function shortList(items) {
+    const shown = items.slice(0, 20).map(function (name) { return name.length > 40 ? name.slice(0, 12) + "…" : name; });
+    return shown.join(", ") + (items.length > shown.length ? " and " + (items.length - shown.length) + " more" : "");
+  }
+
   const prune = document.getElementById("prune");
   if (prune) {
     prune.addEventListener("submit", async function (event) {
@@ -90,7 +96,7 @@
         const items = kind === "images" ? dry.images.map(function (i) { return i.repo_tags[0] || i.id.split(":")[1]; }) : dry.volumes.map(function (v) { return v.name; });
         if (!items.length) { D.toast("Nothing to prune on " + hostNames[host] + ".", "ok"); return; }
         const answer = await D.confirm({ title: "Prune " + items.length + " " + kind + " on " + hostNames[host] + "?",
-          text: items.join(", ") + " — about " + D.bytes(dry.space_reclaimed) + ".", confirm: "Prune", danger: true });
+          text: shortList(items) + " — about " + D.bytes(dry.space_reclaimed) + ".", confirm: "Prune", danger: true });
         if (!answer.ok) return;
         body.dry_run = false;
         const real = await D.api("POST", path, body);
