@@ -70,6 +70,10 @@ def test_volumes_are_created_listed_and_refused_removal_while_mounted(people, al
     row = _rows(client.get("/api/v1/volumes/", {"host": str(host.pk)}))[name]
     assert row["containers"] == [f"{host.pk}:{cid[:12]}"] and row["labels"] == {"t": unique} and row["created"].endswith("Z")
     assert people.client("outsider").get("/api/v1/volumes/", {"host": str(host.pk)}).json()["count"] == 0
+    assert row["size"] is None  # disk usage only when asked (a slower engine call)
+    alpha.docker("exec", user, "sh", "-c", "head -c 70000 /dev/zero > /data/blob")
+    sized = _rows(client.get("/api/v1/volumes/", {"host": str(host.pk), "size": "true"}))[name]
+    assert sized["size"] >= 70000
 
     url = f"/api/v1/volumes/{host.pk}:{name}/"
     assert people.client("outsider").delete(url).status_code == 404
