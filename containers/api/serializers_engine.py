@@ -233,3 +233,66 @@ class EngineListSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     results = serializers.ListField(child=serializers.DictField())
     errors = serializers.ListField(child=serializers.DictField())
+
+
+_PORT_KEY = re.compile(r"^\d{1,5}/(tcp|udp|sctp)$")
+_HOST_PORT = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}:)?\d{1,5}$")
+
+
+class ContainerCreateSerializer(serializers.Serializer):
+    """POST /containers/: the shapes of design.md ("Engine objects")."""
+
+    host = serializers.UUIDField()
+    name = serializers.RegexField(NAME_PATTERN, max_length=200)
+    image = serializers.CharField(max_length=500)
+    command = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    entrypoint = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+    ports = serializers.DictField(child=serializers.JSONField(allow_null=True), required=False, default=dict,
+                                  help_text='{"8080/tcp": 8080 | "127.0.0.1:8080" | null}')
+    volumes = serializers.DictField(child=serializers.CharField(), required=False, default=dict,
+                                    help_text='{"<volume name or /host/path>": "/container/path" | "/container/path:ro"}')
+    networks = serializers.JSONField(required=False, default=list, help_text="[name] or {name: {aliases?, ipv4?}}")
+    restart_policy = serializers.RegexField(r"^(no|always|unless-stopped|on-failure(:\d+)?)$", required=False, default="")
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False, default=dict)
+    start = serializers.BooleanField(default=True)
+
+    def validate_image(self, value):
+        return PullSerializer().validate_image(value)
+
+    def validate_ports(self, value):
+        for key, target in value.items():
+            if not _PORT_KEY.match(key):
+                raise serializers.ValidationError(f"{key}: write the container port as 8080/tcp.")
+            if not (target is None or (isinstance(target, int) and 0 < target < 65536)
+                    or (isinstance(target, str) and _HOST_PORT.match(target))):
+                raise serializers.ValidationError(f"{key}: a host port, \"address:port\" or null.")
+        return value
+
+    def validate_volumes(self, value):
+        for source, target in value.items():
+            path, _, mode = target.partition(":")
+            if not path.startswith("/") or mode not in ("", "ro", "rw"):
+                raise serializers.ValidationError(f"{source}: mount at an absolute path, optionally with :ro.")
+            if not source.startswith("/") and not re.match(NAME_PATTERN, source):
+                raise serializers.ValidationError(f"{source}: a volume name or an absolute host path.")
+        return value
+
+    def validate_networks(self, value):
+        if isinstance(value, list) and all(isinstance(n, str) for n in value):
+            value = {n: {} for n in value}
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise serializers.ValidationError("A list of names or {name: {aliases, ipv4}}.")
+        for name, endpoint in value.items():
+            if set(endpoint) - {"aliases", "ipv4"}:
+                raise serializers.ValidationError(f"{name}: only aliases and ipv4.")
+            if "ipv4" in endpoint:
+                try:
+                    ipaddress.IPv4Address(endpoint["ipv4"])
+                except ValueError:
+                    raise serializers.ValidationError(f"{name}: {endpoint['ipv4']} is not an IPv4 address.") from None
+        return value
+
+
+class ContainerCreatedSerializer(serializers.Serializer):
+    key = serializers.CharField()

@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from accounts.api.base import with_default_permissions
 from containers import bus, container_settings, engine, engine_objects, extensions, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
@@ -38,7 +39,7 @@ from containers.api.serializers import (
     StatsSerializer,
     StopOptionsSerializer,
 )
-from containers.api.serializers_engine import InspectQuerySerializer
+from containers.api.serializers_engine import ContainerCreatedSerializer, ContainerCreateSerializer, InspectQuerySerializer
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
 from containers.models import BulkJob, Container, DockerHost, Event, ProfileSession, Tag
@@ -195,6 +196,29 @@ class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.R
         """The full rows of one page of the list (containers/api/pagination.py); the list shows
         the host's name only, so there is no host object per row."""
         return self._with_details(Container.objects.filter(pk__in=keys).annotate(host_name=F("host__name")))
+
+    def get_permissions(self):
+        if self.action == "create":
+            # Creating needs `deploy` on the host named in the body (checked in create()), not
+            # the model-wide add permission ObjectPermissions asks for.
+            return with_default_permissions([])
+        return super().get_permissions()
+
+    @extend_schema(request=ContainerCreateSerializer, responses={201: ContainerCreatedSerializer})
+    def create(self, request):
+        """Create a container (`deploy` on its host): the image is pulled when missing (progress
+        as `image.pull`), the container created with the given settings and started unless
+        `start` is false. 201 with its key."""
+        from containers import container_create
+        from containers.api.engine_objects import error_response, host_for
+
+        data = _valid(ContainerCreateSerializer, request.data)
+        host = host_for(request, data["host"], "deploy")  # engine-writing: guarded by `deploy`
+        try:
+            key = container_create.create_container(host, data, actor=request)
+        except engine_objects.ObjectError as exc:
+            return error_response(exc)
+        return Response({"key": key}, status=201)
 
     @staticmethod
     def _with_details(queryset):

@@ -1,0 +1,72 @@
+"""Containers made from DockMon over the API, on a real engine with the real registry: the image
+pulled when missing, every setting visible in the engine's inspect, refusals for bad input, a
+name in use and a missing image, and only `deploy` on the host allows it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from guardian.shortcuts import assign_perm
+
+from containers.models import Container, Event
+from testkit.testing import free_port
+
+pytestmark = pytest.mark.django_db
+
+LOOP = ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 1; done']
+
+
+def test_a_container_is_created_with_every_setting_after_pulling_its_image(people, testbed, alpha, make_host, eager, tmp_path,
+                                                                           containers_to_remove, unique):
+    ref = testbed.image_ref(f"t/create-{unique}", "1")
+    image_id = testbed.build_image("alpha", ref, "create")
+    testbed.push("alpha", ref)
+    alpha.docker("rmi", ref)  # only the registry has it now: creating pulls it
+    network, volume, name = f"create-net-{unique}", f"create-vol-{unique}", f"create-{unique}"
+    containers_to_remove.append((alpha, name))
+    alpha.docker("network", "create", "--internal", "--subnet", "198.19.253.0/24", network)
+    host = make_host(alpha)
+    port = free_port()
+    body = {
+        "host": str(host.pk), "name": name, "image": ref, "command": LOOP, "env": {"COLOR": "blue"},
+        "ports": {"8080/tcp": f"127.0.0.1:{port}"}, "volumes": {volume: "/data", str(tmp_path): "/config:ro"},
+        "networks": {network: {"aliases": ["web"]}}, "restart_policy": "on-failure:3", "labels": {"t": unique}, "start": True,
+    }
+    try:
+        assign_perm("containers.view_dockerhost", people.granted, host)
+        assign_perm("containers.operate_dockerhost", people.granted, host)
+        assert people.client("outsider").post("/api/v1/containers/", body, format="json").status_code == 404
+        assert people.client("granted").post("/api/v1/containers/", body, format="json").status_code == 403
+        assign_perm("containers.deploy_dockerhost", people.granted, host)
+        client = people.client("granted")
+
+        created = client.post("/api/v1/containers/", body, format="json")
+        assert created.status_code == 201, created.content
+        key = created.json()["key"]
+        data = json.loads(alpha.docker("inspect", name).stdout)[0]
+        assert key == f"{host.pk}:{data['Id'][:12]}" and data["State"]["Running"] is True
+        assert data["Image"] == image_id and "COLOR=blue" in data["Config"]["Env"] and data["Config"]["Labels"]["t"] == unique
+        assert data["Config"]["Cmd"] == LOOP
+        assert data["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        assert data["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+        mounts = {m["Destination"]: m for m in data["Mounts"]}
+        assert mounts["/data"]["Name"] == volume and mounts["/config"]["Source"] == str(tmp_path) and mounts["/config"]["RW"] is False
+        assert "web" in data["NetworkSettings"]["Networks"][network]["Aliases"]
+        assert Container.objects.get(pk=key).state == "running"
+        assert Event.objects.filter(type="container.deployed", host=host, actor=people.granted).exists()
+
+        taken = client.post("/api/v1/containers/", body, format="json")
+        assert taken.status_code == 400 and "name" in taken.json()
+        missing = client.post("/api/v1/containers/", {**body, "name": f"{name}-2", "image": testbed.image_ref(f"t/none-{unique}", "1")},
+                              format="json")
+        assert missing.status_code == 404 and "manifest unknown" in missing.json()["detail"].lower()
+        bad = client.post("/api/v1/containers/", {**body, "name": f"{name}-3", "ports": {"8080": 1}, "restart_policy": "sometimes"},
+                          format="json")
+        assert bad.status_code == 400 and {"ports", "restart_policy"} <= set(bad.json())
+        assert alpha.docker("inspect", f"{name}-2", check=False).returncode != 0
+    finally:
+        alpha.docker("rm", "-f", name, check=False)
+        alpha.docker("network", "rm", network, check=False)
+        alpha.docker("volume", "rm", "-f", volume, check=False)
+        alpha.docker("rmi", "-f", image_id, check=False)
