@@ -296,3 +296,23 @@ class ContainerCreateSerializer(serializers.Serializer):
 
 class ContainerCreatedSerializer(serializers.Serializer):
     key = serializers.CharField()
+
+
+class ContainerChangesSerializer(ContainerCreateSerializer):
+    """The fields of a creation, all optional; env and labels values may be null (removed)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("host", "name", "start"):
+            self.fields.pop(name)
+        for field in self.fields.values():
+            field.required = False
+            field.default = serializers.empty
+        for name in ("env", "labels"):
+            self.fields[name] = serializers.DictField(child=serializers.CharField(allow_blank=True, allow_null=True), required=False)
+
+
+class DuplicateSerializer(serializers.Serializer):
+    name = serializers.RegexField(NAME_PATTERN, max_length=200)
+    changes = ContainerChangesSerializer(required=False, default=dict)
+    start = serializers.BooleanField(default=True)

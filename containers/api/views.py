@@ -39,7 +39,12 @@ from containers.api.serializers import (
     StatsSerializer,
     StopOptionsSerializer,
 )
-from containers.api.serializers_engine import ContainerCreatedSerializer, ContainerCreateSerializer, InspectQuerySerializer
+from containers.api.serializers_engine import (
+    ContainerCreatedSerializer,
+    ContainerCreateSerializer,
+    DuplicateSerializer,
+    InspectQuerySerializer,
+)
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
 from containers.models import BulkJob, Container, DockerHost, Event, ProfileSession, Tag
@@ -216,6 +221,22 @@ class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.R
         host = host_for(request, data["host"], "deploy")  # engine-writing: guarded by `deploy`
         try:
             key = container_create.create_container(host, data, actor=request)
+        except engine_objects.ObjectError as exc:
+            return error_response(exc)
+        return Response({"key": key}, status=201)
+
+    @extend_schema(request=DuplicateSerializer, responses={201: ContainerCreatedSerializer})
+    @action(detail=True, methods=["post"], required_action="deploy")
+    def duplicate(self, request, key=None):
+        """A copy of the container under another name (`deploy` on its host), with `changes` in
+        the creation's shapes (env and labels: the keys given are set, null removes one)."""
+        from containers import container_create
+        from containers.api.engine_objects import error_response
+
+        container = self.get_object()  # engine-writing: guarded by `deploy` (required_action)
+        data = _valid(DuplicateSerializer, request.data)
+        try:
+            key = container_create.duplicate(container, data["name"], data["changes"], start=data["start"], actor=request)
         except engine_objects.ObjectError as exc:
             return error_response(exc)
         return Response({"key": key}, status=201)

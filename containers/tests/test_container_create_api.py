@@ -70,3 +70,43 @@ def test_a_container_is_created_with_every_setting_after_pulling_its_image(peopl
         alpha.docker("network", "rm", network, check=False)
         alpha.docker("volume", "rm", "-f", volume, check=False)
         alpha.docker("rmi", "-f", image_id, check=False)
+
+
+def test_a_duplicate_keeps_every_setting_and_applies_the_changes(people, alpha, make_host, run_container, sync_container,
+                                                                 containers_to_remove, unique):
+    network, volume, name, copy = f"dup-net-{unique}", f"dup-vol-{unique}", f"dup-{unique}", f"dup-copy-{unique}"
+    containers_to_remove.append((alpha, copy))
+    alpha.docker("network", "create", "--internal", "--subnet", "198.19.254.0/24", network)
+    host = make_host(alpha)
+    try:
+        cid = run_container(alpha, name, *LOOP, network=network, extra=(
+            "--network-alias", "web", "-v", f"{volume}:/data", "-e", "COLOR=blue", "-e", "OLD=x", "--label", f"t={unique}",
+            "--restart", "on-failure:2"))
+        source = sync_container(host, cid)
+        url = f"/api/v1/containers/{source.key}/duplicate/"
+        body = {"name": copy, "changes": {"env": {"COLOR": "green", "OLD": None}, "labels": {"copy": "yes"}}}
+        assert people.client("outsider").post(url, body, format="json").status_code == 404
+        assign_perm("containers.view_dockerhost", people.granted, host)
+        assign_perm("containers.operate_dockerhost", people.granted, host)
+        assert people.client("granted").post(url, body, format="json").status_code == 403
+        assign_perm("containers.deploy_dockerhost", people.granted, host)
+
+        made = people.client("granted").post(url, body, format="json")
+        assert made.status_code == 201, made.content
+        data = json.loads(alpha.docker("inspect", copy).stdout)[0]
+        assert made.json()["key"] == f"{host.pk}:{data['Id'][:12]}" and data["State"]["Running"] is True
+        env = data["Config"]["Env"]
+        assert "COLOR=green" in env and not any(e.startswith("OLD=") for e in env)
+        assert data["Config"]["Labels"]["t"] == unique and data["Config"]["Labels"]["copy"] == "yes"
+        assert data["Config"]["Cmd"] == LOOP
+        assert data["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 2}
+        assert [m["Name"] for m in data["Mounts"] if m["Destination"] == "/data"] == [volume]
+        assert "web" in data["NetworkSettings"]["Networks"][network]["Aliases"]
+        # The source is untouched.
+        assert "COLOR=blue" in json.loads(alpha.docker("inspect", name).stdout)[0]["Config"]["Env"]
+        assert people.client("granted").post(url, body, format="json").status_code == 400  # the name is taken now
+    finally:
+        alpha.docker("rm", "-f", copy, check=False)
+        alpha.docker("rm", "-f", name, check=False)
+        alpha.docker("network", "rm", network, check=False)
+        alpha.docker("volume", "rm", "-f", volume, check=False)
