@@ -110,3 +110,20 @@ def test_a_duplicate_keeps_every_setting_and_applies_the_changes(people, alpha, 
         alpha.docker("rm", "-f", name, check=False)
         alpha.docker("network", "rm", network, check=False)
         alpha.docker("volume", "rm", "-f", volume, check=False)
+
+
+def test_a_container_that_cannot_start_is_removed_again(people, alpha, make_host, containers_to_remove, unique):
+    """GIVEN a command the image does not have WHEN a container is created with it THEN the
+    start fails, the answer says so in the engine's words, and no container is left behind.
+    (A host port already taken cannot be shown here: test networks are internal, and internal
+    networks publish no ports.)"""
+    name = f"nostart-{unique}"
+    containers_to_remove.append((alpha, name))
+    host = make_host(alpha)
+    body = {"host": str(host.pk), "name": name, "image": "dockmon/busybox:latest", "command": ["/no/such/program"],
+            "networks": ["none"]}
+    response = people.client("admin").post("/api/v1/containers/", body, format="json")
+    assert response.status_code == 409, response.content
+    detail = response.json()["detail"]
+    assert "could not start" in detail and "/no/such/program" in detail and "removed again" in detail
+    assert alpha.docker("inspect", name, check=False).returncode != 0
