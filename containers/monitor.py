@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from containers import engine, leases, services
+from containers import engine, engine_objects, leases, services
 from containers.choices import HostStatus
 from containers.engine import facts as engine_facts
 from containers.models import Container, DockerHost
@@ -298,6 +298,8 @@ class HostWatcher:
                 event = engine_facts.to_engine_event(raw)
                 if event is not None and event.action in WATCHED_ACTIONS:
                     loop.call_soon_threadsafe(queue.put_nowait, event)
+                elif event is None and (changed := engine_facts.to_object_event(raw)) is not None:
+                    loop.call_soon_threadsafe(queue.put_nowait, changed)
         except engine.ENGINE_FAILURES as exc:
             outcome = exc
         except Exception as exc:  # urllib3 raises its own types on a cut stream
@@ -308,8 +310,11 @@ class HostWatcher:
             except RuntimeError:
                 pass
 
-    async def handle(self, client, event: engine_facts.EngineEvent) -> None:
+    async def handle(self, client, event: engine_facts.EngineEvent | engine_facts.ObjectEvent) -> None:
         host_id = self.spec.id
+        if isinstance(event, engine_facts.ObjectEvent):
+            await self.monitor.db(engine_objects.announce, host_id, event)
+            return
         if event.action == "destroy":
             await self.monitor.db(services.remove_by_id, host_id, event.container_id)
             return

@@ -114,3 +114,21 @@ def prune_bulk_jobs() -> int:
     old = BulkJob.objects.filter(status__in=(BulkJobStatus.FINISHED, BulkJobStatus.FAILED)).filter(
         Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
     return retention.delete_in_batches(old)
+
+
+@shared_task(ignore_result=True)
+def pull_image(host_id: str, ref: str, user_id: int | None = None) -> str | None:
+    """Pull an image onto a host (progress as `image.pull` messages); the API checked `operate`."""
+    from django.contrib.auth import get_user_model
+
+    from containers import images
+    from containers.engine_objects import ObjectError
+
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        return None
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    try:
+        return images.pull(host, ref, user)
+    except ObjectError:
+        return None  # announced and recorded by images.pull

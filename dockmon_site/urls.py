@@ -5,7 +5,7 @@ from django.urls import include, path
 from accounts.forms import LockoutAwareLoginForm
 from accounts.schema_views import SchemaView, login_required_page
 from alerts import views as alert_views
-from containers import dashboard
+from containers import dashboard, object_views
 from containers import views as container_views
 from containers.metrics import metrics_view
 from dockmon_site import views
@@ -46,6 +46,9 @@ urlpatterns = [
     path("hosts/", container_views.host_list, name="ui-hosts"),
     path("hosts/<uuid:pk>/", container_views.host_detail, name="ui-host"),
     path("events/", container_views.event_list, name="ui-events"),
+    path("images/", object_views.images_page, name="ui-images"),
+    path("volumes/", object_views.volumes_page, name="ui-volumes"),
+    path("networks/", object_views.networks_page, name="ui-networks"),
     path("health/", health_views.check_list, name="ui-health"),
     path("updates/", update_views.update_list, name="ui-updates"),
     path("stacks/", stack_views.stack_list, name="ui-stacks"),

@@ -103,6 +103,15 @@ def world(db, django_user_model, alpha, unique):
     for person in (granted, container_granted, outsider):
         person.user_permissions.add(read_rules)
     _bound_objects(world, unique)
+    # Images, volumes and networks are read live from the engine (alpha, which both hosts
+    # reach): a real image and network; volumes appear in unsafe routes only, which are refused
+    # before the engine is asked, so a name is enough.
+    image = alpha.docker("image", "inspect", "-f", "{{.Id}}", "dockmon/busybox:latest").stdout.strip().removeprefix("sha256:")[:12]
+    network = alpha.docker("network", "inspect", "-f", "{{.Id}}", "none").stdout.strip()[:12]
+    for objects, host in ((world.a_objects, host_a), (world.b_objects, host_b)):
+        objects["/api/v1/images/"] = f"{host.pk}:{image}"
+        objects["/api/v1/networks/"] = f"{host.pk}:{network}"
+        objects["/api/v1/volumes/"] = f"{host.pk}:matrixvolume{unique}"
     return world
 
 

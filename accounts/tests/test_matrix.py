@@ -39,9 +39,11 @@ BOUND_COLLECTIONS = (
     "/api/v1/hosts/", "/api/v1/containers/", "/api/v1/events/", "/api/v1/health-checks/", "/api/v1/alert-rules/",
     "/api/v1/alerts/", "/api/v1/auto-restart/", "/api/v1/maintenance-windows/", "/api/v1/profiles/",
     "/api/v1/update-policies/", "/api/v1/update-runs/", "/api/v1/updates/", "/api/v1/stacks/", "/api/v1/stack-runs/",
+    "/api/v1/images/", "/api/v1/volumes/", "/api/v1/networks/",
 )
 # Collections bound to a host as a whole: a grant on one of its containers does not show them.
-HOST_WIDE_COLLECTIONS = ("/api/v1/hosts/", "/api/v1/stacks/", "/api/v1/stack-runs/")
+HOST_WIDE_COLLECTIONS = ("/api/v1/hosts/", "/api/v1/stacks/", "/api/v1/stack-runs/", "/api/v1/images/", "/api/v1/volumes/",
+                         "/api/v1/networks/")
 # Collections of objects bound to no host or container (or one's own): their detail routes are
 # checked elsewhere (tokens, audit, administration) or hold nothing about hosts.
 UNBOUND_COLLECTIONS = (
@@ -50,7 +52,7 @@ UNBOUND_COLLECTIONS = (
     "/api/v1/bulk-jobs/",  # one's own jobs (containers/tests/test_bulk.py)
 )
 # Routes that ask the engine about the container (a world row has none behind it).
-LIVE = ("/logs/", "/stats/")
+LIVE = ("/logs/", "/stats/", "/inspect/")
 
 
 def _schema_operations():

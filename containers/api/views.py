@@ -11,7 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from containers import bus, container_settings, engine, extensions, host_rules, operations, services
+from accounts.api.base import with_default_permissions
+from containers import bus, container_settings, engine, engine_objects, extensions, host_rules, operations, services
 from containers import stats as stats_service
 from containers.api import logs as logs_api
 from containers.api.base import VisibleViewSetMixin
@@ -37,6 +38,12 @@ from containers.api.serializers import (
     StatsQuerySerializer,
     StatsSerializer,
     StopOptionsSerializer,
+)
+from containers.api.serializers_engine import (
+    ContainerCreatedSerializer,
+    ContainerCreateSerializer,
+    DuplicateSerializer,
+    InspectQuerySerializer,
 )
 from containers.choices import BulkItemStatus, EventCategory
 from containers.filters import ContainerFilter, EventFilter, HostFilter
@@ -195,6 +202,45 @@ class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.R
         the host's name only, so there is no host object per row."""
         return self._with_details(Container.objects.filter(pk__in=keys).annotate(host_name=F("host__name")))
 
+    def get_permissions(self):
+        if self.action == "create":
+            # Creating needs `deploy` on the host named in the body (checked in create()), not
+            # the model-wide add permission ObjectPermissions asks for.
+            return with_default_permissions([])
+        return super().get_permissions()
+
+    @extend_schema(request=ContainerCreateSerializer, responses={201: ContainerCreatedSerializer})
+    def create(self, request):
+        """Create a container (`deploy` on its host): the image is pulled when missing (progress
+        as `image.pull`), the container created with the given settings and started unless
+        `start` is false. 201 with its key."""
+        from containers import container_create
+        from containers.api.engine_objects import error_response, host_for
+
+        data = _valid(ContainerCreateSerializer, request.data)
+        host = host_for(request, data["host"], "deploy")  # engine-writing: guarded by `deploy`
+        try:
+            key = container_create.create_container(host, data, actor=request)
+        except engine_objects.ObjectError as exc:
+            return error_response(exc)
+        return Response({"key": key}, status=201)
+
+    @extend_schema(request=DuplicateSerializer, responses={201: ContainerCreatedSerializer})
+    @action(detail=True, methods=["post"], required_action="deploy")
+    def duplicate(self, request, key=None):
+        """A copy of the container under another name (`deploy` on its host), with `changes` in
+        the creation's shapes (env and labels: the keys given are set, null removes one)."""
+        from containers import container_create
+        from containers.api.engine_objects import error_response
+
+        container = self.get_object()  # engine-writing: guarded by `deploy` (required_action)
+        data = _valid(DuplicateSerializer, request.data)
+        try:
+            key = container_create.duplicate(container, data["name"], data["changes"], start=data["start"], actor=request)
+        except engine_objects.ObjectError as exc:
+            return error_response(exc)
+        return Response({"key": key}, status=201)
+
     @staticmethod
     def _with_details(queryset):
         # update_available comes from the updates app's last check and stack from the stacks app
@@ -344,6 +390,20 @@ class ContainerViewSet(VisibleViewSetMixin, mixins.DestroyModelMixin, viewsets.R
                  message=f"{request.user} changed {', '.join(sorted(serializer.validated_data))} of {container.name}",
                  data={"key": container.key, "fields": sorted(serializer.validated_data)})
         return Response(container_settings.read(container))
+
+    @extend_schema(parameters=[InspectQuerySerializer], responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def inspect(self, request, key=None):
+        """The engine's inspect document (`view`). Environment values are masked; a user with
+        `change` on the container may ask for them with `reveal_env=true` (audited)."""
+        container = self.get_object()
+        reveal = _valid(InspectQuerySerializer, request.query_params)["reveal_env"]
+        if reveal and not has_container_perm(request.user, "change", container):
+            raise PermissionDenied(f"You may not read the environment values of {container.name}.")
+        try:
+            return Response(engine_objects.container_inspect(container, reveal_env=reveal, actor=request))
+        except engine_objects.ObjectError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
 
     @extend_schema(parameters=[StatsQuerySerializer], responses={200: StatsSerializer})
     @action(detail=True, methods=["get"])

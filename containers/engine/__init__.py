@@ -7,8 +7,9 @@ and the errors, re-exported below: `connect` (URLs, the DOCKMON_ENGINE_ALLOW rul
 the engine's identity) with `tls` (TLS material kept in memory) and `errors`. Each topic is a
 module that callers import by name (`from containers.engine import logs as engine_logs`): `facts`
 (inspect, list and events as ContainerFacts), `lifecycle` (start, stop, rename, remove...), `logs`,
-`stats` (container stats, disk usage), `images` (list, inspect, pull, remove) and `recreate` (a
-container's configuration carried to a new image). A new engine topic (volumes, networks, exec,
+`stats` (container stats, disk usage), `images` (list, inspect, history, pull, remove, prune
+candidates), `volumes`, `networks`, `usage` (which containers hold an image, volume or network)
+and `recreate` (a container's configuration carried to a new image). A new engine topic (exec,
 compose) gets a module of its own here, built on `errors`.
 """
 

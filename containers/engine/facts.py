@@ -222,10 +222,43 @@ def inspect_container(client, container_id: str) -> ContainerFacts:
     return facts_from_inspect(data)
 
 
+# Engine objects whose changes are announced (the Images, Volumes and Networks lists follow
+# them), and the actions that change what those lists show (a volume's mount/unmount at every
+# container start does not).
+OBJECT_ACTIONS = {
+    "image": {"pull", "import", "load", "tag", "untag", "delete"},
+    "volume": {"create", "destroy"},
+    "network": {"create", "destroy", "remove", "connect", "disconnect"},
+}
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    """A change of an image, volume or network on the engine."""
+
+    type: str
+    action: str
+    object_id: str
+    name: str
+    container_id: str = ""
+
+
+def to_object_event(raw: dict) -> ObjectEvent | None:
+    kind = raw.get("Type") or ""
+    action = (raw.get("Action") or "").partition(":")[0]
+    if action not in OBJECT_ACTIONS.get(kind, ()):
+        return None
+    actor = raw.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    return ObjectEvent(type=kind, action=action, object_id=actor.get("ID") or "", name=attributes.get("name") or "",
+                       container_id=attributes.get("container") or "")
+
+
 def open_event_stream(client, since: int | None = None):
-    """A blocking iterator of container EngineEvents; close() on the returned stream ends it."""
+    """A blocking iterator of the engine's container events (EngineEvent) and image, volume and
+    network events (ObjectEvent); close() on the returned stream ends it."""
     try:
-        stream = client.api.events(decode=True, since=since, filters={"type": ["container"]})
+        stream = client.api.events(decode=True, since=since, filters={"type": ["container", *OBJECT_ACTIONS]})
     except ENGINE_FAILURES as exc:
         raise wrap_error(exc) from exc
     return stream

@@ -69,8 +69,9 @@ def inspect_image_raw(client, ref: str) -> dict | None:
         raise wrap_error(exc) from exc
 
 
-def pull(client, ref: str, on_progress=None, timeout: float = 600.0) -> str:
-    """Pull an image, reporting progress as (done_bytes, total_bytes, status); returns its ID.
+def pull(client, ref: str, on_progress=None, timeout: float = 600.0, on_layers=None) -> str:
+    """Pull an image, reporting progress as (done_bytes, total_bytes, status) and, to
+    `on_layers`, each layer's {id: (done_bytes, total_bytes)} so far; returns its ID.
 
     `timeout` bounds the whole pull: a registry that stalls (mid-blob, or before any byte) ends
     the pull with an EngineError once it has passed, instead of holding the caller for ever.
@@ -111,6 +112,8 @@ def pull(client, ref: str, on_progress=None, timeout: float = 600.0) -> str:
                 detail = item.get("progressDetail") or {}
                 if item.get("id") and detail.get("total"):
                     layers[item["id"]] = (int(detail.get("current") or 0), int(detail["total"]))
+                if on_layers is not None:
+                    on_layers(dict(layers))
                 if on_progress is not None:
                     done = sum(c for c, _ in layers.values())
                     total = sum(t for _, t in layers.values())
@@ -185,5 +188,144 @@ def tag(client, image_id: str, ref: str) -> None:
         raise EngineError(f"{ref} names a digest, not a tag: it cannot be pointed elsewhere.")
     try:
         client.api.tag(image_id, repository, tag_name or "latest", force=True)
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+
+
+# --- images as objects people list, inspect, remove and prune ------------------------------
+@dataclass(frozen=True)
+class ImageSummary:
+    image_id: str
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    size: int
+    created: int  # seconds since the epoch (UTC)
+    labels: dict
+
+    @property
+    def short_id(self) -> str:
+        return self.image_id.removeprefix("sha256:")[:12]
+
+    @property
+    def dangling(self) -> bool:
+        return not self.repo_tags
+
+
+class ImageGone(EngineError):
+    """No such image on the engine."""
+
+
+def _summary(item: dict) -> ImageSummary:
+    facts = _image_facts(item)
+    return ImageSummary(image_id=facts.image_id, repo_tags=facts.repo_tags, repo_digests=facts.repo_digests,
+                        size=int(item.get("Size") or 0), created=int(item.get("Created") or 0), labels=dict(item.get("Labels") or {}))
+
+
+def summaries(client) -> list[ImageSummary]:
+    """The engine's images (top-level ones, as `docker images` shows them)."""
+    try:
+        items = client.api.images(all=False)
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+    return [_summary(item) for item in items]
+
+
+def matches_labels(labels: dict, wanted: list[str]) -> bool:
+    """Docker's `label` filter: every `key` is present, every `key=value` holds."""
+    for rule in wanted:
+        key, has_value, value = rule.partition("=")
+        if key not in labels or (has_value and labels[key] != value):
+            return False
+    return True
+
+
+def resolve(client, short_id: str) -> ImageSummary:
+    """The image whose ID starts with `short_id` (12 hex), or ImageGone."""
+    for summary in summaries(client):
+        if summary.short_id == short_id:
+            return summary
+    raise ImageGone(f"No image {short_id} on the engine.")
+
+
+def detail(client, image_id: str) -> dict:
+    """inspect plus history (layers with sizes and the commands that made them)."""
+    try:
+        data = client.api.inspect_image(image_id)
+        history = client.api.history(image_id)
+    except docker.errors.NotFound as exc:
+        raise ImageGone(f"No image {image_id} on the engine.") from exc
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+    config = data.get("Config") or {}
+    return {
+        "architecture": data.get("Architecture") or "",
+        "os": data.get("Os") or "",
+        "config": {
+            "env": list(config.get("Env") or []),
+            "cmd": config.get("Cmd"),
+            "entrypoint": config.get("Entrypoint"),
+            "exposed_ports": sorted((config.get("ExposedPorts") or {}).keys()),
+            "labels": dict(config.get("Labels") or {}),
+            "working_dir": config.get("WorkingDir") or "",
+            "user": config.get("User") or "",
+        },
+        "history": [
+            {"id": layer.get("Id") or "", "created": int(layer.get("Created") or 0), "created_by": layer.get("CreatedBy") or "",
+             "size": int(layer.get("Size") or 0), "comment": layer.get("Comment") or "", "tags": list(layer.get("Tags") or [])}
+            for layer in history
+        ],
+    }
+
+
+def remove(client, image_id: str, *, force: bool = False) -> None:
+    """Remove one image; the engine's refusal (used by a container, several tags without
+    force) is an EngineError carrying its words; ImageGone when it is not there."""
+    try:
+        client.api.remove_image(image_id, force=force, noprune=False)
+    except docker.errors.NotFound as exc:
+        raise ImageGone(f"No image {image_id} on the engine.") from exc
+    except ENGINE_FAILURES as exc:
+        raise wrap_error(exc) from exc
+
+
+def prune_candidates(client, used_image_ids: set[str], *, dangling_only: bool, labels: list[str]) -> list[ImageSummary]:
+    """What a prune removes: images no container (running or stopped) uses, only untagged ones
+    when `dangling_only`, carrying every `labels` rule. The dry run shows exactly this list and
+    the real run removes exactly it (the engine's own prune decides again at its moment)."""
+    return sorted((
+        image for image in summaries(client)
+        if image.image_id not in used_image_ids
+        and (image.dangling or not dangling_only)
+        and matches_labels(image.labels, labels)
+    ), key=lambda image: image.image_id)
+
+
+def remove_unused(client, image: ImageSummary) -> None:
+    """Remove an image found unused: each tag first (without force, so a container created
+    since keeps it), then the image by ID if anything (a digest reference) still holds it."""
+    for ref in image.repo_tags:
+        remove(client, ref)
+    try:
+        remove(client, image.image_id)
+    except ImageGone:
+        pass  # the last tag took it
+
+
+class RegistryRefused(EngineError):
+    """The registry (asked through the engine) does not have the image or refused to say;
+    `status` is the engine's HTTP status, the message the registry's words."""
+
+    def __init__(self, message: str, status: int | None):
+        super().__init__(message)
+        self.status = status
+
+
+def check_distribution(client, ref: str) -> None:
+    """Ask the registry, through the engine and its settings, for `ref`'s manifest."""
+    try:
+        client.api.inspect_distribution(ref)
+    except docker.errors.APIError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        raise RegistryRefused(exc.explanation or str(exc), status) from exc
     except ENGINE_FAILURES as exc:
         raise wrap_error(exc) from exc

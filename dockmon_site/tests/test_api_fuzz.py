@@ -242,6 +242,14 @@ def _fuzz_operation(run: Run, actor: str, operation, ids: list[str], examples: i
 
 
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+# Writes on a host's images, volumes and networks act on everything of the shared testbed engines
+# (a prune removes other tests' images and volumes), and a pull of a generated reference would
+# make the engine itself, out of the guard's sight, reach a registry beyond loopback. They are
+# tested on purpose-made objects instead (containers/tests/test_images_api.py,
+# test_volumes_networks_api.py); their reads are fuzzed. Creating a container pulls its image the
+# same way (containers/tests/test_container_create_api.py).
+NOT_FUZZED = re.compile(r"^(POST|DELETE) /api/v1/(images|volumes|networks)/|^POST /api/v1/hosts/\{[^}]+\}/(images|volumes)/"
+                        r"|^POST /api/v1/containers/$")
 ENGINE_COLLECTIONS = {"containers", "hosts", "config", "updates", "update-runs", "auto-restart", "health-checks"}
 
 
@@ -251,6 +259,8 @@ def _exercise(run: Run, actor: str, *, coverage: int, examples: int, unexpected_
     changed, engines = True, True
     for operation in _operations(run.schema):
         if ONLY and not re.search(ONLY, operation.label):
+            continue
+        if NOT_FUZZED.search(operation.label):
             continue
         began = time.monotonic()
         # The world is put back after any operation that may have changed it (reads do not),
