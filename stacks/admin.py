@@ -20,7 +20,14 @@ class StackAdmin(VisibilityAdmin):
     list_filter = ["source", ("host", VisibleHostFilter)]
     search_fields = ["name", "host__name", "compose"]
     list_select_related = ["host"]
-    readonly_fields = [f.name for f in Stack._meta.fields]
+    # The env file (its values are secrets) and compose's rendered config (values interpolated)
+    # are not shown here; the env's names are, masked as in the API for those without `deploy`.
+    exclude = ["env", "config"]
+    readonly_fields = [f.name for f in Stack._meta.fields if f.name not in ("id", "env", "config")] + ["env_names"]
+
+    @admin.display(description="Env (values hidden)")
+    def env_names(self, obj):
+        return services.masked_env(obj.env)
     actions = ["deploy_selected", "stop_selected"]
 
     def visible_queryset(self, request):

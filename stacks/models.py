@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from dockmon_site.crypto import EncryptedTextField
 from stacks.choices import ACTIVE_RUN_STATUSES, RunKind, RunStage, RunStatus, StackSource
 
 # Compose's own rule for project names (lower case; it refuses anything else).
@@ -23,7 +24,8 @@ class Stack(models.Model):
     host = models.ForeignKey("containers.DockerHost", on_delete=models.CASCADE, related_name="stacks")
     name = models.CharField(max_length=63, help_text="The compose project name")
     compose = models.TextField(help_text="The compose file (YAML)")
-    env = models.TextField(blank=True, default="", help_text="The .env file (dotenv) used for interpolation")
+    # Encrypted at rest: an env file holds the stack's secrets. Shown only to holders of `deploy`.
+    env = EncryptedTextField(blank=True, default="", help_text="The .env file (dotenv) used for interpolation")
     source = models.CharField(max_length=16, choices=StackSource.choices, default=StackSource.DOCKMON)
     config = models.JSONField(default=dict, blank=True, help_text="compose config --format json of the current text")
     config_hashes = models.JSONField(default=dict, blank=True, help_text="Service -> config hash of the current text")

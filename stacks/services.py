@@ -96,6 +96,17 @@ def validate(host, name: str, compose_text: str, env_text: str) -> compose.Confi
             shutil.rmtree(folder, ignore_errors=True)
 
 
+_ENV_LINE = re.compile(r"^(\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_.-]*\s*=)(.*)$")
+MASK = "********"
+
+
+def masked_env(text: str) -> str:
+    """The env file with every value hidden and the names, comments and blank lines kept: what
+    someone who may see a stack but not deploy on its host is shown."""
+    return "\n".join(_ENV_LINE.sub(lambda m: m.group(1) + (MASK if m.group(2).strip() else ""), line)
+                     for line in text.split("\n"))
+
+
 def apply_config(stack: Stack, result: compose.Config) -> None:
     stack.config = result.config
     stack.config_hashes = result.hashes

@@ -30,7 +30,10 @@ def stack_detail(request, pk):
     if stack is None:
         raise Http404("No such stack.")
     runs = list(permitted(request.user, StackRun.objects.filter(stack=stack).select_related("actor"))[:20])
+    can_deploy = has_host_perm(request.user, "deploy", stack.host)
     return render(request, "stacks/detail.html", {
         "stack": stack, "standing": services.standing(stack), "runs": runs, "nav": "stacks",
-        "can_deploy": has_host_perm(request.user, "deploy", stack.host),
+        "can_deploy": can_deploy,
+        # The env file's values only for holders of `deploy` (as in the API).
+        "env_text": stack.env if can_deploy else services.masked_env(stack.env),
     })

@@ -57,6 +57,15 @@ class StackSerializer(serializers.ModelSerializer):
         # Names are checked by services.check_name, which says why in the `name` field.
         validators = []
 
+    def to_representation(self, stack):
+        data = super().to_representation(stack)
+        request = self.context.get("request")
+        # The env file's values are for holders of `deploy` on the host (who could read them
+        # from a container they deploy anyway); others see the names only.
+        if data.get("env") and (request is None or not has_host_perm(request.user, "deploy", stack.host)):
+            data["env"] = services.masked_env(data["env"])
+        return data
+
     def _standing(self, stack: Stack) -> services.Standing:
         cached = getattr(stack, "_standing", None)
         if cached is None:

@@ -261,3 +261,41 @@ def test_the_list_reads_a_page_of_stacks_in_a_fixed_number_of_queries(people, ho
     assert body["count"] == 12
     assert {s["status"] for s in body["results"]} == {"running"}
     assert all(s["last_run"] and s["services"][0]["containers"] for s in body["results"])
+
+
+def test_the_env_file_is_encrypted_at_rest_and_its_values_shown_only_to_holders_of_deploy(world, testbed, unique):
+    """The env file holds the stack's secrets: stored encrypted; the owner and a user granted
+    `deploy` read it as written; a user with view and change but not deploy sees the names with
+    the values hidden, in the API, on the stack page and in the admin; outsiders see nothing."""
+    from django.db import connection
+
+    env = f"# database\nDB_USER=app\nDB_PASSWORD=s3cret-{unique}\n\nEMPTY=\n"
+    admin = world.client("admin")
+    response = admin.patch(f"/api/v1/stacks/{world.stack.pk}/", {"env": env}, format="json")
+    assert response.status_code == 200, response.content
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT env FROM stacks_stack WHERE id = %s", [world.stack.pk])
+        stored = cursor.fetchone()[0]
+    assert f"s3cret-{unique}" not in stored and stored.startswith("fernet:"), stored[:20]
+
+    for who in ("admin", "granted"):
+        assert world.client(who).get(f"/api/v1/stacks/{world.stack.pk}/").json()["env"] == env, who
+    changer = world.client("changer")
+    masked = "# database\nDB_USER=********\nDB_PASSWORD=********\n\nEMPTY=\n"
+    assert changer.get(f"/api/v1/stacks/{world.stack.pk}/").json()["env"] == masked
+    assert [row["env"] for row in changer.get("/api/v1/stacks/").json()["results"]] == [masked]
+    def browser(who):
+        from django.test import Client
+
+        client = Client()
+        client.force_login(world[who])
+        return client
+
+    page = browser("changer").get(f"/stacks/{world.stack.pk}/")
+    assert page.status_code == 200 and "DB_PASSWORD=********" in page.content.decode()
+    assert f"s3cret-{unique}" not in page.content.decode()
+    assert f"s3cret-{unique}" in browser("granted").get(f"/stacks/{world.stack.pk}/").content.decode()
+    assert browser("outsider").get(f"/stacks/{world.stack.pk}/").status_code == 404
+    admin_page = browser("admin").get(f"/admin/stacks/stack/{world.stack.pk}/change/")
+    assert admin_page.status_code == 200 and "DB_PASSWORD=********" in admin_page.content.decode()
+    assert f"s3cret-{unique}" not in admin_page.content.decode()
