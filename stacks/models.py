@@ -27,7 +27,8 @@ class Stack(models.Model):
     # Encrypted at rest: an env file holds the stack's secrets. Shown only to holders of `deploy`.
     env = EncryptedTextField(blank=True, default="", help_text="The .env file (dotenv) used for interpolation")
     source = models.CharField(max_length=16, choices=StackSource.choices, default=StackSource.DOCKMON)
-    config = models.JSONField(default=dict, blank=True, help_text="compose config --format json of the current text")
+    config = models.JSONField(default=dict, blank=True,
+                              help_text="Of compose config --format json of the current text: each service's image, depends_on, dockmon.* labels")
     config_hashes = models.JSONField(default=dict, blank=True, help_text="Service -> config hash of the current text")
     deployed_hashes = models.JSONField(default=dict, blank=True, help_text="Service -> config hash at the last deploy")
     deployed_at = models.DateTimeField(null=True, blank=True)

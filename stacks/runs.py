@@ -322,7 +322,7 @@ class Execution:
         deployed = {}
         for container in running:
             deployed.setdefault(container.compose_service, container.labels.get(services.CONFIG_HASH, ""))
-        Stack.objects.filter(pk=stack.pk).update(compose=compose_text, env=env_text, config=result.config,
+        Stack.objects.filter(pk=stack.pk).update(compose=compose_text, env=env_text, config=services.stored_config(result.config),
                                                  config_hashes=result.hashes, deployed_hashes=deployed,
                                                  source=StackSource.DOCKMON, created_by=self.run.actor)
         self.log("The stack is managed by DockMon now: review its file, then deploy it")

@@ -107,8 +107,25 @@ def masked_env(text: str) -> str:
                      for line in text.split("\n"))
 
 
+def stored_config(config: dict) -> dict:
+    """What the database keeps of compose's rendered config: per service its image, depends_on
+    and DockMon's own labels. The rest (environment, commands...) has the env file's values
+    interpolated into it, and those are only kept encrypted, in `env`."""
+    kept = {}
+    for name, definition in (config.get("services") or {}).items():
+        definition = definition or {}
+        row = {key: definition[key] for key in ("image", "depends_on") if key in definition}
+        labels = definition.get("labels") or {}
+        if isinstance(labels, dict):
+            ours = {k: v for k, v in labels.items() if k.startswith("dockmon.")}
+            if ours:
+                row["labels"] = ours
+        kept[name] = row
+    return {"services": kept}
+
+
 def apply_config(stack: Stack, result: compose.Config) -> None:
-    stack.config = result.config
+    stack.config = stored_config(result.config)
     stack.config_hashes = result.hashes
 
 

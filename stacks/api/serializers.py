@@ -125,7 +125,7 @@ class StackSerializer(serializers.ModelSerializer):
 
     def save(self, **kwargs):
         result = self.validated_data.pop("_config")
-        self.validated_data["config"] = result.config
+        self.validated_data["config"] = services.stored_config(result.config)
         self.validated_data["config_hashes"] = result.hashes
         return super().save(**kwargs)
 

@@ -270,13 +270,16 @@ def test_the_env_file_is_encrypted_at_rest_and_its_values_shown_only_to_holders_
     from django.db import connection
 
     env = f"# database\nDB_USER=app\nDB_PASSWORD=s3cret-{unique}\n\nEMPTY=\n"
+    compose = ONE_SERVICE.format(image=testbed.seed_image) + "    environment:\n      PASSWORD: ${DB_PASSWORD}\n"
     admin = world.client("admin")
-    response = admin.patch(f"/api/v1/stacks/{world.stack.pk}/", {"env": env}, format="json")
+    response = admin.patch(f"/api/v1/stacks/{world.stack.pk}/", {"env": env, "compose": compose}, format="json")
     assert response.status_code == 200, response.content
     with connection.cursor() as cursor:
-        cursor.execute("SELECT env FROM stacks_stack WHERE id = %s", [world.stack.pk])
-        stored = cursor.fetchone()[0]
+        cursor.execute("SELECT env, config FROM stacks_stack WHERE id = %s", [world.stack.pk])
+        stored, config = cursor.fetchone()
     assert f"s3cret-{unique}" not in stored and stored.startswith("fernet:"), stored[:20]
+    # Compose's rendered config has the value interpolated: only image, depends_on and labels are kept.
+    assert f"s3cret-{unique}" not in str(config) and testbed.seed_image in str(config)
 
     for who in ("admin", "granted"):
         assert world.client(who).get(f"/api/v1/stacks/{world.stack.pk}/").json()["env"] == env, who

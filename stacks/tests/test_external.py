@@ -103,7 +103,11 @@ def test_an_external_project_whose_file_is_gone_is_adopted_from_its_running_cont
     assert detail["source"] == "dockmon"
     text = detail["compose"]
     assert text.startswith("# Rebuilt by DockMon from the running containers")
-    config = Stack.objects.get(pk=stack.pk).config
+    # What compose makes of the rebuilt file (the database keeps only images and dependencies).
+    from stacks import compose
+
+    compose.write_files(tmp_path / "rendered", text, "")
+    config = compose.config(tmp_path / "rendered", name).config
     web, db = config["services"]["web"], config["services"]["db"]
     assert web["image"] == db["image"] == testbed.seed_image
     assert db["command"] == ["sleep", "3600"] and web["command"] == ["sleep", "3600"]
