@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema
 from rest_framework import status as http
 from rest_framework import viewsets
@@ -106,15 +107,23 @@ def live_list(request, query: dict, fetch) -> Response:
     return Response({"count": len(results), "results": results, "errors": errors})
 
 
+class _OneListObject(AutoSchema):
+    """A list here answers one object (`count`, `results`, `errors`), not an array of them."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False
+
+
 class _EngineObjectViewSet(VisibleViewSetMixin, viewsets.ViewSet):
     # Checked per host by host_for(): there are no rows to filter.
     permission_classes = []
+    schema = _OneListObject()
 
 
 class ImageViewSet(_EngineObjectViewSet):
     lookup_value_regex = SHORT_ID_KEY
 
-    @extend_schema(parameters=[ImageListQuerySerializer], responses={200: EngineListSerializer})
+    @extend_schema(operation_id="images_list", parameters=[ImageListQuerySerializer], responses={200: EngineListSerializer})
     def list(self, request):
         """Images of every host the user may view (`view`), with the containers that use each."""
         query = _valid(ImageListQuerySerializer, request.query_params)
@@ -147,7 +156,7 @@ class ImageViewSet(_EngineObjectViewSet):
 class VolumeViewSet(_EngineObjectViewSet):
     lookup_value_regex = NAME_KEY
 
-    @extend_schema(parameters=[VolumeListQuerySerializer], responses={200: EngineListSerializer})
+    @extend_schema(operation_id="volumes_list", parameters=[VolumeListQuerySerializer], responses={200: EngineListSerializer})
     def list(self, request):
         """Volumes of every host the user may view, with the containers that mount each."""
         query = _valid(VolumeListQuerySerializer, request.query_params)
@@ -178,7 +187,7 @@ class VolumeViewSet(_EngineObjectViewSet):
 class NetworkViewSet(_EngineObjectViewSet):
     lookup_value_regex = SHORT_ID_KEY
 
-    @extend_schema(parameters=[ListQuerySerializer], responses={200: EngineListSerializer})
+    @extend_schema(operation_id="networks_list", parameters=[ListQuerySerializer], responses={200: EngineListSerializer})
     def list(self, request):
         """Networks of every host the user may view, with their containers (address, aliases)."""
         query = _valid(ListQuerySerializer, request.query_params)

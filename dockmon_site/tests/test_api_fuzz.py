@@ -345,7 +345,8 @@ def test_every_operation_answers_without_server_errors_and_nothing_leaves_loopba
     assert not run.conformance, f"{len(run.conformance)} answers unlike the schema:\n" + "\n".join(
         f"{method} {path} {status}: {text}" for (method, path, status), text in sorted(run.conformance.items()))
     assert not run.slow, "\n".join(run.slow[:10])
-    schema_ops = {operation.label for operation in _operations(schema)}
+    # Every operation but the engine-object writes left out above (each has its own tests).
+    schema_ops = {operation.label for operation in _operations(schema) if not NOT_FUZZED.search(operation.label)}
     assert len(schema_ops) >= 100 and schema_ops <= operations, schema_ops - operations
     for actor in ("admin", "granted"):
         assert all(run.calls[(actor, label)] >= 3 for label in schema_ops), [
