@@ -346,7 +346,7 @@ def test_a_container_removed_or_changed_outside_dockmon_shows_the_stack_drifted(
     assert detail["status"] == "running" and detail["drift"] == []
 
 
-def test_the_trash_keeps_deleted_stacks_files_for_a_week(settings, tmp_path):
+def test_the_trash_keeps_deleted_stacks_files_for_a_week(settings, tmp_path, unique):
     import os
     import time
 
@@ -355,11 +355,17 @@ def test_the_trash_keeps_deleted_stacks_files_for_a_week(settings, tmp_path):
 
     trash = compose.trash_dir()
     trash.mkdir(parents=True, exist_ok=True)
-    old, recent = trash / "old-stack", trash / "recent-stack"
+    # Names of this run's own: the data dir (and its trash) outlives a test run.
+    old, recent = trash / f"old-stack-{unique}", trash / f"recent-stack-{unique}"
     for folder in (old, recent):
         folder.mkdir()
         (folder / "compose.yaml").write_text("services: {}\n")
     eight_days_ago = time.time() - 8 * 24 * 3600
     os.utime(old, (eight_days_ago, eight_days_ago))
-    assert prune_trash() == 1
-    assert not old.exists() and (recent / "compose.yaml").exists()
+    try:
+        assert prune_trash() == 1
+        assert not old.exists() and (recent / "compose.yaml").exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(recent, ignore_errors=True)
