@@ -92,6 +92,8 @@ def test_images_and_networks_pages_list_live_objects_and_show_who_uses_them(brow
         page.click("#filters button[type=submit]")
         row = page.locator(f'tr[data-id="{host.pk}:{image_id.removeprefix("sha256:")[:12]}"]')
         row.wait_for()
+        # The unfiltered list is on the page before the search answers: wait for it to narrow.
+        page.wait_for_function("() => document.querySelectorAll('#objects tbody tr').length <= 1", timeout=15000)
         assert ref in row.inner_text() and user in row.inner_text()
         assert page.locator("#objects tbody tr").count() == 1  # the search narrowed the list
         page.screenshot(path=str(SCREENSHOTS / "images-page.png"), full_page=True)
